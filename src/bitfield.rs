@@ -1,0 +1,1 @@
+//! Piece bitfields (placeholder, being written).

@@ -1,0 +1,4 @@
+//! The `shoal` binary: parse arguments, run, map the outcome to an exit code.
+fn main() -> std::process::ExitCode {
+    shoal::cli::main()
+}

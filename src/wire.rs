@@ -1,0 +1,1 @@
+//! Peer wire messages (placeholder, being written).
