@@ -1,10 +1,17 @@
 //! shoal: a synchronous BitTorrent client.
 //!
-//! Pure protocol code (no sockets, no files): [`bencode`], [`metainfo`],
-//! [`geometry`], [`wire`], [`bitfield`], [`tracker`].
+//! Pure protocol code, with no socket or file in it: [`bencode`],
+//! [`metainfo`], [`geometry`], [`wire`], [`bitfield`], [`tracker`].
+//! Presentation: [`cli`], [`info`], [`json`], [`units`], [`hex`].
 #![deny(unsafe_code)]
 
 pub mod bencode;
 pub mod bitfield;
 pub mod cli;
+pub mod geometry;
+pub mod hex;
+pub mod info;
+pub mod json;
+pub mod metainfo;
+pub mod units;
 pub mod wire;
