@@ -13,5 +13,6 @@ pub mod hex;
 pub mod info;
 pub mod json;
 pub mod metainfo;
+pub mod tracker;
 pub mod units;
 pub mod wire;
