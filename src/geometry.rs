@@ -84,7 +84,8 @@ pub enum GeometryError {
     Empty,
     /// More pieces than a `u32` counts (the wire protocol's limit).
     TooManyPieces(u64),
-    /// The file lengths add up past `u64::MAX`.
+    /// The file lengths add up past `i64::MAX` (the largest file offset
+    /// the OS can address).
     LengthOverflow,
 }
 
@@ -96,7 +97,7 @@ impl std::fmt::Display for GeometryError {
             GeometryError::TooManyPieces(n) => {
                 write!(f, "{n} pieces is more than the protocol can number")
             }
-            GeometryError::LengthOverflow => write!(f, "total length overflows 64 bits"),
+            GeometryError::LengthOverflow => write!(f, "total length is over 2^63-1 bytes"),
         }
     }
 }
@@ -120,6 +121,7 @@ impl Geometry {
             });
             offset = offset
                 .checked_add(len)
+                .filter(|&end| end <= i64::MAX as u64)
                 .ok_or(GeometryError::LengthOverflow)?;
         }
         if offset == 0 {
@@ -307,7 +309,7 @@ mod tests {
         );
         assert_eq!(Geometry::new(16, [(0, false)]), Err(GeometryError::Empty));
         assert_eq!(
-            Geometry::new(16, [(u64::MAX, false), (1, false)]),
+            Geometry::new(16, [(1 << 62, false), (1 << 62, false)]),
             Err(GeometryError::LengthOverflow)
         );
         assert_eq!(

@@ -121,25 +121,25 @@ impl Metainfo {
 }
 
 fn parse_info(info: &Value) -> Result<Metainfo, Error> {
-    let name = bytes(required(info, "name")?, "info.name")?.to_vec();
+    let name = bytes(required(info, "info.name")?, "info.name")?.to_vec();
     check_component(&name).map_err(|reason| Error::UnsafePath {
         path: String::from_utf8_lossy(&name).into_owned(),
         reason,
     })?;
 
-    let piece_length = int(required(info, "piece length")?, "info.piece length")?;
+    let piece_length = int(required(info, "info.piece length")?, "info.piece length")?;
     if !(1..=MAX_PIECE_LEN).contains(&piece_length) {
         return Err(Error::BadPieceLength(piece_length));
     }
 
-    let hashes = bytes(required(info, "pieces")?, "info.pieces")?;
+    let hashes = bytes(required(info, "info.pieces")?, "info.pieces")?;
     if hashes.len() % 20 != 0 {
         return Err(Error::PiecesNotMultipleOf20(hashes.len()));
     }
 
     let files = match (info.get("length"), info.get("files")) {
         (Some(_), Some(_)) => return Err(Error::BothLengthAndFiles),
-        (None, None) => return Err(Error::Missing("info.length or info.files")),
+        (None, None) => return Err(Error::NeitherLengthNorFiles),
         (Some(len), None) => vec![FileInfo {
             path: Vec::new(),
             length: length(len, "info.length")?,
@@ -192,8 +192,11 @@ fn file_list(list: &Value) -> Result<Vec<FileInfo>, Error> {
         if entry.as_dict().is_none() {
             return Err(wrong_type("info.files[]", "dictionary", entry));
         }
-        let length = length(required(entry, "length")?, "info.files[].length")?;
-        let parts = required(entry, "path")?;
+        let length = length(
+            required(entry, "info.files[].length")?,
+            "info.files[].length",
+        )?;
+        let parts = required(entry, "info.files[].path")?;
         let parts = parts
             .as_list()
             .ok_or_else(|| wrong_type("info.files[].path", "list", parts))?;
@@ -289,8 +292,11 @@ fn web_seeds(root: &Value) -> Result<Vec<String>, Error> {
     }
 }
 
-fn required<'v, 'a>(dict: &'v Value<'a>, key: &'static str) -> Result<&'v Value<'a>, Error> {
-    dict.get(key).ok_or(Error::Missing(key))
+/// The value at `path`'s last component (`info.piece length` looks up
+/// `piece length`); a missing key is reported by its whole path.
+fn required<'v, 'a>(dict: &'v Value<'a>, path: &'static str) -> Result<&'v Value<'a>, Error> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    dict.get(key).ok_or(Error::Missing(path))
 }
 
 fn wrong_type(key: &'static str, expected: &'static str, found: &Value) -> Error {
@@ -353,6 +359,8 @@ pub enum Error {
     NegativeLength(i64),
     /// Both `length` and `files` in the info dictionary.
     BothLengthAndFiles,
+    /// Neither `length` nor `files` in the info dictionary.
+    NeitherLengthNorFiles,
     /// `files` is an empty list.
     EmptyFileList,
     /// A path that could escape the download directory.
@@ -387,6 +395,9 @@ impl fmt::Display for Error {
             Error::NegativeLength(n) => write!(f, "file length {n} is negative"),
             Error::BothLengthAndFiles => {
                 write!(f, "info has both 'length' and 'files'")
+            }
+            Error::NeitherLengthNorFiles => {
+                write!(f, "info has neither 'length' nor 'files'")
             }
             Error::EmptyFileList => write!(f, "'info.files' is empty"),
             Error::UnsafePath { path, reason } => {
@@ -546,7 +557,7 @@ mod tests {
                     file(i64::MAX, &[b"b"]),
                     file(2, &[b"c"]),
                 ])),
-                "total length overflows 64 bits".into(),
+                "total length is over 2^63-1 bytes".into(),
             ),
             (
                 torrent(multi(vec![file(3, &[b"a"]), file(3, &[b"a"])])),

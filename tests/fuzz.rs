@@ -1,0 +1,134 @@
+//! Property test: random bytes, and random mutations of real torrents and
+//! real protocol messages, never panic any parser. Bounded in count and
+//! seeded, so a failure reproduces.
+
+use shoal::bencode;
+use shoal::bitfield::Bitfield;
+use shoal::metainfo::{InfoHash, Metainfo};
+use shoal::tracker;
+use shoal::wire::{self, Handshake};
+
+/// xorshift64*: small, deterministic, good enough to explore inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let len = self.below(max + 1);
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// One random edit: flip, overwrite with a bencode-significant byte,
+/// insert, delete, truncate, or duplicate a span.
+fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+    const INTERESTING: &[u8] = b"ilde0123456789:-";
+    let mut v = input.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(v.len());
+        match rng.below(6) {
+            0 if !v.is_empty() => v[at] ^= 1 << rng.below(8),
+            1 if !v.is_empty() => v[at] = INTERESTING[rng.below(INTERESTING.len())],
+            2 => v.insert(at.min(v.len()), INTERESTING[rng.below(INTERESTING.len())]),
+            3 if !v.is_empty() => {
+                v.remove(at);
+            }
+            4 => v.truncate(at),
+            _ if !v.is_empty() => {
+                let end = (at + 1 + rng.below(32)).min(v.len());
+                let span = v[at..end].to_vec();
+                v.splice(at..at, span);
+            }
+            _ => {}
+        }
+    }
+    v
+}
+
+fn all_parsers(input: &[u8]) {
+    let _ = bencode::decode(input);
+    let _ = bencode::decode_prefix(input);
+    let _ = Metainfo::from_bytes(input);
+    let _ = tracker::parse_response(input);
+    let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
+    let _ = Handshake::decode(input);
+    let mut rest = input;
+    while let Ok(wire::Decoded::Message(_, used)) = wire::decode(rest) {
+        rest = &rest[used..];
+    }
+    for pieces in [0, 1, 7, 8, 9, (input.len() * 8) as u32] {
+        let _ = Bitfield::from_bytes(input, pieces);
+    }
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "torrent"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert!(seeds.len() > 30, "fixtures found");
+    let mut frames = Vec::new();
+    for m in [
+        wire::Message::Have(7),
+        wire::Message::Request {
+            index: 1,
+            begin: 16384,
+            length: 16384,
+        },
+        wire::Message::Piece {
+            index: 1,
+            begin: 0,
+            data: &[9; 40],
+        },
+        wire::Message::Bitfield(&[0xff, 0x80]),
+        wire::Message::Extended {
+            id: 0,
+            payload: b"d1:md11:ut_metadatai1eee",
+        },
+    ] {
+        m.encode(&mut frames);
+    }
+    seeds.push(frames);
+    seeds.push(Handshake::new([1; 20], [2; 20], [0; 8]).encode().to_vec());
+    seeds.push(b"d8:intervali1800e5:peers12:\x7f\0\0\x01\x1a\xe1\x7f\0\0\x01\x1a\xe2e".to_vec());
+    seeds
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = Rng(0x5eed_0001);
+    for _ in 0..20_000 {
+        all_parsers(&rng.bytes(300));
+    }
+}
+
+#[test]
+fn mutated_real_inputs_never_panic() {
+    let mut rng = Rng(0x5eed_0002);
+    let seeds = seeds();
+    for seed in &seeds {
+        for _ in 0..5_000 {
+            all_parsers(&mutate(&mut rng, seed));
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    for open in [b'l', b'd'] {
+        let deep = vec![open; 1_000_000];
+        assert!(bencode::decode(&deep).is_err());
+        assert!(Metainfo::from_bytes(&deep).is_err());
+    }
+}
