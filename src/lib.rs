@@ -4,7 +4,10 @@
 //! [`metainfo`], [`geometry`], [`wire`], [`bitfield`], [`tracker`].
 //! Presentation: [`cli`], [`info`], [`json`], [`units`], [`hex`].
 #![deny(unsafe_code)]
+// `unsafe` is allowed only in `storage` (memory maps) and `sys` (libc calls),
+// each block with a SAFETY comment.
 
+pub mod announce;
 pub mod bencode;
 pub mod bitfield;
 pub mod cli;
@@ -14,5 +17,7 @@ pub mod info;
 pub mod json;
 pub mod metainfo;
 pub mod tracker;
+pub mod storage;
+pub mod sys;
 pub mod units;
 pub mod wire;
