@@ -18,6 +18,7 @@
 
 use crate::bitfield::Bitfield;
 use crate::geometry::{Block, Geometry, PieceIndex};
+use crate::random::Rng;
 use std::collections::HashMap;
 
 /// In endgame, at most this many peers are asked for the same block.
@@ -61,7 +62,7 @@ pub struct Picker {
     open_blocks: u64,
     /// Pieces neither verified nor active.
     untouched: u32,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Picker {
@@ -75,7 +76,7 @@ impl Picker {
             active: HashMap::new(),
             open_blocks: 0,
             untouched,
-            rng: seed | 1,
+            rng: Rng::new(seed),
         }
     }
 
@@ -244,7 +245,7 @@ impl Picker {
             return None;
         }
         let n = self.geometry.num_pieces();
-        let start = (self.next_random() % u64::from(n)) as u32;
+        let start = self.rng.below(n as usize) as u32;
         let mut best: Option<(u32, u32)> = None;
         for k in 0..n {
             let p = (start + k) % n;
@@ -264,13 +265,6 @@ impl Picker {
             }
         }
         best.and_then(|(p, _)| self.geometry.piece(p))
-    }
-
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 
     /// A request we made will not be answered (peer gone, choked us,

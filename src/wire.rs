@@ -55,7 +55,9 @@ const NOT_INTERESTED: u8 = 3;
 const HAVE: u8 = 4;
 const BITFIELD: u8 = 5;
 const REQUEST: u8 = 6;
-const PIECE: u8 = 7;
+/// The `piece` message id: a blocking reader reads its 8-byte header and
+/// the block straight into the block's own buffer.
+pub const PIECE: u8 = 7;
 const CANCEL: u8 = 8;
 const PORT: u8 = 9;
 const SUGGEST: u8 = 0x0D;

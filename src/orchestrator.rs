@@ -1,0 +1,834 @@
+//! The orchestrator: one thread that owns a torrent's state and makes every
+//! decision.
+//!
+//! Owns: the peer table and known addresses (connect, back off, ban), the
+//! [`Picker`], the [`Storage`] (writes, SHA-1 verification, release), the
+//! request pipeline of each peer (depth from measured rate and round trip),
+//! interest, endgame cancels, stall detection, progress and transfer
+//! counters, and shutdown. Does not own: sockets (peer workers), tracker
+//! HTTP (the announce thread) or protocol encoding.
+//!
+//! It never blocks on a peer: commands go through bounded per-peer queues
+//! with `try_send`, and a peer whose queue is full is dropped.
+
+use crate::announce::{self, Counters, Report};
+use crate::bitfield::Bitfield;
+use crate::geometry::{Block, PieceIndex, BLOCK_LEN};
+use crate::json::{self, Object};
+use crate::metainfo::Metainfo;
+use crate::peer::{self, Command, Event, Settings};
+use crate::picker::{PeerKey, Picker, Received};
+use crate::progress::{Progress, Snapshot};
+use crate::storage::Storage;
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
+use std::collections::{HashMap, HashSet};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The directory that receives the torrent's file or folder.
+    pub out_dir: PathBuf,
+    /// Peers to connect to without a tracker.
+    pub peers: Vec<SocketAddr>,
+    /// Connected (or connecting) peers at most.
+    pub max_peers: usize,
+    /// The port we announce.
+    pub port: u16,
+    /// Give up (exit 1) if not complete by then.
+    pub timeout: Option<Duration>,
+    /// A peer with requests outstanding that sends no block for this long
+    /// is dropped (and retried later).
+    pub peer_timeout: Duration,
+    /// Tracker retry and interval floors (tests shorten them).
+    pub announce_retry: Duration,
+    pub announce_min_interval: Duration,
+}
+
+impl Options {
+    pub fn new(out_dir: PathBuf) -> Options {
+        Options {
+            out_dir,
+            peers: Vec::new(),
+            max_peers: 50,
+            port: 6881,
+            timeout: None,
+            peer_timeout: Duration::from_secs(20),
+            announce_retry: Duration::from_secs(15),
+            announce_min_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// All pieces verified on disk.
+    pub complete: bool,
+    /// Payload bytes received from peers (including discarded ones).
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub elapsed: Duration,
+    /// Set when the run stopped before completion: why.
+    pub stopped: Option<String>,
+}
+
+/// Connection attempts in flight at most: more would only queue in the
+/// kernel and delay the attempts that matter.
+const MAX_CONNECTING: usize = 8;
+/// Per-peer command queue. Larger than the deepest pipeline plus a burst
+/// of `have`s; a peer that lets it fill is not reading and is dropped.
+const COMMAND_QUEUE: usize = 4096;
+/// Peer events in flight at most (each may carry a 16 KiB block): bounds
+/// the memory between the sockets and the disk; readers wait when it is
+/// full, and TCP flow control slows the senders.
+const EVENT_QUEUE: usize = 256;
+/// Request pipeline bounds, in blocks. The floor keeps a new peer busy
+/// before its rate is known; the cap keeps within what common clients
+/// queue (libtorrent's default `max_allowed_in_request_queue` is larger).
+const MIN_DEPTH: usize = 8;
+const MAX_DEPTH: usize = 256;
+/// Extra bytes in flight beyond rate × RTT, so that the pipe grows.
+const HEADROOM: f64 = 512.0 * 1024.0;
+/// A peer that sent this many pieces that failed the hash is banned.
+const MAX_STRIKES: u32 = 3;
+/// The orchestrator's clock: rates, progress, timeouts.
+const TICK: Duration = Duration::from_millis(250);
+
+struct Peer {
+    addr: SocketAddr,
+    commands: Sender<Command>,
+    /// Set once the handshake is done.
+    socket: Option<TcpStream>,
+    pieces: Bitfield,
+    am_interested: bool,
+    peer_choking: bool,
+    /// Requests in flight, with when they were sent.
+    outstanding: HashMap<Block, Instant>,
+    /// Requests we cancelled or that a choke voided: a late copy may still
+    /// arrive and is not a protocol error.
+    late: HashSet<Block>,
+    depth: usize,
+    /// Bytes of block data received since the last tick, and the rate.
+    window_bytes: u64,
+    rate: f64,
+    /// Shortest request→block time seen (current and previous window), the
+    /// round trip without queueing.
+    min_rtt: Option<Duration>,
+    last_data: Instant,
+    downloaded: u64,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, commands: Sender<Command>, num_pieces: u32) -> Peer {
+        Peer {
+            addr,
+            commands,
+            socket: None,
+            pieces: Bitfield::new(num_pieces),
+            am_interested: false,
+            peer_choking: true,
+            outstanding: HashMap::new(),
+            late: HashSet::new(),
+            depth: MIN_DEPTH,
+            window_bytes: 0,
+            rate: 0.0,
+            min_rtt: None,
+            last_data: Instant::now(),
+            downloaded: 0,
+        }
+    }
+
+    /// Bytes in flight ≈ 2 × rate × RTT + headroom, in blocks, clamped.
+    fn update_depth(&mut self) {
+        let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
+        let bytes = 2.0 * self.rate * rtt + HEADROOM;
+        self.depth = ((bytes / f64::from(BLOCK_LEN)).ceil() as usize).clamp(MIN_DEPTH, MAX_DEPTH);
+    }
+}
+
+/// What we know of an address.
+struct Known {
+    /// The peer now using this address, if any.
+    active: Option<PeerKey>,
+    /// Consecutive connections that ended without data: sets the backoff.
+    failures: u32,
+    /// Pieces from this address that failed the hash check.
+    strikes: u32,
+    retry_at: Instant,
+    banned: bool,
+}
+
+/// Runs a download until complete (or timed out, or interrupted).
+pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Result<Summary, String> {
+    let start = Instant::now();
+    let existed = existing_files(&meta, &opts.out_dir);
+    let storage = Storage::create(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
+    let have = if existed {
+        let reader = storage.reader();
+        crate::storage::verify(&reader, crate::storage::available_parallelism(), &|_| {})
+    } else {
+        Bitfield::new(meta.geometry.num_pieces())
+    };
+    progress.note(
+        || {
+            Object::new()
+                .str("event", "checked")
+                .num("have", have.count())
+                .num("pieces", have.len())
+                .finish()
+        },
+        &format!(
+            "{}: {} of {} pieces already on disk",
+            meta.display_name(),
+            have.count(),
+            have.len()
+        ),
+    );
+    let mut o = Orchestrator::new(meta, opts, storage, have, progress);
+    let result = o.run();
+    o.shutdown();
+    let summary = Summary {
+        complete: o.picker.is_complete(),
+        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
+        uploaded: o.counters.uploaded.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        stopped: result.err(),
+    };
+    Ok(summary)
+}
+
+/// Whether any of the torrent's files is already on disk with data (if
+/// none is, there is nothing to check).
+fn existing_files(meta: &Metainfo, root: &std::path::Path) -> bool {
+    crate::storage::file_paths(meta, root)
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
+struct Orchestrator<'p> {
+    meta: Arc<Metainfo>,
+    opts: Options,
+    storage: Storage,
+    picker: Picker,
+    settings: Settings,
+    peers: HashMap<PeerKey, Peer>,
+    known: HashMap<SocketAddr, Known>,
+    next_key: PeerKey,
+    events_tx: Sender<Event>,
+    events: Receiver<Event>,
+    reports: Receiver<Report>,
+    announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    counters: Arc<Counters>,
+    progress: &'p mut Progress,
+    started: Instant,
+    /// Verified bytes, for progress.
+    verified_bytes: u64,
+    rate: f64,
+    window_bytes: u64,
+    last_tick: Instant,
+    rtt_window_start: Instant,
+}
+
+impl<'p> Orchestrator<'p> {
+    fn new(
+        meta: Arc<Metainfo>,
+        opts: Options,
+        storage: Storage,
+        have: Bitfield,
+        progress: &'p mut Progress,
+    ) -> Orchestrator<'p> {
+        let geometry = meta.geometry.clone();
+        let verified_bytes = geometry
+            .pieces()
+            .filter(|p| have.get(p.get()))
+            .map(|p| u64::from(geometry.piece_size(p)))
+            .sum();
+        let picker = Picker::new(geometry.clone(), have, crate::random::seed());
+        let counters = Arc::new(Counters::default());
+        counters.left.store(picker.left(), Ordering::Relaxed);
+        let settings = Settings {
+            info_hash: meta.info_hash,
+            peer_id: crate::random::peer_id(),
+            num_pieces: geometry.num_pieces(),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(180),
+            keepalive: Duration::from_secs(120),
+            storage: Some(storage.reader()),
+        };
+        let (events_tx, events) = bounded(EVENT_QUEUE);
+        let (reports_tx, reports) = unbounded();
+        let now = Instant::now();
+        let mut o = Orchestrator {
+            meta,
+            storage,
+            picker,
+            settings,
+            peers: HashMap::new(),
+            known: HashMap::new(),
+            next_key: 0,
+            events_tx,
+            events,
+            reports,
+            announce: None,
+            counters,
+            progress,
+            started: now,
+            verified_bytes,
+            rate: 0.0,
+            window_bytes: 0,
+            last_tick: now,
+            rtt_window_start: now,
+            opts,
+        };
+        for addr in o.opts.peers.clone() {
+            o.learn(addr);
+        }
+        if !o.picker.is_complete() && !o.meta.trackers.is_empty() {
+            o.start_announce(reports_tx);
+        }
+        o
+    }
+
+    fn start_announce(&mut self, reports: Sender<Report>) {
+        let (tx, rx) = unbounded();
+        let config = announce::Config {
+            tiers: self.meta.trackers.clone(),
+            info_hash: self.meta.info_hash,
+            peer_id: self.settings.peer_id,
+            port: self.opts.port,
+            numwant: 50,
+            request_timeout: Duration::from_secs(15),
+            retry_base: self.opts.announce_retry,
+            min_interval: self.opts.announce_min_interval,
+        };
+        let handle = announce::spawn(
+            config,
+            self.counters.clone(),
+            rx,
+            Box::new(move |r| {
+                let _ = reports.send(r);
+            }),
+        );
+        self.announce = Some((tx, handle));
+    }
+
+    /// The main loop. `Err` says why it stopped before completion.
+    fn run(&mut self) -> Result<(), String> {
+        let deadline = self.opts.timeout.map(|t| self.started + t);
+        loop {
+            if self.picker.is_complete() {
+                return Ok(());
+            }
+            if crate::sys::stop_requested() {
+                return Err("interrupted".into());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(format!(
+                    "timed out after {} with {} of {} pieces ({})",
+                    crate::units::format_duration(self.opts.timeout.unwrap_or_default()),
+                    self.picker.have().count(),
+                    self.picker.have().len(),
+                    if self.peers.values().any(|p| p.socket.is_some()) {
+                        "peers connected"
+                    } else {
+                        "no peer reachable"
+                    }
+                ));
+            }
+            self.connect_more();
+            let wait = TICK.saturating_sub(self.last_tick.elapsed());
+            select! {
+                recv(self.events) -> e => {
+                    if let Ok(e) = e {
+                        self.on_event(e)?;
+                    }
+                }
+                recv(self.reports) -> r => {
+                    if let Ok(r) = r {
+                        self.on_report(r);
+                    }
+                }
+                default(wait) => {}
+            }
+            if self.last_tick.elapsed() >= TICK {
+                self.tick();
+            }
+        }
+    }
+
+    fn learn(&mut self, addr: SocketAddr) {
+        self.known.entry(addr).or_insert(Known {
+            active: None,
+            failures: 0,
+            strikes: 0,
+            retry_at: Instant::now(),
+            banned: false,
+        });
+    }
+
+    fn connect_more(&mut self) {
+        if self.picker.is_complete() {
+            return;
+        }
+        let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
+        let mut room = self
+            .opts
+            .max_peers
+            .saturating_sub(self.peers.len())
+            .min(MAX_CONNECTING.saturating_sub(connecting));
+        if room == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let ready: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(_, k)| k.active.is_none() && !k.banned && k.retry_at <= now)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in ready {
+            if room == 0 {
+                break;
+            }
+            room -= 1;
+            self.spawn_peer(addr);
+        }
+    }
+
+    fn spawn_peer(&mut self, addr: SocketAddr) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = bounded(COMMAND_QUEUE);
+        let settings = self.settings.clone();
+        let events = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("peer-{key}"))
+            .spawn(move || peer::run_outbound(key, addr, settings, rx, events));
+        if let Err(e) = spawned {
+            log::warn!("cannot start a peer thread: {e}");
+            return;
+        }
+        self.peers
+            .insert(key, Peer::new(addr, tx, self.meta.geometry.num_pieces()));
+        if let Some(k) = self.known.get_mut(&addr) {
+            k.active = Some(key);
+        }
+    }
+
+    fn on_report(&mut self, r: Report) {
+        match r {
+            Report::Peers { tracker, peers } => {
+                log::info!("{tracker}: {} peers", peers.len());
+                for p in peers {
+                    self.learn(p);
+                }
+            }
+            Report::Warning { tracker, message } => self.progress.note(
+                || tracker_json("tracker_warning", &tracker, &message),
+                &format!("tracker warning: {tracker}: {message}"),
+            ),
+            Report::Error { tracker, message } => self.progress.note(
+                || tracker_json("tracker_error", &tracker, &message),
+                &format!("tracker error: {message}"),
+            ),
+        }
+    }
+
+    fn on_event(&mut self, e: Event) -> Result<(), String> {
+        match e {
+            Event::Connected { peer, socket, .. } => {
+                let have = self.picker.have().count() > 0;
+                let bitfield = self.picker.have().as_bytes().to_vec();
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.socket = Some(socket);
+                    p.last_data = Instant::now();
+                    if have {
+                        self.send(peer, Command::Bitfield(bitfield));
+                    }
+                } else {
+                    let _ = socket.shutdown(Shutdown::Both);
+                }
+            }
+            Event::Bitfield(peer, bits) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    self.picker.add_peer(&bits);
+                    p.pieces = bits;
+                    self.update_interest(peer);
+                }
+            }
+            Event::Have(peer, index) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if !p.pieces.get(index) {
+                        p.pieces.set(index);
+                        if let Some(piece) = self.meta.geometry.piece(index) {
+                            self.picker.peer_has(piece);
+                        }
+                        self.update_interest(peer);
+                    }
+                }
+            }
+            Event::Choke(peer) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_choking = true;
+                    // BEP 3: a choke discards our pending requests.
+                    let voided: Vec<Block> = p.outstanding.drain().map(|(b, _)| b).collect();
+                    for b in &voided {
+                        self.picker.abandon(b);
+                    }
+                    p.late.extend(voided);
+                    self.fill_all();
+                }
+            }
+            Event::Unchoke(peer) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_choking = false;
+                    p.last_data = Instant::now();
+                    self.fill(peer);
+                }
+            }
+            Event::Interested(_) | Event::NotInterested(_) => {}
+            // We do not upload yet: requests to a choked peer are ignored,
+            // as BEP 3 expects.
+            Event::Request(..) | Event::Cancel(..) => {}
+            Event::Block {
+                peer,
+                piece,
+                begin,
+                data,
+            } => self.on_block(peer, piece, begin, data)?,
+            Event::Uploaded(_, n) => {
+                self.counters
+                    .uploaded
+                    .fetch_add(u64::from(n), Ordering::Relaxed);
+            }
+            Event::Closed { peer, reason } => self.on_closed(peer, &reason),
+        }
+        Ok(())
+    }
+
+    fn on_block(
+        &mut self,
+        peer: PeerKey,
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(()); // already dropped
+        };
+        let block = self.meta.geometry.piece(index).map(|piece| Block {
+            piece,
+            begin,
+            len: data.len() as u32,
+        });
+        let Some(block) = block.filter(|b| p.outstanding.contains_key(b) || p.late.contains(b))
+        else {
+            let reason = format!(
+                "sent a block we did not request (piece {index}, offset {begin}, {} bytes)",
+                data.len()
+            );
+            self.drop_peer(peer, &reason, false);
+            return Ok(());
+        };
+        let now = Instant::now();
+        if let Some(sent) = p.outstanding.remove(&block) {
+            let rtt = now - sent;
+            p.min_rtt = Some(p.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        } else {
+            p.late.remove(&block);
+        }
+        let n = data.len() as u64;
+        p.window_bytes += n;
+        p.downloaded += n;
+        p.last_data = now;
+        self.window_bytes += n;
+        self.counters.downloaded.fetch_add(n, Ordering::Relaxed);
+
+        if let Received::Fresh { complete } = self.picker.received(&block, peer) {
+            self.storage
+                .write(block.piece, block.begin, &data)
+                .map_err(|e| e.to_string())?;
+            self.cancel_elsewhere(peer, &block);
+            if complete {
+                self.finish_piece(block.piece)?;
+            }
+        }
+        self.fill(peer);
+        Ok(())
+    }
+
+    /// Endgame: others asked for the same block; tell them not to bother.
+    fn cancel_elsewhere(&mut self, from: PeerKey, block: &Block) {
+        let holders: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| **k != from && p.outstanding.contains_key(block))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in holders {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.outstanding.remove(block);
+                p.late.insert(*block);
+            }
+            self.picker.abandon(block);
+            self.send(k, Command::Cancel(*block));
+        }
+    }
+
+    fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), String> {
+        let hash = self.storage.hash_piece(piece).map_err(|e| e.to_string())?;
+        self.storage.release(piece).map_err(|e| e.to_string())?;
+        if hash == self.meta.piece_hash(piece) {
+            self.picker.verified(piece);
+            let size = u64::from(self.meta.geometry.piece_size(piece));
+            self.verified_bytes += size;
+            self.counters.left.fetch_sub(size, Ordering::Relaxed);
+            let tell: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.socket.is_some() && !p.pieces.get(piece.get()))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in tell {
+                self.send(k, Command::Have(piece.get()));
+            }
+            let done: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for k in done {
+                self.update_interest(k);
+            }
+            return Ok(());
+        }
+        let blamed = self.picker.failed(piece);
+        let addrs: Vec<String> = blamed
+            .iter()
+            .filter_map(|k| self.peers.get(k).map(|p| p.addr.to_string()))
+            .collect();
+        self.progress.note(
+            || {
+                Object::new()
+                    .str("event", "piece_failed")
+                    .num("piece", piece)
+                    .raw("peers", &json::array(addrs.iter().map(|a| json::string(a))))
+                    .finish()
+            },
+            &format!(
+                "piece {piece} failed its hash check (from {})",
+                addrs.join(", ")
+            ),
+        );
+        for k in blamed {
+            let Some(addr) = self.peers.get(&k).map(|p| p.addr) else {
+                continue;
+            };
+            let strikes = self.known.get_mut(&addr).map_or(0, |kn| {
+                kn.strikes += 1;
+                kn.strikes
+            });
+            if strikes >= MAX_STRIKES {
+                self.progress.note(
+                    || {
+                        Object::new()
+                            .str("event", "peer_banned")
+                            .str("peer", &addr.to_string())
+                            .finish()
+                    },
+                    &format!("banned {addr}: {strikes} pieces failed the hash check"),
+                );
+                self.drop_peer(k, "sent corrupt data", true);
+            }
+        }
+        self.fill_all();
+        Ok(())
+    }
+
+    fn on_closed(&mut self, peer: PeerKey, reason: &str) {
+        log::debug!("peer {peer} closed: {reason}");
+        let ban = reason.starts_with("handshake for another torrent")
+            || reason == "connected to ourselves";
+        self.forget(peer, reason, ban);
+    }
+
+    /// Drops a connected peer now (its threads end once the socket is shut).
+    fn drop_peer(&mut self, peer: PeerKey, reason: &str, ban: bool) {
+        log::info!("dropping peer {peer}: {reason}");
+        self.forget(peer, reason, ban);
+    }
+
+    fn forget(&mut self, peer: PeerKey, reason: &str, ban: bool) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        if let Some(s) = &p.socket {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        self.picker.remove_peer(&p.pieces);
+        for b in p.outstanding.keys() {
+            self.picker.abandon(b);
+        }
+        if let Some(k) = self.known.get_mut(&p.addr) {
+            k.active = None;
+            k.banned |= ban;
+            // Back off 1 s, 2 s, 4 s … up to about 5 minutes; a peer that
+            // gave us data starts over.
+            k.failures = if p.downloaded > 0 { 0 } else { k.failures + 1 };
+            k.retry_at = Instant::now() + Duration::from_secs(1 << k.failures.min(8));
+        }
+        log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
+        self.fill_all();
+    }
+
+    fn update_interest(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let want = self.picker.wants_any(&p.pieces);
+        if want != p.am_interested {
+            p.am_interested = want;
+            let cmd = if want {
+                Command::Interested
+            } else {
+                Command::NotInterested
+            };
+            self.send(peer, cmd);
+        }
+        self.fill(peer);
+    }
+
+    /// Tops up a peer's request pipeline.
+    fn fill(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.peer_choking || !p.am_interested || p.socket.is_none() {
+            return;
+        }
+        let room = p.depth.saturating_sub(p.outstanding.len());
+        if room == 0 {
+            return;
+        }
+        let outstanding = &p.outstanding;
+        let blocks = self
+            .picker
+            .pick(&p.pieces, room, |b| outstanding.contains_key(b));
+        let now = Instant::now();
+        for b in &blocks {
+            p.outstanding.insert(*b, now);
+        }
+        for b in blocks {
+            if !self.send(peer, Command::Request(b)) {
+                break;
+            }
+        }
+    }
+
+    fn fill_all(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.fill(k);
+        }
+    }
+
+    /// Queues a command without blocking; a peer that cannot keep up is
+    /// dropped. Returns whether the peer is still there.
+    fn send(&mut self, peer: PeerKey, cmd: Command) -> bool {
+        let Some(p) = self.peers.get(&peer) else {
+            return false;
+        };
+        match p.commands.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.drop_peer(peer, "not reading its commands", false);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let dt = (now - self.last_tick).as_secs_f64().max(1e-3);
+        self.last_tick = now;
+        // Rates: an exponential average over about a second.
+        let alpha = (dt / 1.0).min(1.0);
+        self.rate += alpha * (self.window_bytes as f64 / dt - self.rate);
+        self.window_bytes = 0;
+        let new_rtt_window = now - self.rtt_window_start > Duration::from_secs(10);
+        if new_rtt_window {
+            self.rtt_window_start = now;
+        }
+        let mut stalled = Vec::new();
+        for (k, p) in &mut self.peers {
+            p.rate += alpha * (p.window_bytes as f64 / dt - p.rate);
+            p.window_bytes = 0;
+            p.update_depth();
+            if new_rtt_window {
+                p.min_rtt = None; // re-measure: routes and loads change
+            }
+            if !p.outstanding.is_empty() && now - p.last_data > self.opts.peer_timeout {
+                stalled.push(*k);
+            }
+        }
+        for k in stalled {
+            let secs = self.opts.peer_timeout.as_secs_f64();
+            self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
+        }
+        self.fill_all();
+        let snapshot = self.snapshot();
+        self.progress.update(&snapshot, false);
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            have: self.picker.have().count(),
+            pieces: self.picker.have().len(),
+            bytes: self.verified_bytes,
+            total: self.meta.geometry.total_len(),
+            down_rate: self.rate,
+            up_rate: 0.0,
+            uploaded: self.counters.uploaded.load(Ordering::Relaxed),
+            peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
+            known: self.known.values().filter(|k| !k.banned).count(),
+        }
+    }
+
+    /// Stops peers and the announce thread, and flushes the data.
+    fn shutdown(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.forget(k, "shutting down", false);
+        }
+        let snapshot = self.snapshot();
+        self.progress.update(&snapshot, true);
+        self.progress.clear();
+        if let Some((tx, handle)) = self.announce.take() {
+            if self.picker.is_complete() {
+                let _ = tx.send(announce::Command::Completed);
+            }
+            let _ = tx.send(announce::Command::Stop);
+            // The announce thread bounds its own `stopped` announce; wait a
+            // little longer than that, never forever.
+            let deadline = Instant::now() + Duration::from_secs(8);
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Err(e) = self.storage.sync() {
+            log::warn!("flushing data: {e}");
+        }
+    }
+}
+
+fn tracker_json(event: &str, tracker: &str, message: &str) -> String {
+    Object::new()
+        .str("event", event)
+        .str("tracker", tracker)
+        .str("message", message)
+        .finish()
+}

@@ -1,0 +1,416 @@
+//! Peer workers: the threads that own one peer's blocking `TcpStream`.
+//!
+//! Owns: connecting with a deadline, the handshake (and refusing a wrong
+//! info hash or a connection to ourselves), framing in both directions,
+//! per-message validation that needs no torrent state (frame caps, bitfield
+//! size, piece indices in range), keep-alives, and socket timeouts. Does not
+//! own: any decision. A worker reports what the peer said as [`Event`]s and
+//! does what the orchestrator sends as [`Command`]s; it never re-queues
+//! work.
+//!
+//! Each connected peer has two threads: the reader (which also connected
+//! and shook hands) and the writer. The orchestrator holds a clone of the
+//! socket and shuts it down to drop a peer at once; either thread failing
+//! shuts the socket down too, so both end and the reader reports
+//! [`Event::Closed`] exactly once.
+
+use crate::bitfield::Bitfield;
+use crate::geometry::Block;
+use crate::metainfo::InfoHash;
+use crate::picker::PeerKey;
+use crate::storage::Reader;
+use crate::wire::{self, Handshake, Message};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// Fixed settings shared by every worker of one torrent.
+#[derive(Clone)]
+pub struct Settings {
+    pub info_hash: InfoHash,
+    pub peer_id: [u8; 20],
+    pub num_pieces: u32,
+    /// TCP connect deadline: a peer that does not answer in this long is
+    /// unreachable for now.
+    pub connect_timeout: Duration,
+    /// A peer that sends nothing at all (not even a keep-alive) for this
+    /// long is gone. BEP 3 keep-alives come every ~2 minutes.
+    pub idle_timeout: Duration,
+    /// We send a keep-alive after this long without sending anything.
+    pub keepalive: Duration,
+    /// Data source for uploads.
+    pub storage: Option<Reader>,
+}
+
+/// How long the handshake may take once connected: a real peer answers in
+/// milliseconds; a slow one is not worth a slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer that does not read what we send for this long is dropped, so a
+/// blocked write never holds a thread for long.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read buffer: large enough that a 16 KiB block usually arrives in one
+/// read call alongside its neighbours.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Orchestrator → worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have(u32),
+    Bitfield(Vec<u8>),
+    Request(Block),
+    Cancel(Block),
+    /// Read this block from storage and send it.
+    Upload(Block),
+}
+
+/// Worker → orchestrator.
+#[derive(Debug)]
+pub enum Event {
+    /// Handshake done. `socket` lets the orchestrator shut the connection.
+    Connected {
+        peer: PeerKey,
+        id: [u8; 20],
+        socket: TcpStream,
+    },
+    Choke(PeerKey),
+    Unchoke(PeerKey),
+    Interested(PeerKey),
+    NotInterested(PeerKey),
+    Have(PeerKey, u32),
+    /// A validated bitfield (right length, spare bits clear).
+    Bitfield(PeerKey, Bitfield),
+    Request(PeerKey, u32, u32, u32),
+    Cancel(PeerKey, u32, u32, u32),
+    /// A block of data (not yet matched against our requests).
+    Block {
+        peer: PeerKey,
+        piece: u32,
+        begin: u32,
+        data: Vec<u8>,
+    },
+    /// Bytes of block data we sent (for upload accounting).
+    Uploaded(PeerKey, u32),
+    /// The connection is over; `reason` says why.
+    Closed {
+        peer: PeerKey,
+        reason: String,
+    },
+}
+
+/// Connects to `addr` and runs the peer until the connection ends.
+/// Blocks: call it on its own thread.
+pub fn run_outbound(
+    peer: PeerKey,
+    addr: SocketAddr,
+    settings: Settings,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+) {
+    let result = TcpStream::connect_timeout(&addr, settings.connect_timeout)
+        .map_err(|e| format!("connect: {}", crate::cli::io_reason(&e)))
+        .and_then(|stream| {
+            let id = handshake(&stream, &settings, true)?;
+            serve(peer, id, stream, &settings, commands, &events)
+        });
+    let reason = result.err().unwrap_or_else(|| "closed".into());
+    let _ = events.send(Event::Closed { peer, reason });
+}
+
+/// Runs an accepted connection (the remote already sent its handshake
+/// first, which [`handshake`] reads before answering).
+pub fn run_inbound(
+    peer: PeerKey,
+    stream: TcpStream,
+    settings: Settings,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+) {
+    let result = handshake(&stream, &settings, false)
+        .and_then(|id| serve(peer, id, stream, &settings, commands, &events));
+    let reason = result.err().unwrap_or_else(|| "closed".into());
+    let _ = events.send(Event::Closed { peer, reason });
+}
+
+/// Exchanges handshakes. Outbound sends first; inbound reads first so it
+/// never tells a stranger which torrent it serves before they name it.
+fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<[u8; 20], String> {
+    let ours = Handshake::new(s.info_hash.0, s.peer_id, [0; 8]).encode();
+    let mut stream = stream;
+    stream
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))
+        .map_err(|e| format!("socket: {e}"))?;
+    if outbound {
+        stream
+            .write_all(&ours)
+            .map_err(|e| io_error("handshake", &e))?;
+    }
+    let mut buf = [0u8; wire::HANDSHAKE_LEN];
+    stream
+        .read_exact(&mut buf)
+        .map_err(|e| io_error("handshake", &e))?;
+    let theirs = Handshake::decode(&buf)
+        .map_err(|e| e.to_string())?
+        .ok_or("short handshake")?;
+    if theirs.info_hash != s.info_hash.0 {
+        return Err(format!(
+            "handshake for another torrent ({})",
+            crate::hex::encode(&theirs.info_hash)
+        ));
+    }
+    if theirs.peer_id == s.peer_id {
+        return Err("connected to ourselves".into());
+    }
+    if !outbound {
+        stream
+            .write_all(&ours)
+            .map_err(|e| io_error("handshake", &e))?;
+    }
+    Ok(theirs.peer_id)
+}
+
+fn io_error(what: &str, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
+        io::ErrorKind::UnexpectedEof => format!("{what}: connection closed"),
+        _ => format!("{what}: {}", crate::cli::io_reason(e)),
+    }
+}
+
+/// After the handshake: start the writer, then read until the end.
+fn serve(
+    peer: PeerKey,
+    id: [u8; 20],
+    stream: TcpStream,
+    s: &Settings,
+    commands: Receiver<Command>,
+    events: &Sender<Event>,
+) -> Result<(), String> {
+    let setup = |stream: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(s.idle_timeout))?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        Ok((stream.try_clone()?, stream.try_clone()?))
+    };
+    let (writer_socket, handle) = setup(&stream).map_err(|e| format!("socket: {e}"))?;
+    events
+        .send(Event::Connected {
+            peer,
+            id,
+            socket: handle,
+        })
+        .map_err(|_| "shutting down")?;
+    let writer = {
+        let s = s.clone();
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name(format!("peer-{peer}-w"))
+            .spawn(move || write_loop(peer, writer_socket, &s, commands, &events))
+            .map_err(|e| format!("spawn writer: {e}"))?
+    };
+    let result = read_loop(peer, &stream, s.num_pieces, events);
+    let _ = stream.shutdown(Shutdown::Both);
+    let _ = writer.join();
+    result
+}
+
+fn read_loop(
+    peer: PeerKey,
+    stream: &TcpStream,
+    num_pieces: u32,
+    events: &Sender<Event>,
+) -> Result<(), String> {
+    let mut r = BufReader::with_capacity(READ_BUFFER, stream);
+    let mut payload = Vec::new();
+    let mut first = true;
+    loop {
+        let mut prefix = [0u8; 4];
+        r.read_exact(&mut prefix)
+            .map_err(|e| io_error("read", &e))?;
+        let len = wire::frame_len(prefix).map_err(|e| e.to_string())?;
+        if len == 0 {
+            continue; // keep-alive: the read itself reset the idle timer
+        }
+        let mut id = [0u8; 1];
+        r.read_exact(&mut id).map_err(|e| io_error("read", &e))?;
+        wire::check_frame(id[0], len).map_err(|e| e.to_string())?;
+        let event = if id[0] == wire::PIECE {
+            let mut header = [0u8; 8];
+            r.read_exact(&mut header)
+                .map_err(|e| io_error("read", &e))?;
+            let mut data = vec![0u8; len as usize - 9];
+            r.read_exact(&mut data).map_err(|e| io_error("read", &e))?;
+            Event::Block {
+                peer,
+                piece: u32::from_be_bytes(header[..4].try_into().expect("4 bytes")),
+                begin: u32::from_be_bytes(header[4..].try_into().expect("4 bytes")),
+                data,
+            }
+        } else {
+            payload.resize(len as usize - 1, 0);
+            r.read_exact(&mut payload)
+                .map_err(|e| io_error("read", &e))?;
+            let msg = wire::decode_payload(id[0], &payload).map_err(|e| e.to_string())?;
+            match to_event(peer, msg, num_pieces, first)? {
+                Some(e) => e,
+                None => {
+                    first = false;
+                    continue;
+                }
+            }
+        };
+        first = false;
+        events.send(event).map_err(|_| "shutting down")?;
+    }
+}
+
+/// Checks what needs no torrent state and turns a message into an event;
+/// `None` for messages we ignore.
+fn to_event(
+    peer: PeerKey,
+    msg: Message,
+    num_pieces: u32,
+    first: bool,
+) -> Result<Option<Event>, String> {
+    let in_range = |i: u32, what: &str| {
+        if i < num_pieces {
+            Ok(i)
+        } else {
+            Err(format!("{what} for piece {i}, torrent has {num_pieces}"))
+        }
+    };
+    Ok(Some(match msg {
+        Message::Choke => Event::Choke(peer),
+        Message::Unchoke => Event::Unchoke(peer),
+        Message::Interested => Event::Interested(peer),
+        Message::NotInterested => Event::NotInterested(peer),
+        Message::Have(i) => Event::Have(peer, in_range(i, "have")?),
+        Message::Bitfield(bytes) if first => Event::Bitfield(
+            peer,
+            Bitfield::from_bytes(bytes, num_pieces).map_err(|e| e.to_string())?,
+        ),
+        Message::Bitfield(_) => return Err("bitfield after the first message".into()),
+        Message::Request {
+            index,
+            begin,
+            length,
+        } => Event::Request(peer, in_range(index, "request")?, begin, length),
+        Message::Cancel {
+            index,
+            begin,
+            length,
+        } => Event::Cancel(peer, index, begin, length),
+        // We do not offer the fast extension (BEP 6), so its messages are
+        // a protocol error.
+        Message::HaveAll
+        | Message::HaveNone
+        | Message::Reject { .. }
+        | Message::AllowedFast(_)
+        | Message::Suggest(_) => return Err(format!("{} without the fast extension", msg.name())),
+        Message::Piece { .. } => return Err("piece frame on the wrong path".into()),
+        // DHT port, extension messages (we offer none) and unknown ids:
+        // ignored, as BEP 3 asks.
+        Message::KeepAlive
+        | Message::Port(_)
+        | Message::Extended { .. }
+        | Message::Unknown { .. } => return Ok(None),
+    }))
+}
+
+fn write_loop(
+    peer: PeerKey,
+    socket: TcpStream,
+    s: &Settings,
+    commands: Receiver<Command>,
+    events: &Sender<Event>,
+) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut block = Vec::new();
+    let mut socket = socket;
+    let result = (|| -> Result<(), String> {
+        loop {
+            let first = match commands.recv_timeout(s.keepalive) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    out.clear();
+                    Message::KeepAlive.encode(&mut out);
+                    socket.write_all(&out).map_err(|e| io_error("write", &e))?;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            // Coalesce whatever else is queued into one write.
+            out.clear();
+            let mut uploaded = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next {
+                uploaded += encode(cmd, s, &mut out, &mut block)?;
+                next = if out.len() < 256 * 1024 {
+                    commands.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            socket.write_all(&out).map_err(|e| io_error("write", &e))?;
+            if uploaded > 0 {
+                let _ = events.send(Event::Uploaded(peer, uploaded));
+            }
+        }
+    })();
+    if let Err(e) = result {
+        log::debug!("peer {peer}: {e}");
+    }
+    let _ = socket.shutdown(Shutdown::Both);
+}
+
+/// Appends one command's frame; returns block bytes uploaded.
+fn encode(
+    cmd: Command,
+    s: &Settings,
+    out: &mut Vec<u8>,
+    block: &mut Vec<u8>,
+) -> Result<u32, String> {
+    let triple = |b: &Block| (b.piece.get(), b.begin, b.len);
+    match cmd {
+        Command::Choke => Message::Choke.encode(out),
+        Command::Unchoke => Message::Unchoke.encode(out),
+        Command::Interested => Message::Interested.encode(out),
+        Command::NotInterested => Message::NotInterested.encode(out),
+        Command::Have(i) => Message::Have(i).encode(out),
+        Command::Bitfield(bytes) => Message::Bitfield(&bytes).encode(out),
+        Command::Request(b) => {
+            let (index, begin, length) = triple(&b);
+            Message::Request {
+                index,
+                begin,
+                length,
+            }
+            .encode(out)
+        }
+        Command::Cancel(b) => {
+            let (index, begin, length) = triple(&b);
+            Message::Cancel {
+                index,
+                begin,
+                length,
+            }
+            .encode(out)
+        }
+        Command::Upload(b) => {
+            let reader = s.storage.as_ref().ok_or("upload without storage")?;
+            block.resize(b.len as usize, 0);
+            reader
+                .read(b.piece, b.begin, block)
+                .map_err(|e| format!("reading block for upload: {e}"))?;
+            wire::encode_piece_header(b.piece.get(), b.begin, b.len, out);
+            out.extend_from_slice(block);
+            return Ok(b.len);
+        }
+    }
+    Ok(0)
+}
