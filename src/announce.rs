@@ -18,16 +18,17 @@
 //! tracker is an error for that tracker only.
 
 use crate::metainfo::InfoHash;
+use crate::random::Rng;
 use crate::tracker::{self, Announce, Event, Response, ResponseError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// The largest response body we read. A compact reply with 200 peers is
 /// about 1.3 KB; even thousands of dictionary peers fit well under this,
@@ -203,6 +204,9 @@ fn http_announce(base: &str, req: &Announce, timeout: Duration) -> Result<Respon
         .timeout_global(Some(timeout))
         .max_redirects(MAX_REDIRECTS)
         .user_agent(USER_AGENT)
+        // Never from the environment: an HTTP_PROXY meant for other tools
+        // must not send a fleet's tracker traffic somewhere else.
+        .proxy(None)
         .build()
         .new_agent();
     // The query is already percent-encoded byte by byte; the URL goes to
@@ -293,7 +297,7 @@ impl Session {
         commands: Receiver<Command>,
         report: Box<dyn Fn(Report) + Send>,
     ) -> Self {
-        let mut rng = Rng::seeded();
+        let mut rng = Rng::new(crate::random::seed());
         // BEP 12: shuffle each tier once, so load spreads over a tier's trackers.
         for tier in &mut config.tiers {
             rng.shuffle(tier);
@@ -536,52 +540,12 @@ fn printable(s: &str) -> String {
     out
 }
 
-/// xorshift64*: enough to shuffle tiers and pick a session key, without a
-/// rand crate. Not for anything secret.
-struct Rng(u64);
-
-impl Rng {
-    /// Seeded from /dev/urandom where there is one, mixed with the clock
-    /// and the process id either way.
-    fn seeded() -> Rng {
-        let mut bytes = [0u8; 8];
-        let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let seed = u64::from_le_bytes(bytes) ^ nanos ^ (u64::from(std::process::id()) << 32);
-        // splitmix64 finaliser: spreads a weak seed over all bits; `| 1`
-        // keeps xorshift off its all-zero fixed point.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Fisher–Yates. The modulo bias is negligible for tier sizes.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bencode::Owned;
     use crossbeam_channel::{unbounded, Sender};
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 
     /// How long any single wait in these tests may take before it fails.
@@ -1220,16 +1184,5 @@ mod tests {
         let cut = printable(&long);
         assert_eq!(cut.chars().count(), MAX_MESSAGE_CHARS + 1);
         assert!(cut.ends_with('…'));
-    }
-
-    #[test]
-    fn shuffle_permutes() {
-        let mut rng = Rng::seeded();
-        let mut v: Vec<u32> = (0..50).collect();
-        rng.shuffle(&mut v);
-        let mut sorted = v.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
-        rng.shuffle(&mut Vec::<u32>::new());
     }
 }

@@ -25,8 +25,13 @@ pub fn seed() -> u64 {
 pub struct Rng(u64);
 
 impl Rng {
+    /// Any seed works: it is scrambled (splitmix64) so that nearby seeds
+    /// give unrelated sequences.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)) | 1)
     }
 
     pub fn next_u64(&mut self) -> u64 {
