@@ -5,16 +5,25 @@
 //! `error: FILE: what is wrong`. Does not own: what a command does.
 
 use crate::metainfo::Metainfo;
+use crate::orchestrator::{self, Options};
+use crate::progress::{Mode, Progress};
+use crate::units::{format_bytes, parse_duration};
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 const USAGE: &str = "\
 shoal: a small, fast BitTorrent client
 
 usage:
   shoal get FILE.torrent [-o DIR] [options]   download (also: shoal FILE.torrent)
+  shoal seed FILE.torrent DATA_PATH [options] serve complete data
+  shoal check FILE.torrent DATA_PATH          verify data against a torrent
   shoal info FILE.torrent [--json]            show what a torrent holds
+
+'shoal COMMAND --help' describes each command.
 
 options:
   -h, --help       this help
@@ -37,21 +46,51 @@ usage: shoal get FILE.torrent [-o DIR] [options]
 Downloads every file of the torrent into DIR (default: the current
 directory), which receives the torrent's file or folder. Data already there
 is checked first and only missing pieces are fetched. Exits 0 only when all
-data is on disk and verified.
+data is on disk and verified; by default it exits as soon as it is.
 
   -o, --output DIR       where the torrent's file or folder goes
+  --seed-ratio R         keep seeding until we uploaded R x the torrent's size
+  --seed-time DURATION   keep seeding this long after completion
+                         (with both, whichever comes first)
+  --timeout DURATION     give up (exit 1) if not complete by then
+";
+
+const SEED_USAGE: &str = "\
+usage: shoal seed FILE.torrent DATA_PATH [options]
+
+Verifies the data, then serves it until Ctrl-C (or a --seed-ratio /
+--seed-time limit). DATA_PATH is the directory holding the torrent's file or
+folder, or that file or folder itself. Refuses to start if pieces are
+missing.
+";
+
+const CHECK_USAGE: &str = "\
+usage: shoal check FILE.torrent DATA_PATH [--json]
+
+Hashes the data on all cores and says how many pieces are good. Exits 0 if
+all are, 1 otherwise. DATA_PATH as for 'shoal seed'.
+";
+
+/// Options common to `get` and `seed`, shown in both helps.
+const SESSION_OPTIONS: &str = "
   --peer ADDR            connect to this peer too (repeatable), e.g.
                          127.0.0.1:6881 or [::1]:6881
+  --port N               listen for peers on this port (default 6881; if
+                         taken, a free one; 0: any free port)
+  --bind IP              listen on this address (default 0.0.0.0)
+  --no-listen            accept no inbound connections
   --max-peers N          peers connected at once (default 50)
-  --port N               the port announced to trackers (default 6881)
-  --timeout DURATION     give up (exit 1) if not complete by then: 90s, 15m, 2h
+  --upload-slots N       peers we upload to at once, plus one optimistic
+                         (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
   -q, --quiet            no progress output
   --json                 one JSON object per line on stdout: checked,
-                         progress, piece_failed, peer_banned, tracker_error,
-                         tracker_warning, done
+                         listening, progress, piece_failed, peer_banned,
+                         tracker_error, tracker_warning, seeding, done
   -v, --verbose          log to stderr (-v info, -vv debug; RUST_LOG works too)
+
+Durations: 90, 90s, 15m, 2h, 1d.
 ";
 
 /// How a command failed.
@@ -98,6 +137,8 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         }
         "info" => info(p),
         "get" => get(p, None),
+        "seed" => seed(p),
+        "check" => check(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -109,6 +150,9 @@ fn help_requested(p: &mut pico_args::Arguments, text: &str) -> bool {
     let asked = p.contains(["-h", "--help"]);
     if asked {
         print!("{text}");
+        if text == GET_USAGE || text == SEED_USAGE {
+            print!("{SESSION_OPTIONS}");
+        }
     }
     asked
 }
@@ -197,21 +241,56 @@ fn parse_value<T>(
 }
 
 /// The output mode from `-q` and `--json`.
-fn output_mode(p: &mut pico_args::Arguments) -> crate::progress::Mode {
+fn output_mode(p: &mut pico_args::Arguments) -> Mode {
     let json = p.contains("--json");
     let quiet = p.contains(["-q", "--quiet"]);
     // -v/-vv were read by init_logging.
     while p.contains(["-v", "--verbose"]) || p.contains("-vv") {}
     match (json, quiet) {
-        (true, _) => crate::progress::Mode::Json,
-        (false, true) => crate::progress::Mode::Quiet,
-        (false, false) => crate::progress::Mode::Human,
+        (true, _) => Mode::Json,
+        (false, true) => Mode::Quiet,
+        (false, false) => Mode::Human,
     }
 }
 
+/// Options shared by `get` and `seed`.
+fn session_options(p: &mut pico_args::Arguments, out_dir: PathBuf) -> Result<Options, Failure> {
+    let mut opts = Options::new(out_dir);
+    while let Some(addr) = parse_value(p, "--peer", "peer address", |s| s.parse().ok())? {
+        opts.peers.push(addr);
+    }
+    let positive = |s: &str| s.parse().ok().filter(|&n: &usize| n > 0);
+    if let Some(n) = parse_value(p, "--max-peers", "peer count", positive)? {
+        opts.max_peers = n;
+    }
+    if let Some(n) = parse_value(p, "--upload-slots", "slot count", |s| s.parse().ok())? {
+        opts.upload_slots = n;
+    }
+    let port = parse_value(p, "--port", "port", |s| s.parse::<u16>().ok())?;
+    let bind = parse_value(p, "--bind", "address", |s| s.parse::<IpAddr>().ok())?;
+    if let Some(addr) = opts.listen.as_mut() {
+        if let Some(port) = port {
+            addr.set_port(port);
+        }
+        if let Some(ip) = bind {
+            addr.set_ip(ip);
+        }
+    }
+    if p.contains("--no-listen") {
+        opts.listen = None;
+    }
+    opts.timeout = parse_value(p, "--timeout", "duration", parse_duration)?;
+    if let Some(t) = parse_value(p, "--peer-timeout", "duration", parse_duration)? {
+        opts.peer_timeout = t;
+    }
+    opts.seed.ratio = parse_value(p, "--seed-ratio", "ratio", |s| {
+        s.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 0.0)
+    })?;
+    opts.seed.time = parse_value(p, "--seed-time", "duration", parse_duration)?;
+    Ok(opts)
+}
+
 fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Failure> {
-    use crate::orchestrator::{self, Options};
-    use crate::units::parse_duration;
     if help_requested(&mut p, GET_USAGE) {
         return Ok(());
     }
@@ -219,22 +298,7 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let mut opts = Options::new(out_dir);
-    while let Some(addr) = parse_value(&mut p, "--peer", "peer address", |s| s.parse().ok())? {
-        opts.peers.push(addr);
-    }
-    if let Some(n) = parse_value(&mut p, "--max-peers", "peer count", |s| {
-        s.parse().ok().filter(|&n: &usize| n > 0)
-    })? {
-        opts.max_peers = n;
-    }
-    if let Some(port) = parse_value(&mut p, "--port", "port", |s| s.parse().ok())? {
-        opts.port = port;
-    }
-    opts.timeout = parse_value(&mut p, "--timeout", "duration", parse_duration)?;
-    if let Some(t) = parse_value(&mut p, "--peer-timeout", "duration", parse_duration)? {
-        opts.peer_timeout = t;
-    }
+    let opts = session_options(&mut p, out_dir)?;
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -246,31 +310,105 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
             f
         }
     };
-    let meta = std::sync::Arc::new(load_torrent(Path::new(&file))?);
-    crate::sys::install_stop_handlers();
-    let mut progress = crate::progress::Progress::new(mode);
-    let summary = orchestrator::run(meta.clone(), opts, &mut progress).map_err(Failure::Failed)?;
-    if let Some(why) = summary.stopped {
-        return Err(Failure::Failed(format!("{}: {why}", meta.display_name())));
+    let meta = Arc::new(load_torrent(Path::new(&file))?);
+    run_session(meta, opts, mode)
+}
+
+fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    if help_requested(&mut p, SEED_USAGE) {
+        return Ok(());
     }
+    let mut opts = session_options(&mut p, PathBuf::new())?;
+    let mode = output_mode(&mut p);
+    let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
+    let meta = Arc::new(load_torrent(Path::new(&file))?);
+    opts.out_dir = crate::storage::resolve_root(&meta, Path::new(&data));
+    opts.seed_only = true;
+    opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
+    run_session(meta, opts, mode)
+}
+
+/// Runs a download or seed to its end and reports it.
+fn run_session(meta: Arc<Metainfo>, opts: Options, mode: Mode) -> Result<(), Failure> {
+    crate::sys::install_stop_handlers();
+    let mut progress = Progress::new(mode);
+    let summary = orchestrator::run(meta.clone(), opts, &mut progress).map_err(Failure::Failed)?;
     let secs = summary.elapsed.as_secs_f64();
     let total = meta.geometry.total_len();
     progress.note(
         || {
             crate::json::Object::new()
-                .str("event", "done")
+                .str("event", if summary.complete { "done" } else { "stopped" })
+                .bool("complete", summary.complete)
                 .num("bytes", total)
                 .num("downloaded", summary.downloaded)
+                .num("uploaded", summary.uploaded)
                 .num("seconds", format!("{secs:.3}"))
                 .finish()
         },
         &format!(
-            "done: {} ({}) in {:.1}s, {}/s",
+            "{}: {} ({}) after {:.1}s: downloaded {} ({}/s), uploaded {}",
+            if summary.complete { "done" } else { "stopped" },
             meta.display_name(),
-            crate::units::format_bytes(total),
+            format_bytes(total),
             secs,
-            crate::units::format_bytes((summary.downloaded as f64 / secs.max(1e-3)) as u64)
+            format_bytes(summary.downloaded),
+            format_bytes((summary.downloaded as f64 / secs.max(1e-3)) as u64),
+            format_bytes(summary.uploaded),
         ),
     );
-    Ok(())
+    match summary.stopped {
+        Some(why) if !summary.complete || why != "interrupted" => {
+            Err(Failure::Failed(format!("{}: {why}", meta.display_name())))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    if help_requested(&mut p, CHECK_USAGE) {
+        return Ok(());
+    }
+    let json = p.contains("--json");
+    let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
+    let meta = Arc::new(load_torrent(Path::new(&file))?);
+    let root = crate::storage::resolve_root(&meta, Path::new(&data));
+    let storage = crate::storage::Storage::open_existing(meta.clone(), &root)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let start = std::time::Instant::now();
+    let threads = crate::storage::available_parallelism();
+    let have = crate::storage::verify(&storage.reader(), threads, &|_| {});
+    let secs = start.elapsed().as_secs_f64();
+    let total = meta.geometry.total_len();
+    if json {
+        println!(
+            "{}",
+            crate::json::Object::new()
+                .bool("complete", have.is_complete())
+                .num("have", have.count())
+                .num("pieces", have.len())
+                .num("bytes", total)
+                .num("seconds", format!("{secs:.3}"))
+                .finish()
+        );
+    } else {
+        println!(
+            "{}: {} of {} pieces good ({} checked in {:.2}s, {}/s)",
+            meta.display_name(),
+            have.count(),
+            have.len(),
+            format_bytes(total),
+            secs,
+            format_bytes((total as f64 / secs.max(1e-6)) as u64)
+        );
+    }
+    if have.is_complete() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!(
+            "{}: {} pieces missing or damaged",
+            root.display(),
+            have.len() - have.count()
+        )))
+    }
 }

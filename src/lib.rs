@@ -10,11 +10,13 @@
 pub mod announce;
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
 pub mod cli;
 pub mod geometry;
 pub mod hex;
 pub mod info;
 pub mod json;
+pub mod listener;
 pub mod metainfo;
 pub mod orchestrator;
 pub mod peer;

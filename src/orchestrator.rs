@@ -13,8 +13,10 @@
 
 use crate::announce::{self, Counters, Report};
 use crate::bitfield::Bitfield;
+use crate::choker::{Candidate, Choker};
 use crate::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::json::{self, Object};
+use crate::listener::Listener;
 use crate::metainfo::Metainfo;
 use crate::peer::{self, Command, Event, Settings};
 use crate::picker::{PeerKey, Picker, Received};
@@ -47,6 +49,33 @@ pub struct Options {
     /// Tracker retry and interval floors (tests shorten them).
     pub announce_retry: Duration,
     pub announce_min_interval: Duration,
+    /// Where to accept peers: `None` accepts none.
+    pub listen: Option<SocketAddr>,
+    /// Regular upload slots (see [`crate::choker`]).
+    pub upload_slots: usize,
+    /// When to stop once complete.
+    pub seed: SeedLimit,
+    /// Serve data that is already complete (`shoal seed`): open it
+    /// read-only, verify it, and refuse to start if pieces are missing.
+    pub seed_only: bool,
+}
+
+/// How long to keep seeding after the download is complete. With neither
+/// limit set: `forever` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SeedLimit {
+    /// Stop once uploaded ≥ ratio × torrent size.
+    pub ratio: Option<f64>,
+    /// Stop this long after completion.
+    pub time: Option<Duration>,
+    /// Seed until interrupted.
+    pub forever: bool,
+}
+
+impl SeedLimit {
+    fn wants_seeding(&self) -> bool {
+        self.forever || self.ratio.is_some() || self.time.is_some()
+    }
 }
 
 impl Options {
@@ -60,6 +89,10 @@ impl Options {
             peer_timeout: Duration::from_secs(20),
             announce_retry: Duration::from_secs(15),
             announce_min_interval: Duration::from_secs(30),
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 6881))),
+            upload_slots: crate::choker::DEFAULT_SLOTS,
+            seed: SeedLimit::default(),
+            seed_only: false,
         }
     }
 }
@@ -98,6 +131,9 @@ const HEADROOM: f64 = 512.0 * 1024.0;
 const MAX_STRIKES: u32 = 3;
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
+/// Requests that cross our `choke` on the wire are ignored for this long;
+/// after it, a request from a choked peer is a protocol error.
+const CHOKE_GRACE: Duration = Duration::from_secs(10);
 
 struct Peer {
     addr: SocketAddr,
@@ -121,6 +157,14 @@ struct Peer {
     min_rtt: Option<Duration>,
     last_data: Instant,
     downloaded: u64,
+    /// Our side of the upload: whether we choke it, and since when (None:
+    /// never unchoked, so a request from it is a protocol error).
+    am_choking: bool,
+    choked_at: Option<Instant>,
+    peer_interested: bool,
+    connected_at: Instant,
+    up_window: u64,
+    up_rate: f64,
 }
 
 impl Peer {
@@ -140,6 +184,12 @@ impl Peer {
             min_rtt: None,
             last_data: Instant::now(),
             downloaded: 0,
+            am_choking: true,
+            choked_at: None,
+            peer_interested: false,
+            connected_at: Instant::now(),
+            up_window: 0,
+            up_rate: 0.0,
         }
     }
 
@@ -166,14 +216,7 @@ struct Known {
 /// Runs a download until complete (or timed out, or interrupted).
 pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Result<Summary, String> {
     let start = Instant::now();
-    let existed = existing_files(&meta, &opts.out_dir);
-    let storage = Storage::create(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
-    let have = if existed {
-        let reader = storage.reader();
-        crate::storage::verify(&reader, crate::storage::available_parallelism(), &|_| {})
-    } else {
-        Bitfield::new(meta.geometry.num_pieces())
-    };
+    let (storage, have) = open_storage(&meta, &opts)?;
     progress.note(
         || {
             Object::new()
@@ -189,7 +232,15 @@ pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Resul
             have.len()
         ),
     );
-    let mut o = Orchestrator::new(meta, opts, storage, have, progress);
+    if opts.seed_only && !have.is_complete() {
+        return Err(format!(
+            "{}: {} of {} pieces are missing or damaged; 'shoal get' can complete them",
+            opts.out_dir.display(),
+            have.len() - have.count(),
+            have.len()
+        ));
+    }
+    let mut o = Orchestrator::new(meta, opts, storage, have, progress)?;
     let result = o.run();
     o.shutdown();
     let summary = Summary {
@@ -200,6 +251,25 @@ pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Resul
         stopped: result.err(),
     };
     Ok(summary)
+}
+
+/// Opens (or creates) the data and finds which pieces are already good.
+fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), String> {
+    let threads = crate::storage::available_parallelism();
+    if opts.seed_only {
+        let storage =
+            Storage::open_existing(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
+        let have = crate::storage::verify(&storage.reader(), threads, &|_| {});
+        return Ok((storage, have));
+    }
+    let existed = existing_files(meta, &opts.out_dir);
+    let storage = Storage::create(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
+    let have = if existed {
+        crate::storage::verify(&storage.reader(), threads, &|_| {})
+    } else {
+        Bitfield::new(meta.geometry.num_pieces())
+    };
+    Ok((storage, have))
 }
 
 /// Whether any of the torrent's files is already on disk with data (if
@@ -224,7 +294,17 @@ struct Orchestrator<'p> {
     events_tx: Sender<Event>,
     events: Receiver<Event>,
     reports: Receiver<Report>,
+    inbound: Receiver<TcpStream>,
+    listener: Option<Listener>,
     announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    choker: Choker,
+    last_choke: Instant,
+    last_optimistic: Instant,
+    /// When every piece was verified (None while downloading).
+    completed_at: Option<Instant>,
+    complete_at_start: bool,
+    up_rate: f64,
+    up_window: u64,
     counters: Arc<Counters>,
     progress: &'p mut Progress,
     started: Instant,
@@ -243,7 +323,7 @@ impl<'p> Orchestrator<'p> {
         storage: Storage,
         have: Bitfield,
         progress: &'p mut Progress,
-    ) -> Orchestrator<'p> {
+    ) -> Result<Orchestrator<'p>, String> {
         let geometry = meta.geometry.clone();
         let verified_bytes = geometry
             .pieces()
@@ -264,6 +344,15 @@ impl<'p> Orchestrator<'p> {
         };
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let (reports_tx, reports) = unbounded();
+        let (inbound_tx, inbound) = bounded(16);
+        let listener =
+            match opts.listen {
+                Some(addr) => Some(Listener::start(addr, inbound_tx).map_err(|e| {
+                    format!("cannot listen on {addr}: {}", crate::cli::io_reason(&e))
+                })?),
+                None => None,
+            };
+        let complete_at_start = picker.is_complete();
         let now = Instant::now();
         let mut o = Orchestrator {
             meta,
@@ -276,7 +365,16 @@ impl<'p> Orchestrator<'p> {
             events_tx,
             events,
             reports,
+            inbound,
+            listener,
             announce: None,
+            choker: Choker::new(opts.upload_slots, crate::random::seed()),
+            last_choke: now,
+            last_optimistic: now,
+            completed_at: None,
+            complete_at_start,
+            up_rate: 0.0,
+            up_window: 0,
             counters,
             progress,
             started: now,
@@ -287,13 +385,27 @@ impl<'p> Orchestrator<'p> {
             rtt_window_start: now,
             opts,
         };
+        if let Some(l) = &o.listener {
+            let addr = l.local_addr;
+            o.opts.port = addr.port();
+            o.progress.note(
+                || {
+                    Object::new()
+                        .str("event", "listening")
+                        .str("addr", &addr.to_string())
+                        .finish()
+                },
+                &format!("listening on {addr}"),
+            );
+        }
         for addr in o.opts.peers.clone() {
             o.learn(addr);
         }
-        if !o.picker.is_complete() && !o.meta.trackers.is_empty() {
+        let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
+        if needed && !o.meta.trackers.is_empty() {
             o.start_announce(reports_tx);
         }
-        o
+        Ok(o)
     }
 
     fn start_announce(&mut self, reports: Sender<Report>) {
@@ -324,12 +436,17 @@ impl<'p> Orchestrator<'p> {
         let deadline = self.opts.timeout.map(|t| self.started + t);
         loop {
             if self.picker.is_complete() {
-                return Ok(());
+                if self.completed_at.is_none() {
+                    self.on_complete();
+                }
+                if self.seeding_done() {
+                    return Ok(());
+                }
             }
             if crate::sys::stop_requested() {
                 return Err("interrupted".into());
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d) && !self.picker.is_complete() {
                 return Err(format!(
                     "timed out after {} with {} of {} pieces ({})",
                     crate::units::format_duration(self.opts.timeout.unwrap_or_default()),
@@ -355,11 +472,95 @@ impl<'p> Orchestrator<'p> {
                         self.on_report(r);
                     }
                 }
+                recv(self.inbound) -> s => {
+                    if let Ok(s) = s {
+                        self.accept(s);
+                    }
+                }
                 default(wait) => {}
             }
             if self.last_tick.elapsed() >= TICK {
                 self.tick();
             }
+        }
+    }
+
+    fn on_complete(&mut self) {
+        let now = Instant::now();
+        self.completed_at = Some(now);
+        if !self.complete_at_start {
+            if let Some((tx, _)) = &self.announce {
+                let _ = tx.send(announce::Command::Completed);
+            }
+        }
+        // Seeds have nothing for each other.
+        let seeds: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.pieces.is_complete())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in seeds {
+            self.drop_peer(k, "both seeds", false);
+        }
+        if self.opts.seed.wants_seeding() {
+            let limit = self.opts.seed;
+            let until = match (limit.ratio, limit.time) {
+                (Some(r), Some(t)) => format!("ratio {r} or {}", crate::units::format_duration(t)),
+                (Some(r), None) => format!("ratio {r}"),
+                (None, Some(t)) => crate::units::format_duration(t),
+                (None, None) => "interrupted".into(),
+            };
+            self.progress.note(
+                || Object::new().str("event", "seeding").finish(),
+                &format!(
+                    "{}: complete, seeding until {until}",
+                    self.meta.display_name()
+                ),
+            );
+        }
+    }
+
+    /// Whether the seeding after completion is over.
+    fn seeding_done(&self) -> bool {
+        let limit = self.opts.seed;
+        if !limit.wants_seeding() {
+            return true;
+        }
+        let uploaded = self.counters.uploaded.load(Ordering::Relaxed) as f64;
+        let ratio_met = limit
+            .ratio
+            .is_some_and(|r| uploaded >= r * self.meta.geometry.total_len() as f64);
+        let time_met = limit
+            .time
+            .zip(self.completed_at)
+            .is_some_and(|(t, at)| at.elapsed() >= t);
+        ratio_met || time_met
+    }
+
+    /// An inbound connection: run it like any peer, if there is room.
+    fn accept(&mut self, stream: TcpStream) {
+        let Ok(addr) = stream.peer_addr() else {
+            return;
+        };
+        if self.peers.len() >= self.opts.max_peers {
+            log::debug!("refusing {addr}: {} peers already", self.peers.len());
+            return;
+        }
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = bounded(COMMAND_QUEUE);
+        let settings = self.settings.clone();
+        let events = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("peer-{key}"))
+            .spawn(move || peer::run_inbound(key, stream, settings, rx, events));
+        match spawned {
+            Ok(_) => {
+                self.peers
+                    .insert(key, Peer::new(addr, tx, self.meta.geometry.num_pieces()));
+            }
+            Err(e) => log::warn!("cannot start a peer thread: {e}"),
         }
     }
 
@@ -374,7 +575,7 @@ impl<'p> Orchestrator<'p> {
     }
 
     fn connect_more(&mut self) {
-        if self.picker.is_complete() {
+        if self.picker.is_complete() && !self.opts.seed.wants_seeding() {
             return;
         }
         let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
@@ -461,6 +662,7 @@ impl<'p> Orchestrator<'p> {
                     self.picker.add_peer(&bits);
                     p.pieces = bits;
                     self.update_interest(peer);
+                    self.drop_if_both_seeds(peer);
                 }
             }
             Event::Have(peer, index) => {
@@ -471,6 +673,7 @@ impl<'p> Orchestrator<'p> {
                             self.picker.peer_has(piece);
                         }
                         self.update_interest(peer);
+                        self.drop_if_both_seeds(peer);
                     }
                 }
             }
@@ -493,24 +696,119 @@ impl<'p> Orchestrator<'p> {
                     self.fill(peer);
                 }
             }
-            Event::Interested(_) | Event::NotInterested(_) => {}
-            // We do not upload yet: requests to a choked peer are ignored,
-            // as BEP 3 expects.
-            Event::Request(..) | Event::Cancel(..) => {}
+            Event::Interested(peer) | Event::NotInterested(peer) => {
+                let interested = matches!(e, Event::Interested(_));
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_interested = interested;
+                    self.rechoke(false);
+                }
+            }
+            Event::Request(peer, index, begin, len) => self.on_request(peer, index, begin, len),
+            Event::Cancel(peer, index, begin, len) => {
+                if let Some(b) = self.meta.geometry.checked_block(index, begin, len) {
+                    self.send(peer, Command::DropUpload(b));
+                }
+            }
             Event::Block {
                 peer,
                 piece,
                 begin,
                 data,
             } => self.on_block(peer, piece, begin, data)?,
-            Event::Uploaded(_, n) => {
-                self.counters
-                    .uploaded
-                    .fetch_add(u64::from(n), Ordering::Relaxed);
+            Event::Uploaded { peer, bytes, .. } => {
+                let n = u64::from(bytes);
+                self.counters.uploaded.fetch_add(n, Ordering::Relaxed);
+                self.up_window += n;
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.up_window += n;
+                }
             }
             Event::Closed { peer, reason } => self.on_closed(peer, &reason),
         }
         Ok(())
+    }
+
+    /// A peer asks for data: serve it if the request is valid and the peer
+    /// unchoked; a request out of range, over 16 KiB, for a piece we never
+    /// announced, or from a peer we never unchoked costs the connection.
+    fn on_request(&mut self, peer: PeerKey, index: u32, begin: u32, len: u32) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(block) = self.meta.geometry.checked_block(index, begin, len) else {
+            let why = format!("bad request (piece {index}, offset {begin}, {len} bytes)");
+            return self.drop_peer(peer, &why, false);
+        };
+        if !self.picker.have().get(index) {
+            let why = format!("requested piece {index}, which we do not have");
+            return self.drop_peer(peer, &why, false);
+        }
+        if p.am_choking {
+            if p.choked_at.is_none_or(|t| t.elapsed() > CHOKE_GRACE) {
+                self.drop_peer(peer, "requested while choked", false);
+            }
+            return;
+        }
+        self.send(peer, Command::Upload(block));
+    }
+
+    /// Both sides complete: the connection serves nobody.
+    fn drop_if_both_seeds(&mut self, peer: PeerKey) {
+        let seed = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.pieces.is_complete());
+        if seed && self.picker.is_complete() {
+            self.drop_peer(peer, "both seeds", false);
+        }
+    }
+
+    /// Applies the choker's choice of who may download from us.
+    fn rechoke(&mut self, rotate: bool) {
+        let now = Instant::now();
+        let seeding = self.picker.is_complete();
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some() && p.peer_interested)
+            .map(|(k, p)| Candidate {
+                peer: *k,
+                download_rate: p.rate,
+                upload_rate: p.up_rate,
+                snubbed: p.am_interested && now - p.last_data > crate::choker::SNUB,
+                connected_for: now - p.connected_at,
+            })
+            .collect();
+        let chosen = self.choker.choose(&candidates, seeding, rotate);
+        let changes: Vec<(PeerKey, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some())
+            .filter_map(|(k, p)| {
+                let unchoke = chosen.contains(k);
+                (unchoke == p.am_choking).then_some((*k, unchoke))
+            })
+            .collect();
+        for (k, unchoke) in changes {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.am_choking = !unchoke;
+                if !unchoke {
+                    p.choked_at = Some(now);
+                }
+            }
+            self.send(
+                k,
+                if unchoke {
+                    Command::Unchoke
+                } else {
+                    Command::Choke
+                },
+            );
+        }
+        self.last_choke = now;
+        if rotate {
+            self.last_optimistic = now;
+        }
     }
 
     fn on_block(
@@ -759,6 +1057,8 @@ impl<'p> Orchestrator<'p> {
         let alpha = (dt / 1.0).min(1.0);
         self.rate += alpha * (self.window_bytes as f64 / dt - self.rate);
         self.window_bytes = 0;
+        self.up_rate += alpha * (self.up_window as f64 / dt - self.up_rate);
+        self.up_window = 0;
         let new_rtt_window = now - self.rtt_window_start > Duration::from_secs(10);
         if new_rtt_window {
             self.rtt_window_start = now;
@@ -767,6 +1067,8 @@ impl<'p> Orchestrator<'p> {
         for (k, p) in &mut self.peers {
             p.rate += alpha * (p.window_bytes as f64 / dt - p.rate);
             p.window_bytes = 0;
+            p.up_rate += alpha * (p.up_window as f64 / dt - p.up_rate);
+            p.up_window = 0;
             p.update_depth();
             if new_rtt_window {
                 p.min_rtt = None; // re-measure: routes and loads change
@@ -778,6 +1080,10 @@ impl<'p> Orchestrator<'p> {
         for k in stalled {
             let secs = self.opts.peer_timeout.as_secs_f64();
             self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
+        }
+        if now - self.last_choke >= crate::choker::ROUND {
+            let rotate = now - self.last_optimistic >= crate::choker::OPTIMISTIC_ROUND;
+            self.rechoke(rotate);
         }
         self.fill_all();
         let snapshot = self.snapshot();
@@ -791,7 +1097,7 @@ impl<'p> Orchestrator<'p> {
             bytes: self.verified_bytes,
             total: self.meta.geometry.total_len(),
             down_rate: self.rate,
-            up_rate: 0.0,
+            up_rate: self.up_rate,
             uploaded: self.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
             known: self.known.values().filter(|k| !k.banned).count(),
@@ -800,6 +1106,7 @@ impl<'p> Orchestrator<'p> {
 
     /// Stops peers and the announce thread, and flushes the data.
     fn shutdown(&mut self) {
+        self.listener = None; // stops accepting
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.forget(k, "shutting down", false);

@@ -21,6 +21,7 @@ use crate::picker::PeerKey;
 use crate::storage::Reader;
 use crate::wire::{self, Handshake, Message};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
@@ -66,6 +67,9 @@ pub enum Command {
     Cancel(Block),
     /// Read this block from storage and send it.
     Upload(Block),
+    /// The peer cancelled its request: do not send this block if it is
+    /// still queued.
+    DropUpload(Block),
 }
 
 /// Worker → orchestrator.
@@ -93,8 +97,12 @@ pub enum Event {
         begin: u32,
         data: Vec<u8>,
     },
-    /// Bytes of block data we sent (for upload accounting).
-    Uploaded(PeerKey, u32),
+    /// Blocks we sent since the last report (for upload accounting).
+    Uploaded {
+        peer: PeerKey,
+        blocks: u32,
+        bytes: u32,
+    },
     /// The connection is over; `reason` says why.
     Closed {
         peer: PeerKey,
@@ -322,6 +330,15 @@ fn to_event(
     }))
 }
 
+/// Requests a peer may have queued with us at once; more are ignored
+/// (well-behaved clients queue far fewer; this bounds our memory).
+const MAX_QUEUED_UPLOADS: usize = 512;
+/// Bytes gathered into one `write` call at most.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// Sends what the orchestrator commands. Uploads wait in a queue here, so
+/// a `cancel` can still remove them and our `choke` drops them; their data
+/// is read from storage on this thread, never the orchestrator's.
 fn write_loop(
     peer: PeerKey,
     socket: TcpStream,
@@ -329,36 +346,67 @@ fn write_loop(
     commands: Receiver<Command>,
     events: &Sender<Event>,
 ) {
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::with_capacity(WRITE_BATCH);
     let mut block = Vec::new();
+    let mut uploads: VecDeque<Block> = VecDeque::new();
     let mut socket = socket;
     let result = (|| -> Result<(), String> {
         loop {
-            let first = match commands.recv_timeout(s.keepalive) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) => {
-                    out.clear();
-                    Message::KeepAlive.encode(&mut out);
-                    socket.write_all(&out).map_err(|e| io_error("write", &e))?;
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            };
-            // Coalesce whatever else is queued into one write.
             out.clear();
-            let mut uploaded = 0;
-            let mut next = Some(first);
-            while let Some(cmd) = next {
-                uploaded += encode(cmd, s, &mut out, &mut block)?;
-                next = if out.len() < 256 * 1024 {
-                    commands.try_recv().ok()
-                } else {
-                    None
-                };
+            // Wait only when there is nothing to upload.
+            let first = if uploads.is_empty() {
+                match commands.recv_timeout(s.keepalive) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => {
+                        Message::KeepAlive.encode(&mut out);
+                        None
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                }
+            } else {
+                None
+            };
+            for cmd in first.into_iter().chain(commands.try_iter()) {
+                match cmd {
+                    Command::Upload(b) if uploads.len() < MAX_QUEUED_UPLOADS => {
+                        uploads.push_back(b)
+                    }
+                    Command::Upload(b) => {
+                        log::debug!("peer {peer}: upload queue full, ignoring {b:?}")
+                    }
+                    Command::DropUpload(b) => uploads.retain(|q| *q != b),
+                    Command::Choke => {
+                        uploads.clear();
+                        Message::Choke.encode(&mut out);
+                    }
+                    other => encode(&other, &mut out),
+                }
+                if out.len() >= WRITE_BATCH {
+                    break;
+                }
             }
-            socket.write_all(&out).map_err(|e| io_error("write", &e))?;
-            if uploaded > 0 {
-                let _ = events.send(Event::Uploaded(peer, uploaded));
+            let (mut blocks, mut bytes) = (0, 0);
+            while out.len() < WRITE_BATCH {
+                let Some(b) = uploads.pop_front() else { break };
+                let reader = s.storage.as_ref().ok_or("upload without storage")?;
+                block.resize(b.len as usize, 0);
+                reader
+                    .read(b.piece, b.begin, &mut block)
+                    .map_err(|e| format!("reading block for upload: {e}"))?;
+                wire::encode_piece_header(b.piece.get(), b.begin, b.len, &mut out);
+                out.extend_from_slice(&block);
+                blocks += 1;
+                bytes += b.len;
+            }
+            if !out.is_empty() {
+                socket.write_all(&out).map_err(|e| io_error("write", &e))?;
+            }
+            if blocks > 0 {
+                let _ = events.send(Event::Uploaded {
+                    peer,
+                    blocks,
+                    bytes,
+                });
             }
         }
     })();
@@ -368,49 +416,27 @@ fn write_loop(
     let _ = socket.shutdown(Shutdown::Both);
 }
 
-/// Appends one command's frame; returns block bytes uploaded.
-fn encode(
-    cmd: Command,
-    s: &Settings,
-    out: &mut Vec<u8>,
-    block: &mut Vec<u8>,
-) -> Result<u32, String> {
-    let triple = |b: &Block| (b.piece.get(), b.begin, b.len);
-    match cmd {
-        Command::Choke => Message::Choke.encode(out),
-        Command::Unchoke => Message::Unchoke.encode(out),
-        Command::Interested => Message::Interested.encode(out),
-        Command::NotInterested => Message::NotInterested.encode(out),
-        Command::Have(i) => Message::Have(i).encode(out),
-        Command::Bitfield(bytes) => Message::Bitfield(&bytes).encode(out),
-        Command::Request(b) => {
-            let (index, begin, length) = triple(&b);
-            Message::Request {
-                index,
-                begin,
-                length,
-            }
-            .encode(out)
-        }
-        Command::Cancel(b) => {
-            let (index, begin, length) = triple(&b);
-            Message::Cancel {
-                index,
-                begin,
-                length,
-            }
-            .encode(out)
-        }
-        Command::Upload(b) => {
-            let reader = s.storage.as_ref().ok_or("upload without storage")?;
-            block.resize(b.len as usize, 0);
-            reader
-                .read(b.piece, b.begin, block)
-                .map_err(|e| format!("reading block for upload: {e}"))?;
-            wire::encode_piece_header(b.piece.get(), b.begin, b.len, out);
-            out.extend_from_slice(block);
-            return Ok(b.len);
-        }
-    }
-    Ok(0)
+/// Appends one control message's frame (uploads are handled by the
+/// writer's queue).
+fn encode(cmd: &Command, out: &mut Vec<u8>) {
+    let msg = match cmd {
+        Command::Choke => Message::Choke,
+        Command::Unchoke => Message::Unchoke,
+        Command::Interested => Message::Interested,
+        Command::NotInterested => Message::NotInterested,
+        Command::Have(i) => Message::Have(*i),
+        Command::Bitfield(bytes) => Message::Bitfield(bytes),
+        Command::Request(b) => Message::Request {
+            index: b.piece.get(),
+            begin: b.begin,
+            length: b.len,
+        },
+        Command::Cancel(b) => Message::Cancel {
+            index: b.piece.get(),
+            begin: b.begin,
+            length: b.len,
+        },
+        Command::Upload(_) | Command::DropUpload(_) => return,
+    };
+    msg.encode(out);
 }
