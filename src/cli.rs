@@ -21,6 +21,7 @@ usage:
   shoal get FILE.torrent [-o DIR] [options]   download (also: shoal FILE.torrent)
   shoal seed FILE.torrent DATA_PATH [options] serve complete data
   shoal check FILE.torrent DATA_PATH          verify data against a torrent
+  shoal create PATH -t URL [-o OUT.torrent]   make a torrent of a file or directory
   shoal info FILE.torrent [--json]            show what a torrent holds
 
 'shoal COMMAND --help' describes each command.
@@ -69,6 +70,27 @@ usage: shoal check FILE.torrent DATA_PATH [--json]
 
 Hashes the data on all cores and says how many pieces are good. Exits 0 if
 all are, 1 otherwise. DATA_PATH as for 'shoal seed'.
+";
+
+const CREATE_USAGE: &str = "\
+usage: shoal create PATH -t URL [-t URL ...] [options]
+
+Makes a v1 torrent of a file or a directory, hashing on all cores.
+Directories: files are taken recursively in sorted order; hidden files are
+included; symbolic links inside the directory, sockets and devices are
+skipped with a warning; empty directories cannot be expressed and are left
+out.
+
+  -t, --tracker URL      announce URL (repeatable; each its own tier)
+  -o, --output FILE      where to write the torrent (default: NAME.torrent
+                         in the current directory)
+  --piece-size SIZE      a power of two from 16K to 256M (default: chosen
+                         for about 1,000-2,000 pieces, 16K to 16M)
+  --private              private torrent (BEP 27): no DHT or peer exchange
+  --comment TEXT
+  --web-seed URL         BEP 19 web seed (repeatable)
+  --no-date              leave out the creation date (reproducible output)
+  -q, --quiet            no progress line
 ";
 
 /// Options common to `get` and `seed`, shown in both helps.
@@ -139,6 +161,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "get" => get(p, None),
         "seed" => seed(p),
         "check" => check(p),
+        "create" => create(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -411,4 +434,71 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
             have.len() - have.count()
         )))
     }
+}
+
+fn create(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    if help_requested(&mut p, CREATE_USAGE) {
+        return Ok(());
+    }
+    let usage = |e: pico_args::Error| Failure::Usage(e.to_string());
+    let trackers: Vec<String> = p.values_from_str(["-t", "--tracker"]).map_err(usage)?;
+    let web_seeds: Vec<String> = p.values_from_str("--web-seed").map_err(usage)?;
+    let out: Option<PathBuf> = p
+        .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
+        .map_err(usage)?;
+    let piece_len = parse_value(&mut p, "--piece-size", "piece size", |s| {
+        crate::units::parse_size(s).and_then(|n| u32::try_from(n).ok())
+    })?;
+    let private = p.contains("--private");
+    let comment: Option<String> = p.opt_value_from_str("--comment").map_err(usage)?;
+    let no_date = p.contains("--no-date");
+    let quiet = p.contains(["-q", "--quiet"]);
+    let [path] = positionals(p, ["PATH"])?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let opts = crate::create::Options {
+        path: PathBuf::from(&path),
+        trackers,
+        web_seeds,
+        piece_len,
+        private,
+        comment,
+        created_by: format!("shoal {}", env!("CARGO_PKG_VERSION")),
+        creation_date: (!no_date).then_some(now),
+        threads: crate::storage::available_parallelism(),
+    };
+    let start = std::time::Instant::now();
+    let hashed = std::sync::atomic::AtomicU64::new(0);
+    let show = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bytes = crate::create::create(&opts, &|n| {
+        let before = hashed.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+        if show && n / (64 << 20) != before / (64 << 20) {
+            eprint!("\r\x1b[Khashing: {}", format_bytes(n));
+        }
+    })
+    .map_err(|e| Failure::Failed(e.to_string()))?;
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let meta = Metainfo::from_bytes(&bytes)
+        .map_err(|e| Failure::Failed(format!("the torrent made is invalid: {e}")))?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.display_name())));
+    std::fs::write(&out, &bytes)
+        .map_err(|e| Failure::Failed(format!("{}: {}", out.display(), io_reason(&e))))?;
+    let secs = start.elapsed().as_secs_f64();
+    let total = meta.geometry.total_len();
+    if !quiet {
+        eprintln!(
+            "{}: {} pieces of {}, {} hashed in {:.2}s ({}/s)",
+            out.display(),
+            meta.geometry.num_pieces(),
+            format_bytes(u64::from(meta.geometry.piece_len())),
+            format_bytes(total),
+            secs,
+            format_bytes((total as f64 / secs.max(1e-6)) as u64)
+        );
+    }
+    println!("{}", meta.info_hash.hex());
+    Ok(())
 }

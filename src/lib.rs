@@ -12,6 +12,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod choker;
 pub mod cli;
+pub mod create;
 pub mod geometry;
 pub mod hex;
 pub mod info;
