@@ -27,5 +27,6 @@ pub mod random;
 pub mod storage;
 pub mod sys;
 pub mod tracker;
+pub mod tracker_server;
 pub mod units;
 pub mod wire;

@@ -1119,9 +1119,10 @@ impl<'p> Orchestrator<'p> {
                 let _ = tx.send(announce::Command::Completed);
             }
             let _ = tx.send(announce::Command::Stop);
-            // The announce thread bounds its own `stopped` announce; wait a
-            // little longer than that, never forever.
-            let deadline = Instant::now() + Duration::from_secs(8);
+            // The `stopped` announce gets the announce thread's own budget
+            // and no more: a tracker that hangs must not hold the exit (the
+            // thread is left to finish its request on its own).
+            let deadline = Instant::now() + announce::STOP_TIMEOUT;
             while !handle.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }

@@ -100,7 +100,10 @@ pub fn route(head: &[u8]) -> Result<Route<'_>, (Status, &'static str)> {
     match path {
         b"/announce" => Ok(Route::Announce(query)),
         b"/scrape" => Ok(Route::Scrape(query)),
-        _ => Err((NOT_FOUND, "not found: this tracker serves /announce and /scrape")),
+        _ => Err((
+            NOT_FOUND,
+            "not found: this tracker serves /announce and /scrape",
+        )),
     }
 }
 
@@ -157,7 +160,10 @@ mod tests {
             (b"GET /announce HTTP/2\r\n\r\n", Err(400)),
             (b"GET /announce\r\n\r\n", Err(400)),
             (b"GET  /announce HTTP/1.1\r\n\r\n", Err(400)),
-            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n\n", Err(400)),
+            (
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n\n",
+                Err(400),
+            ),
         ];
         for (head, want) in table {
             assert_eq!(

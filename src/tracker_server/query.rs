@@ -109,10 +109,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceQuery, String> {
         let name = percent_decode(name).ok_or("bad percent-encoding in the query")?;
         let value = || {
             percent_decode(raw).ok_or_else(|| {
-                format!(
-                    "bad percent-encoding in {}",
-                    String::from_utf8_lossy(&name)
-                )
+                format!("bad percent-encoding in {}", String::from_utf8_lossy(&name))
             })
         };
         match &name[..] {
@@ -185,12 +182,13 @@ pub fn parse_scrape(query: &[u8]) -> Result<Vec<InfoHash>, String> {
 /// `name=value` pairs split at `&`; empty pieces skipped, a piece without
 /// `=` has an empty value.
 fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query.split(|&b| b == b'&').filter(|p| !p.is_empty()).map(|p| {
-        match p.iter().position(|&b| b == b'=') {
+    query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.iter().position(|&b| b == b'=') {
             Some(i) => (&p[..i], &p[i + 1..]),
             None => (p, &p[p.len()..]),
-        }
-    })
+        })
 }
 
 /// RFC 3986 percent-decoding; `None` for a `%` not followed by two hex
@@ -223,8 +221,7 @@ fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), String> {
 }
 
 fn twenty(name: &str, bytes: &[u8]) -> Result<[u8; 20], String> {
-    <[u8; 20]>::try_from(bytes)
-        .map_err(|_| format!("{name} must be 20 bytes, got {}", bytes.len()))
+    <[u8; 20]>::try_from(bytes).map_err(|_| format!("{name} must be 20 bytes, got {}", bytes.len()))
 }
 
 /// ASCII decimal digits only (no sign, no spaces), without overflow.
@@ -261,9 +258,9 @@ fn parse_numwant(s: &[u8]) -> Result<i64, String> {
     let bad = || "invalid numwant: expected an integer".to_string();
     match s.strip_prefix(b"-") {
         Some(digits) => parse_u64(digits).map(|_| -1).ok_or_else(bad),
-        None if !s.is_empty() && s.iter().all(u8::is_ascii_digit) => {
-            Ok(parse_u64(s).and_then(|n| i64::try_from(n).ok()).unwrap_or(i64::MAX))
-        }
+        None if !s.is_empty() && s.iter().all(u8::is_ascii_digit) => Ok(parse_u64(s)
+            .and_then(|n| i64::try_from(n).ok())
+            .unwrap_or(i64::MAX)),
         None => Err(bad()),
     }
 }
@@ -320,24 +317,42 @@ mod tests {
         let base = good();
         let with = |extra: &str| format!("{base}&{extra}").replace("&numwant=20", "");
         let table: Vec<(String, Result<(usize, Option<Event>, bool, bool), &str>)> = vec![
-            (with("numwant=0"), Ok((0, Some(Event::Started), true, false))),
-            (with("numwant=200"), Ok((200, Some(Event::Started), true, false))),
-            (with("numwant=201"), Ok((MAX_NUMWANT, Some(Event::Started), true, false))),
+            (
+                with("numwant=0"),
+                Ok((0, Some(Event::Started), true, false)),
+            ),
+            (
+                with("numwant=200"),
+                Ok((200, Some(Event::Started), true, false)),
+            ),
+            (
+                with("numwant=201"),
+                Ok((MAX_NUMWANT, Some(Event::Started), true, false)),
+            ),
             (
                 with("numwant=99999999999999999999999"),
                 Ok((MAX_NUMWANT, Some(Event::Started), true, false)),
             ),
-            (with("numwant=-1"), Ok((DEFAULT_NUMWANT, Some(Event::Started), true, false))),
-            (with("numwant=many"), Err("invalid numwant: expected an integer")),
-            (with("numwant=-x"), Err("invalid numwant: expected an integer")),
+            (
+                with("numwant=-1"),
+                Ok((DEFAULT_NUMWANT, Some(Event::Started), true, false)),
+            ),
+            (
+                with("numwant=many"),
+                Err("invalid numwant: expected an integer"),
+            ),
+            (
+                with("numwant=-x"),
+                Err("invalid numwant: expected an integer"),
+            ),
         ];
         for (query, want) in table {
-            let got = parse_announce(query.as_bytes()).map(|q| (q.numwant, q.event, q.compact, q.no_peer_id));
+            let got = parse_announce(query.as_bytes())
+                .map(|q| (q.numwant, q.event, q.compact, q.no_peer_id));
             assert_eq!(got, want.map_err(String::from), "{query}");
         }
-        let event = |e: &str| {
-            parse_announce(base.replace("event=started", e).as_bytes()).map(|q| q.event)
-        };
+        let event =
+            |e: &str| parse_announce(base.replace("event=started", e).as_bytes()).map(|q| q.event);
         assert_eq!(event("event=completed"), Ok(Some(Event::Completed)));
         assert_eq!(event("event=stopped"), Ok(Some(Event::Stopped)));
         assert_eq!(event("event="), Ok(None));
@@ -348,8 +363,11 @@ mod tests {
             event("event=finished"),
             Err("invalid event: expected started, completed, stopped or empty".into())
         );
-        let q = parse_announce(base.replace("compact=1", "compact=0&no_peer_id=1").as_bytes())
-            .unwrap();
+        let q = parse_announce(
+            base.replace("compact=1", "compact=0&no_peer_id=1")
+                .as_bytes(),
+        )
+        .unwrap();
         assert!(!q.compact && q.no_peer_id);
     }
 
@@ -358,7 +376,10 @@ mod tests {
         let base = good();
         let hash = percent_encode(&HASH);
         let table: Vec<(String, &str)> = vec![
-            (base.replace(&format!("info_hash={hash}&"), ""), "missing info_hash"),
+            (
+                base.replace(&format!("info_hash={hash}&"), ""),
+                "missing info_hash",
+            ),
             (
                 base.replace(&hash, "%00%01%02"),
                 "info_hash must be 20 bytes, got 3",
@@ -367,9 +388,18 @@ mod tests {
                 base.replace(&hash, &format!("{hash}%00")),
                 "info_hash must be 20 bytes, got 21",
             ),
-            (base.replace(&hash, "%0"), "bad percent-encoding in info_hash"),
-            (base.replace(&hash, "%zz"), "bad percent-encoding in info_hash"),
-            (base.replace("peer_id=-SH0100-abcdefghijkl&", ""), "missing peer_id"),
+            (
+                base.replace(&hash, "%0"),
+                "bad percent-encoding in info_hash",
+            ),
+            (
+                base.replace(&hash, "%zz"),
+                "bad percent-encoding in info_hash",
+            ),
+            (
+                base.replace("peer_id=-SH0100-abcdefghijkl&", ""),
+                "missing peer_id",
+            ),
             (
                 base.replace("-SH0100-abcdefghijkl", "short"),
                 "peer_id must be 20 bytes, got 5",
@@ -388,10 +418,7 @@ mod tests {
                 base.replace("uploaded=1", "uploaded=1.5"),
                 "invalid uploaded: expected a non-negative integer",
             ),
-            (
-                format!("{base}&port=6882"),
-                "port given more than once",
-            ),
+            (format!("{base}&port=6882"), "port given more than once"),
             (
                 format!("{base}&info_hash={hash}"),
                 "info_hash given more than once",

@@ -588,11 +588,16 @@ mod tests {
         let secs = Duration::from_secs;
         let mut s = Swarms::new(limits(10), 1);
         s.announce(&q(1, 1000), ip("10.0.0.1"), t).unwrap();
-        s.announce(&q(2, 2000), ip("10.0.0.2"), t + secs(15)).unwrap();
+        s.announce(&q(2, 2000), ip("10.0.0.2"), t + secs(15))
+            .unwrap();
         // Exactly two intervals: still there.
-        let c = s.announce(&q(3, 3000), ip("10.0.0.3"), t + secs(20)).unwrap();
+        let c = s
+            .announce(&q(3, 3000), ip("10.0.0.3"), t + secs(20))
+            .unwrap();
         assert_eq!(c.peers.len(), 2);
-        let c = s.announce(&q(3, 3000), ip("10.0.0.3"), t + secs(21)).unwrap();
+        let c = s
+            .announce(&q(3, 3000), ip("10.0.0.3"), t + secs(21))
+            .unwrap();
         assert_eq!(addrs(&c), vec![sa("10.0.0.2:2000")]);
         assert_eq!(c.incomplete, 2);
         assert_eq!(s.peer_count(), 2);
@@ -717,12 +722,19 @@ mod tests {
             s.announce(&q(i, 1000 + u16::from(i)), ip("10.0.0.2"), t)
                 .unwrap();
         }
-        assert_eq!(s.announce(&greedy, ip("10.0.0.1"), t).unwrap().peers.len(), MAX_NUMWANT);
+        assert_eq!(
+            s.announce(&greedy, ip("10.0.0.1"), t).unwrap().peers.len(),
+            MAX_NUMWANT
+        );
         let none = AnnounceQuery {
             numwant: 0,
             ..q(0, 1000)
         };
-        assert!(s.announce(&none, ip("10.0.0.1"), t).unwrap().peers.is_empty());
+        assert!(s
+            .announce(&none, ip("10.0.0.1"), t)
+            .unwrap()
+            .peers
+            .is_empty());
     }
 
     #[test]
@@ -760,7 +772,10 @@ mod tests {
         assert_eq!(addrs(&r6), vec![sa("[2001:db8::2]:2000")]);
         // Without IPv6 peers there is no peers6 key.
         let body = encode_reply(&r4, true, false);
-        assert!(crate::bencode::decode(&body).unwrap().get("peers6").is_none());
+        assert!(crate::bencode::decode(&body)
+            .unwrap()
+            .get("peers6")
+            .is_none());
     }
 
     #[test]
@@ -788,7 +803,10 @@ mod tests {
         assert_eq!(parsed.warning.as_deref(), Some("hello"));
         let v = crate::bencode::decode(&body).unwrap();
         let first = &v.get("peers").unwrap().as_list().unwrap()[0];
-        assert_eq!(first.get("peer id").unwrap().as_bytes(), Some(&[b'a'; 20][..]));
+        assert_eq!(
+            first.get("peer id").unwrap().as_bytes(),
+            Some(&[b'a'; 20][..])
+        );
         let body = encode_reply(&r, false, true);
         let v = crate::bencode::decode(&body).unwrap();
         let first = &v.get("peers").unwrap().as_list().unwrap()[0];
@@ -815,17 +833,18 @@ mod tests {
             .unwrap();
         for i in 4..=5u8 {
             let at = t + Duration::from_secs(u64::from(i) + 1);
-            let r = s.announce(&q(i, 1000 + u16::from(i)), ip("10.0.0.1"), at).unwrap();
+            let r = s
+                .announce(&q(i, 1000 + u16::from(i)), ip("10.0.0.1"), at)
+                .unwrap();
             assert_eq!(r.warning, None);
             assert_eq!(r.incomplete, 3);
         }
         assert_eq!(s.peer_count(), 3);
-        let r = s.announce(&q(9, 9), ip("10.0.0.9"), t + Duration::from_secs(7)).unwrap();
+        let r = s
+            .announce(&q(9, 9), ip("10.0.0.9"), t + Duration::from_secs(7))
+            .unwrap();
         // Peers 2 and 3 were replaced by 4 and 5, then 1 by the asker.
-        assert_eq!(
-            addrs(&r),
-            vec![sa("10.0.0.1:1004"), sa("10.0.0.1:1005")]
-        );
+        assert_eq!(addrs(&r), vec![sa("10.0.0.1:1004"), sa("10.0.0.1:1005")]);
         assert_eq!(s.peer_count(), 3);
     }
 
@@ -849,7 +868,9 @@ mod tests {
         let err = s.announce(&on(3, 3), ip("10.0.0.1"), t).unwrap_err();
         assert_eq!(err, "tracker is full: it already tracks 2 torrents");
         assert_eq!(
-            parse_response(&encode_failure(&err)).unwrap_err().to_string(),
+            parse_response(&encode_failure(&err))
+                .unwrap_err()
+                .to_string(),
             "tracker refused: tracker is full: it already tracks 2 torrents"
         );
         assert_eq!(s.torrent_count(), 2);
@@ -870,7 +891,10 @@ mod tests {
             ..on(1, 1)
         };
         s.announce(&stop, ip("10.0.0.1"), t).unwrap();
-        assert_eq!(s.announce(&on(1, 5), ip("10.0.0.1"), t).unwrap().warning, None);
+        assert_eq!(
+            s.announce(&on(1, 5), ip("10.0.0.1"), t).unwrap().warning,
+            None
+        );
         // Limits of zero store nothing and do not panic.
         let mut zero = Swarms::new(
             Limits {
@@ -917,9 +941,6 @@ mod tests {
         let named = s.scrape(&[InfoHash([8; 20]), InfoHash([3; 20])], t);
         assert_eq!(named.len(), 1);
         assert_eq!(parse_scrape(&encode_scrape(&named), &H).unwrap(), None);
-        assert_eq!(
-            encode_scrape(&[]),
-            b"d5:filesdee".to_vec()
-        );
+        assert_eq!(encode_scrape(&[]), b"d5:filesdee".to_vec());
     }
 }

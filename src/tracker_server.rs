@@ -1,0 +1,851 @@
+//! `shoal tracker`: a small HTTP tracker for private fleets (BEP 3, with
+//! compact peers (BEP 23), `peers6` (BEP 7) and scrape (BEP 48)).
+//!
+//! Owns: the listening socket, the accept thread, a fixed pool of worker
+//! threads fed by a bounded queue, the per-connection deadline and the
+//! request head cap, the lock around the peer store, and the server's
+//! start and stop. Does not own, each pure and re-exported here: the query
+//! syntax ([`query`]: [`parse_announce`], [`parse_scrape`]), the peer store
+//! and the bencoded replies ([`swarms`]: [`Swarms`]), and the bits of HTTP
+//! ([`http`]). Nor the command line: `cli` builds a [`Config`] and calls
+//! [`run`].
+//!
+//! ```text
+//!  accept thread ──TcpStream──▶ bounded queue ──▶ N workers ──lock, update, unlock──▶ Swarms
+//!  (nonblocking, polls stop)   (full: answer 503)  (read head ≤ 8 KiB in ≤ request_timeout,
+//!                                                   answer, close)
+//! ```
+//!
+//! Rules the code keeps:
+//!
+//! - **A slow client costs one worker, for a bounded time.** The request
+//!   head must arrive within `request_timeout` (5 s) and fit in
+//!   [`MAX_HEAD`] (8 KiB); the response write has the same deadline. Other
+//!   clients are served by the other workers meanwhile. Connections beyond
+//!   the pool and its queue (`max_connections` in all) are answered 503 at
+//!   once, with a nonblocking write, so the accept thread never waits.
+//! - **The store's lock is held only for the in-memory update**: the query
+//!   is parsed before taking it and the reply encoded after releasing it,
+//!   never across socket I/O.
+//! - **Every connection gets one response and is closed** (`Connection:
+//!   close`): no keep-alive, so no idle connection holds a worker.
+//! - A peer is stored at its connection's source address; `ip=` is ignored
+//!   (see [`query`]). Over a dual-stack `[::]` listener, IPv4 clients are
+//!   stored as IPv4 ([`canonical`]).
+//!
+//! UDP (BEP 15, issue 5) is meant to be one more thread here: a `UdpSocket`
+//! on the same port sharing [`Server::swarms`], turning its datagrams into
+//! [`AnnounceQuery`]s (with [`Families::V4`] or [`Families::V6`] after
+//! the source's family, as BEP 15 replies carry one family) and [`Reply`]s
+//! into datagrams.
+
+mod http;
+mod query;
+mod swarms;
+
+pub use http::MAX_HEAD;
+pub use query::{
+    numwant, parse_announce, parse_scrape, percent_decode, AnnounceQuery, Families,
+    DEFAULT_NUMWANT, MAX_NUMWANT, MAX_SCRAPE_HASHES,
+};
+pub use swarms::{
+    canonical, encode_failure, encode_reply, encode_scrape, Limits, PeerInfo, Reply, Swarms,
+    DEFAULT_INTERVAL, DEFAULT_MAX_PEERS, DEFAULT_MAX_PEERS_PER_TORRENT, DEFAULT_MAX_TORRENTS,
+    EXPIRY_INTERVALS, MAX_SCRAPE_ALL,
+};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use http::Route;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// Where `shoal tracker` listens unless told: all IPv4 interfaces, on the
+/// port trackers conventionally use.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 6969));
+
+/// Worker threads. Serving a request takes microseconds, so a few suffice
+/// for thousands of announces a second; the rest are there so that a
+/// handful of slow or silent clients (each holding one worker for up to
+/// the request deadline) do not delay everyone else.
+pub const DEFAULT_WORKERS: usize = 16;
+
+/// Connections held at once: being served, or queued for a worker. Bounds
+/// the descriptors and memory a connection flood can take; beyond it,
+/// clients get 503 and retry at their next interval.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// How long a client has to send its request head, and then to take our
+/// response. A real client sends the head in one segment right after
+/// connecting; 5 s covers a congested link while bounding how long a
+/// silent client can hold a worker.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A sanity cap on `workers`, whatever the configuration says: threads
+/// are not free, and more than this would not serve a fleet any faster.
+const MAX_WORKERS: usize = 1024;
+
+/// Stack per worker. A request needs a few KiB (the head buffer is on the
+/// heap); 256 KiB keeps the pool's address space small on 32-bit images
+/// where the 2 MiB default for 1024 workers would not fit.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// How long the accept thread sleeps when no connection is waiting: the
+/// longest a new connection waits to be accepted when idle, and how
+/// quickly a stop is noticed.
+const ACCEPT_POLL: Duration = Duration::from_millis(20);
+
+/// Pause after an accept error other than "no connection" (out of
+/// descriptors, most likely): retrying at once would spin; finishing
+/// workers free descriptors meanwhile.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// At most one log line per this long for repeated accept errors.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Reads wait at most this long at a time, so that a worker held by a
+/// silent client notices a stop within it, not at the request deadline.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+/// After refusing an oversize head, we read and discard what the client
+/// still sends, up to this much for up to this long, before closing:
+/// closing with unread data makes the kernel send a reset, which can
+/// destroy our 431 before the client reads it.
+const LINGER_BYTES: usize = 64 * 1024;
+const LINGER_TIME: Duration = Duration::from_millis(500);
+
+/// How often [`run`] checks for a stop signal.
+const RUN_POLL: Duration = Duration::from_millis(100);
+
+/// The tracker's settings; [`Config::default`] gives the documented
+/// defaults on [`DEFAULT_LISTEN`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on: `0.0.0.0:PORT`, `[::]:PORT` (also IPv4 where
+    /// the system's sockets are dual-stack), or one address; port 0 picks
+    /// a free port ([`Server::local_addr`] says which).
+    pub listen: SocketAddr,
+    /// The announce interval; see [`Limits::interval`].
+    pub interval: Duration,
+    pub max_peers_per_torrent: usize,
+    pub max_torrents: usize,
+    /// Peers in all swarms together.
+    pub max_peers: usize,
+    /// Connections being served plus those queued for a worker; the queue
+    /// always has room for at least one.
+    pub max_connections: usize,
+    /// Worker threads (at least 1, at most 1024).
+    pub workers: usize,
+    /// Deadline for reading a request head, and for writing the response.
+    pub request_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN,
+            interval: DEFAULT_INTERVAL,
+            max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
+            max_torrents: DEFAULT_MAX_TORRENTS,
+            max_peers: DEFAULT_MAX_PEERS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            workers: DEFAULT_WORKERS,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl Config {
+    fn limits(&self) -> Limits {
+        Limits {
+            interval: self.interval,
+            max_peers_per_torrent: self.max_peers_per_torrent,
+            max_torrents: self.max_torrents,
+            max_peers: self.max_peers,
+        }
+    }
+}
+
+/// What the threads share.
+struct Shared {
+    swarms: Arc<Mutex<Swarms>>,
+    stop: AtomicBool,
+    request_timeout: Duration,
+}
+
+/// A running tracker. Dropping it asks its threads to stop without
+/// waiting; [`Server::stop`] also waits for them.
+pub struct Server {
+    /// The bound address (with the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// The peer store, shared with the workers (a future UDP front-end
+    /// takes it from here; tests inspect it).
+    pub fn swarms(&self) -> Arc<Mutex<Swarms>> {
+        Arc::clone(&self.shared.swarms)
+    }
+
+    /// Stops accepting, lets workers finish the request in hand (queued
+    /// connections are closed unanswered) and joins every thread. A worker
+    /// stuck writing to a client that does not read is waited for up to the
+    /// request deadline, plus a second; returns whether all threads ended
+    /// in that time (the stragglers are left to finish on their own).
+    pub fn stop(mut self) -> bool {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + self.shared.request_timeout + Duration::from_secs(1);
+        let mut threads = std::mem::take(&mut self.threads);
+        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let mut all = true;
+        for t in threads.drain(..) {
+            if t.is_finished() {
+                // A panic was already reported by the panic hook.
+                let _ = t.join();
+            } else {
+                all = false;
+            }
+        }
+        if all {
+            log::info!("tracker on {} stopped", self.local_addr);
+        } else {
+            log::warn!(
+                "tracker on {} stopped; some workers were still busy",
+                self.local_addr
+            );
+        }
+        all
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Binds `config.listen`, starts the accept thread and the workers, and
+/// returns at once.
+pub fn start(config: Config) -> io::Result<Server> {
+    let listener = TcpListener::bind(config.listen)?;
+    // Nonblocking so the accept thread can poll the stop flag.
+    listener.set_nonblocking(true)?;
+    let local_addr = listener.local_addr()?;
+    let workers = config.workers.clamp(1, MAX_WORKERS);
+    let queue = config.max_connections.saturating_sub(workers).max(1);
+    let shared = Arc::new(Shared {
+        swarms: Arc::new(Mutex::new(Swarms::new(
+            config.limits(),
+            crate::random::seed(),
+        ))),
+        stop: AtomicBool::new(false),
+        request_timeout: config.request_timeout.max(Duration::from_millis(1)),
+    });
+    // If a spawn fails, dropping `server` sets the stop flag and dropping
+    // the sender ends the workers already started.
+    let mut server = Server {
+        local_addr,
+        shared: Arc::clone(&shared),
+        threads: Vec::with_capacity(workers + 1),
+    };
+    let (tx, rx) = bounded::<TcpStream>(queue);
+    for n in 0..workers {
+        let (rx, shared) = (rx.clone(), Arc::clone(&shared));
+        let handle = thread::Builder::new()
+            .name(format!("tracker-{n}"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || worker(&rx, &shared))?;
+        server.threads.push(handle);
+    }
+    drop(rx);
+    let handle = thread::Builder::new()
+        .name("tracker-accept".into())
+        .stack_size(WORKER_STACK)
+        .spawn(move || accept_loop(&listener, &tx, &shared))?;
+    server.threads.push(handle);
+    log::info!(
+        "tracker listening on http://{local_addr}/announce \
+         ({workers} workers, interval {}s)",
+        config.interval.as_secs()
+    );
+    Ok(server)
+}
+
+/// Runs a tracker until SIGINT or SIGTERM ([`crate::sys::stop_requested`];
+/// the caller installs the handlers), then stops it.
+pub fn run(config: Config) -> io::Result<()> {
+    let server = start(config)?;
+    while !crate::sys::stop_requested() {
+        thread::sleep(RUN_POLL);
+    }
+    server.stop();
+    Ok(())
+}
+
+fn accept_loop(listener: &TcpListener, queue: &Sender<TcpStream>, shared: &Shared) {
+    let mut last_error_log: Option<Instant> = None;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, from)) => match queue.try_send(stream) {
+                Ok(()) => {}
+                Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
+                    log::debug!("tracker: {from}: all workers busy, answered 503");
+                    refuse(stream);
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::ConnectionAborted
+                        | io::ErrorKind::ConnectionReset
+                ) => {}
+            Err(e) => {
+                if last_error_log.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+                    log::warn!("tracker: accepting connections: {e}");
+                    last_error_log = Some(Instant::now());
+                }
+                thread::sleep(ACCEPT_ERROR_PAUSE);
+            }
+        }
+    }
+}
+
+/// 503 without ever blocking: a new socket's empty send buffer takes the
+/// whole short response, and if it does not, the client gets a bare close.
+fn refuse(mut stream: TcpStream) {
+    let _ = stream.set_nonblocking(true);
+    // Take in what already arrived, so closing does not reset the
+    // connection (and maybe destroy the 503) for that reason.
+    let _ = stream.read(&mut [0u8; 4096]);
+    let _ = stream.write(&http::response(http::BUSY, b"tracker busy, retry later\n"));
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+fn worker(queue: &Receiver<TcpStream>, shared: &Shared) {
+    // Ends when the accept thread, the only sender, has ended.
+    for stream in queue.iter() {
+        if shared.stop.load(Ordering::SeqCst) {
+            continue;
+        }
+        // A bug in a handler costs its one request, not a worker.
+        if panic::catch_unwind(AssertUnwindSafe(|| serve(stream, shared))).is_err() {
+            log::error!("tracker: a request handler panicked; its connection was dropped");
+        }
+    }
+}
+
+/// Why no request head was read.
+#[derive(Debug)]
+enum ReadError {
+    TooLarge,
+    Closed,
+    TimedOut,
+    Stopped,
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::TooLarge => write!(f, "request head over {MAX_HEAD} bytes"),
+            ReadError::Closed => write!(f, "closed before the end of the request head"),
+            ReadError::TimedOut => write!(f, "no complete request head in time"),
+            ReadError::Stopped => write!(f, "tracker stopping"),
+            ReadError::Io(e) => write!(f, "reading the request: {e}"),
+        }
+    }
+}
+
+fn serve(mut stream: TcpStream, shared: &Shared) {
+    let Ok(from) = stream.peer_addr() else { return };
+    // Accepted sockets inherit the listener's nonblocking mode on some
+    // systems (the BSDs); we want deadlines instead.
+    if stream.set_nonblocking(false).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + shared.request_timeout;
+    let _ = stream.set_write_timeout(Some(shared.request_timeout));
+    match read_head(&mut stream, deadline, &shared.stop) {
+        Ok(head) => {
+            let (status, body) = answer(&head, from.ip(), &shared.swarms);
+            let _ = stream.write_all(&http::response(status, &body));
+            let _ = stream.shutdown(Shutdown::Write);
+        }
+        Err(e @ ReadError::TooLarge) => {
+            log::debug!("tracker: {from}: {e}");
+            let body = format!("request head over {MAX_HEAD} bytes\n");
+            let _ = stream.write_all(&http::response(http::HEAD_TOO_LARGE, body.as_bytes()));
+            let _ = stream.shutdown(Shutdown::Write);
+            linger(&mut stream, &shared.stop);
+        }
+        Err(e) => log::debug!("tracker: {from}: {e}"),
+    }
+}
+
+/// Reads until the end of the request head, within `deadline` and
+/// [`MAX_HEAD`]. Bytes after the head (a body, a pipelined request) are
+/// ignored.
+fn read_head(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Result<Vec<u8>, ReadError> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(ReadError::Stopped);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::TimedOut);
+        }
+        stream
+            .set_read_timeout(Some(left.min(READ_SLICE)))
+            .map_err(ReadError::Io)?;
+        let room = MAX_HEAD.saturating_sub(head.len()).min(chunk.len());
+        let Some(buf) = chunk.get_mut(..room).filter(|b| !b.is_empty()) else {
+            return Err(ReadError::TooLarge);
+        };
+        match stream.read(buf) {
+            Ok(0) => return Err(ReadError::Closed),
+            Ok(n) => {
+                // The blank line may straddle the previous read.
+                let from = head.len().saturating_sub(3);
+                head.extend_from_slice(buf.get(..n).unwrap_or_default());
+                if let Some(end) = head.get(from..).and_then(http::head_end) {
+                    head.truncate(from + end);
+                    return Ok(head);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// Reads and discards what the client still sends, within
+/// [`LINGER_BYTES`] and [`LINGER_TIME`] (see there).
+fn linger(stream: &mut TcpStream, stop: &AtomicBool) {
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut chunk = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_BYTES && !stop.load(Ordering::SeqCst) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+/// The status and body for a request head from `source`: the store is
+/// locked only for the announce or scrape itself.
+fn answer(head: &[u8], source: IpAddr, swarms: &Mutex<Swarms>) -> (http::Status, Vec<u8>) {
+    let route = match http::route(head) {
+        Ok(r) => r,
+        Err((status, why)) => {
+            log::debug!("tracker: {source}: {} {why}", status.code);
+            return (status, format!("{why}\n").into_bytes());
+        }
+    };
+    let body = match route {
+        Route::Announce(query) => match parse_announce(query) {
+            Err(why) => {
+                log::debug!("tracker: {source}: bad announce: {why}");
+                encode_failure(&why)
+            }
+            Ok(q) => {
+                let result = lock(swarms).announce(&q, source, Instant::now());
+                match result {
+                    Ok(reply) => {
+                        log::debug!(
+                            "tracker: {source}:{} announce {} event={:?} left={:?}: \
+                             {} peers, {} seeders, {} leechers",
+                            q.port,
+                            q.info_hash.hex(),
+                            q.event,
+                            q.left,
+                            reply.peers.len(),
+                            reply.complete,
+                            reply.incomplete
+                        );
+                        encode_reply(&reply, q.compact, q.no_peer_id)
+                    }
+                    Err(why) => {
+                        log::debug!("tracker: {source}: announce refused: {why}");
+                        encode_failure(&why)
+                    }
+                }
+            }
+        },
+        Route::Scrape(query) => match parse_scrape(query) {
+            Err(why) => {
+                log::debug!("tracker: {source}: bad scrape: {why}");
+                encode_failure(&why)
+            }
+            Ok(hashes) => {
+                let files = lock(swarms).scrape(&hashes, Instant::now());
+                log::debug!("tracker: {source}: scrape of {} torrents", files.len());
+                encode_scrape(&files)
+            }
+        },
+    };
+    (http::OK, body)
+}
+
+/// The store, even if a panic elsewhere poisoned its lock: every update
+/// keeps it usable (counts saturate, indices are checked), and a tracker
+/// that refused all requests after one bug would help no one.
+fn lock(swarms: &Mutex<Swarms>) -> MutexGuard<'_, Swarms> {
+    swarms.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::InfoHash;
+    use crate::tracker::{self, Announce, Event, ScrapeStats};
+    use std::sync::mpsc;
+
+    /// The longest any test here may take before it fails.
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// Runs `f` on a thread and fails the test if it takes longer than
+    /// [`PATIENCE`].
+    fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        match rx.recv_timeout(PATIENCE) {
+            Ok(v) => v,
+            Err(_) => match handle.join() {
+                Err(p) => panic::resume_unwind(p),
+                Ok(()) => panic!("test took longer than {PATIENCE:?}"),
+            },
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            interval: Duration::from_secs(60),
+            workers: 4,
+            ..Config::default()
+        }
+    }
+
+    /// One HTTP exchange: sends `request` as is and reads to the end.
+    fn exchange(addr: SocketAddr, request: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(request)?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let end = http::head_end(&buf).unwrap_or(buf.len());
+        let status = buf
+            .get(9..12)
+            .and_then(|c| std::str::from_utf8(c).ok())
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..end]);
+        if status != 0 {
+            assert!(head.contains("Connection: close"), "{head}");
+            let len = format!("Content-Length: {}", buf.len() - end);
+            assert!(head.contains(&len), "{head}");
+        }
+        Ok((status, buf[end..].to_vec()))
+    }
+
+    /// GET of a full URL (`http://host:port/path?query`) on `addr`.
+    fn get(addr: SocketAddr, url: &str) -> (u16, Vec<u8>) {
+        let target = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or(url);
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n");
+        exchange(addr, request.as_bytes()).unwrap()
+    }
+
+    fn announce(hash: InfoHash, id: u8, port: u16) -> Announce {
+        Announce {
+            info_hash: hash,
+            peer_id: [id; 20],
+            port,
+            uploaded: 0,
+            downloaded: 0,
+            left: 1000,
+            event: Some(Event::Started),
+            numwant: None,
+            key: 1,
+            tracker_id: None,
+        }
+    }
+
+    fn base(addr: SocketAddr) -> String {
+        format!("http://{addr}/announce")
+    }
+
+    #[test]
+    fn announce_and_scrape_over_http() {
+        within(|| {
+            let server = start(config()).unwrap();
+            let addr = server.local_addr;
+            let hash = InfoHash([0x25; 20]); // '%' bytes: escaping matters
+            let (status, body) = get(addr, &announce(hash, 1, 7001).url(&base(addr)));
+            assert_eq!(status, 200);
+            let r = tracker::parse_response(&body).unwrap();
+            assert_eq!(r.peers, vec![]);
+            assert_eq!((r.interval, r.min_interval), (Some(60), Some(30)));
+            assert_eq!((r.complete, r.incomplete), (Some(0), Some(1)));
+
+            let mut done = announce(hash, 2, 7002);
+            (done.left, done.event) = (0, Some(Event::Completed));
+            let r = tracker::parse_response(&get(addr, &done.url(&base(addr))).1).unwrap();
+            assert_eq!(r.peers, vec!["127.0.0.1:7001".parse().unwrap()]);
+            assert_eq!((r.complete, r.incomplete), (Some(1), Some(1)));
+            let r =
+                tracker::parse_response(&get(addr, &announce(hash, 1, 7001).url(&base(addr))).1)
+                    .unwrap();
+            assert_eq!(r.peers, vec!["127.0.0.1:7002".parse().unwrap()]);
+
+            // Non-compact, for old clients.
+            let q = announce(hash, 1, 7001)
+                .query()
+                .replace("compact=1", "compact=0");
+            let (_, body) = get(addr, &format!("{}?{q}", base(addr)));
+            let r = tracker::parse_response(&body).unwrap();
+            assert_eq!(r.peers, vec!["127.0.0.1:7002".parse().unwrap()]);
+
+            let scrape = tracker::scrape_url(&base(addr)).unwrap();
+            let url = tracker::with_query(
+                &scrape,
+                &format!("info_hash={}", tracker::percent_encode(&hash.0)),
+            );
+            let (status, body) = get(addr, &url);
+            assert_eq!(status, 200);
+            let want = ScrapeStats {
+                complete: 1,
+                downloaded: 1,
+                incomplete: 1,
+            };
+            assert_eq!(tracker::parse_scrape(&body, &hash).unwrap(), Some(want));
+            let (_, all) = get(addr, &scrape);
+            assert_eq!(tracker::parse_scrape(&all, &hash).unwrap(), Some(want));
+
+            // Refusals are bencoded failure reasons with 200.
+            let (status, body) = get(addr, &format!("{}?peer_id=x", base(addr)));
+            assert_eq!(status, 200);
+            assert_eq!(
+                tracker::parse_response(&body).unwrap_err().to_string(),
+                "tracker refused: missing info_hash"
+            );
+            let (_, body) = get(addr, &format!("{scrape}?info_hash=abc"));
+            assert_eq!(
+                tracker::parse_scrape(&body, &hash).unwrap_err().to_string(),
+                "tracker refused: info_hash must be 20 bytes, got 3"
+            );
+            let swarms = server.swarms();
+            assert_eq!(lock(&swarms).peer_count(), 2);
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn other_paths_and_methods() {
+        within(|| {
+            let server = start(config()).unwrap();
+            let addr = server.local_addr;
+            for (request, want) in [
+                (&b"GET / HTTP/1.1\r\n\r\n"[..], 404),
+                (b"GET /announce/x?info_hash=1 HTTP/1.1\r\n\r\n", 404),
+                (b"GET /favicon.ico HTTP/1.0\r\n\r\n", 404),
+                (b"POST /announce HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405),
+                (b"hello\n\n", 400),
+                (b"GET /scrape HTTP/1.1\n\n", 200),
+            ] {
+                let (status, _) = exchange(addr, request).unwrap();
+                assert_eq!(status, want, "{}", String::from_utf8_lossy(request));
+            }
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn silent_clients_do_not_block_others() {
+        within(|| {
+            let server = start(config()).unwrap();
+            let addr = server.local_addr;
+            // Three of the four workers held by clients that say nothing.
+            let silent: Vec<TcpStream> =
+                (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            let (status, body) = get(addr, &announce(InfoHash([1; 20]), 1, 7001).url(&base(addr)));
+            assert_eq!(status, 200);
+            tracker::parse_response(&body).unwrap();
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "announce took {:?} next to silent clients",
+                t.elapsed()
+            );
+            drop(silent);
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn a_silent_client_is_cut_off_at_the_deadline() {
+        within(|| {
+            let server = start(Config {
+                workers: 1,
+                request_timeout: Duration::from_millis(300),
+                ..config()
+            })
+            .unwrap();
+            let addr = server.local_addr;
+            let mut silent = TcpStream::connect(addr).unwrap();
+            thread::sleep(Duration::from_millis(50));
+            let t = Instant::now();
+            let (status, _) = get(addr, &announce(InfoHash([1; 20]), 1, 7001).url(&base(addr)));
+            assert_eq!(status, 200);
+            // It waited for the only worker, which the deadline freed.
+            assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+            silent
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut rest = Vec::new();
+            assert_eq!(
+                silent.read_to_end(&mut rest).unwrap_or(0),
+                0,
+                "closed unanswered"
+            );
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn busy_server_answers_503() {
+        within(|| {
+            let server = start(Config {
+                workers: 1,
+                max_connections: 2,
+                request_timeout: Duration::from_secs(3),
+                ..config()
+            })
+            .unwrap();
+            let addr = server.local_addr;
+            // One held by the worker, one queued.
+            let first = TcpStream::connect(addr).unwrap();
+            thread::sleep(Duration::from_millis(200));
+            let second = TcpStream::connect(addr).unwrap();
+            thread::sleep(Duration::from_millis(200));
+            let (status, body) = get(addr, "/scrape");
+            assert_eq!(
+                (status, &body[..]),
+                (503, &b"tracker busy, retry later\n"[..])
+            );
+            drop((first, second));
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn oversize_head_is_refused_and_the_server_lives() {
+        within(|| {
+            let server = start(config()).unwrap();
+            let addr = server.local_addr;
+            let mut huge = b"GET /announce?".to_vec();
+            huge.resize(4 * MAX_HEAD, b'a');
+            // Either we read the 431, or the server's close reset us first.
+            if let Ok((status, body)) = exchange(addr, &huge) {
+                assert_eq!(status, 431);
+                assert_eq!(body, b"request head over 8192 bytes\n");
+            }
+            // Just under the cap is fine.
+            let mut big = b"GET /scrape?x=".to_vec();
+            big.resize(MAX_HEAD - 4, b'a');
+            big.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(exchange(addr, &big).unwrap().0, 200);
+            let (status, _) = get(addr, &announce(InfoHash([1; 20]), 1, 7001).url(&base(addr)));
+            assert_eq!(status, 200);
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn stop_joins_promptly_and_closes_the_port() {
+        within(|| {
+            let server = start(config()).unwrap();
+            let addr = server.local_addr;
+            // A worker held by a silent client notices the stop too.
+            let _silent = TcpStream::connect(addr).unwrap();
+            thread::sleep(Duration::from_millis(100));
+            let t = Instant::now();
+            assert!(server.stop());
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
+        });
+    }
+
+    #[test]
+    fn ipv6_listener() {
+        within(|| {
+            let Ok(server) = start(Config {
+                listen: "[::1]:0".parse().unwrap(),
+                ..config()
+            }) else {
+                eprintln!("skipped: no IPv6 loopback here");
+                return;
+            };
+            let addr = server.local_addr;
+            let hash = InfoHash([2; 20]);
+            get(addr, &announce(hash, 1, 7001).url(&base(addr)));
+            let (_, body) = get(addr, &announce(hash, 2, 7002).url(&base(addr)));
+            let r = tracker::parse_response(&body).unwrap();
+            assert_eq!(r.peers, vec!["[::1]:7001".parse().unwrap()]);
+            let v = crate::bencode::decode(&body).unwrap();
+            assert_eq!(
+                v.get("peers6").and_then(|p| p.as_bytes()).map(<[u8]>::len),
+                Some(18)
+            );
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn answer_without_sockets() {
+        let swarms = Mutex::new(Swarms::new(Limits::default(), 1));
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let (status, body) = answer(b"GET /nope HTTP/1.1\r\n\r\n", ip, &swarms);
+        assert_eq!(status, http::NOT_FOUND);
+        assert_eq!(
+            body,
+            b"not found: this tracker serves /announce and /scrape\n"
+        );
+        let (status, body) = answer(b"GET /announce?port=1 HTTP/1.1\r\n\r\n", ip, &swarms);
+        assert_eq!(status, http::OK);
+        assert_eq!(body, encode_failure("missing info_hash"));
+    }
+}

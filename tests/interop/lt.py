@@ -1,0 +1,185 @@
+#!/usr/bin/python3
+"""A python3-libtorrent peer on 127.0.0.1 for shoal's interop tests.
+
+Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
+see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
+
+    lt.py seed TORRENT DATA_DIR PORT
+        Serve complete data from DATA_DIR (the directory that holds the
+        torrent's name). Prints `READY` once the torrent is seeding and, if it
+        has a tracker, the tracker has answered an announce. Data that fails
+        the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
+
+    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT]
+        Download into OUT_DIR from the tracker and/or the given peer. Prints
+        `DONE <seconds>` when every piece is verified, then keeps seeding.
+
+Both modes run until stdin closes or SIGTERM/SIGINT arrives, then print
+`UPLOADED <payload bytes>`, `DOWNLOADED <payload bytes>` and
+`MAXRSS_KB <peak resident set of this process>` and exit 0.
+Every line on stdout is flushed at once; diagnostics go to stderr.
+"""
+
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+
+import libtorrent as lt
+
+USAGE = (
+    "usage: lt.py seed TORRENT DATA_DIR PORT\n"
+    "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT]\n"
+)
+
+# How often the main loop wakes up to look at stdin, signals and status.
+TICK_MS = 100
+
+
+def say(*words):
+    print(*words, flush=True)
+
+
+def warn(*words):
+    print("lt.py:", *words, file=sys.stderr, flush=True)
+
+
+def session(port):
+    """A session that stays on 127.0.0.1 and keeps quiet (INTEROP.md)."""
+    alerts = (
+        lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.tracker_notification
+        | lt.alert.category_t.storage_notification
+    )
+    return lt.session(
+        {
+            "listen_interfaces": "127.0.0.1:%d" % port,
+            "outgoing_interfaces": "127.0.0.1",
+            "enable_dht": False,
+            "enable_lsd": False,
+            "enable_upnp": False,
+            "enable_natpmp": False,
+            "enable_ip_notifier": False,
+            "dht_bootstrap_nodes": "",
+            # Every peer in a test shares 127.0.0.1.
+            "allow_multiple_connections_per_ip": True,
+            "ssrf_mitigation": False,
+            # Do not back off from a 127.0.0.1:PORT that failed or finished.
+            "min_reconnect_time": 1,
+            "max_failcount": 1000,
+            # On exit, wait at most a second for the `stopped` announce.
+            "stop_tracker_timeout": 1,
+            "alert_mask": alerts,
+        }
+    )
+
+
+def add(ses, torrent, save_path):
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = save_path
+    flags = atp.flags
+    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    flags |= lt.torrent_flags.disable_pex
+    flags &= ~lt.torrent_flags.auto_managed
+    flags &= ~lt.torrent_flags.paused
+    atp.flags = flags
+    return ses.add_torrent(atp), atp.ti
+
+
+def watch_stdin(closed):
+    """Sets `closed` when stdin reaches end of file (the test dropped it)."""
+    try:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered
+        # reader makes the interpreter abort at exit.
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+    closed.set()
+
+
+def parse_peer(text):
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError("bad --peer %r, expected HOST:PORT" % text)
+    return host, int(port)
+
+
+def main(argv):
+    if len(argv) < 4 or argv[0] not in ("seed", "leech"):
+        sys.stderr.write(USAGE)
+        return 2
+    mode, torrent, data_dir, port = argv[0], argv[1], argv[2], int(argv[3])
+    peers = []
+    rest = argv[4:]
+    while rest:
+        if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
+            peers.append(parse_peer(rest[1]))
+            rest = rest[2:]
+        else:
+            sys.stderr.write(USAGE)
+            return 2
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
+
+    ses = session(port)
+    handle, info = add(ses, torrent, data_dir)
+    has_tracker = any(True for _ in info.trackers())
+    started = time.monotonic()
+    for host, peer_port in peers:
+        handle.connect_peer((host, peer_port))
+
+    tracker_ok = False
+    announced = False  # READY or DONE printed
+    while not stop.is_set():
+        ses.wait_for_alert(TICK_MS)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.tracker_reply_alert):
+                tracker_ok = True
+            elif isinstance(a, (lt.tracker_error_alert, lt.torrent_error_alert,
+                                lt.file_error_alert)):
+                warn(type(a).__name__, a.message())
+        st = handle.status()
+        if announced:
+            continue
+        checking = st.state in (
+            lt.torrent_status.states.checking_files,
+            lt.torrent_status.states.checking_resume_data,
+        )
+        if mode == "seed":
+            if st.is_seeding and (tracker_ok or not has_tracker):
+                say("READY")
+                announced = True
+            elif not checking and st.state == lt.torrent_status.states.downloading:
+                warn("ERROR data in %s is incomplete: %d of %d pieces"
+                     % (data_dir, st.num_pieces, info.num_pieces()))
+                return 1
+        elif st.is_seeding or st.is_finished:
+            say("DONE %.3f" % (time.monotonic() - started))
+            announced = True
+
+    st = handle.status()
+    say("UPLOADED %d" % st.total_payload_upload)
+    say("DOWNLOADED %d" % st.total_payload_download)
+    say("MAXRSS_KB %d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # Tell the tracker we are leaving, but do not wait long for it.
+    ses.pause()
+    del ses
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - one clear line for the test log
+        warn("ERROR", e)
+        sys.exit(1)
