@@ -1,7 +1,7 @@
 # shoal: build, test, lint. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: build test lint fmt clean
+.PHONY: build test lint fmt clean demo
 
 build:
 	$(CARGO) build --release
@@ -12,6 +12,11 @@ build:
 # those tools are missing, and fail under CI=true).
 test: lint
 	$(CARGO) test --all-targets
+
+# A real download on 127.0.0.1: shoal tracker + shoal seed + shoal get,
+# bytes compared, throughput printed, everything stopped afterwards.
+demo:
+	tests/tools/demo.sh
 
 lint:
 	$(CARGO) fmt --check

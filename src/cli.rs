@@ -23,6 +23,7 @@ usage:
   shoal check FILE.torrent DATA_PATH          verify data against a torrent
   shoal create PATH -t URL [-o OUT.torrent]   make a torrent of a file or directory
   shoal info FILE.torrent [--json]            show what a torrent holds
+  shoal tracker [--listen ADDR:PORT]          a small HTTP tracker for private swarms
 
 'shoal COMMAND --help' describes each command.
 
@@ -91,6 +92,21 @@ out.
   --web-seed URL         BEP 19 web seed (repeatable)
   --no-date              leave out the creation date (reproducible output)
   -q, --quiet            no progress line
+";
+
+const TRACKER_USAGE: &str = "\
+usage: shoal tracker [--listen ADDR:PORT] [options]
+
+A small HTTP tracker for private swarms (BEP 3, compact peers BEP 23,
+peers6 BEP 7, scrape BEP 48 at /scrape). Peers silent for two intervals are
+forgotten. Runs until Ctrl-C.
+
+  --listen ADDR:PORT     where to listen (default 0.0.0.0:6969; [::]:6969
+                         for IPv6)
+  --interval DURATION    how often peers re-announce (default 30m)
+  --max-torrents N       info hashes tracked at most (default 10000)
+  --max-peers N          peers kept per torrent at most (default 5000)
+  -q, --quiet            no log line at start
 ";
 
 /// Options common to `get` and `seed`, shown in both helps.
@@ -162,6 +178,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "seed" => seed(p),
         "check" => check(p),
         "create" => create(p),
+        "tracker" => tracker(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -501,4 +518,37 @@ fn create(mut p: pico_args::Arguments) -> Result<(), Failure> {
     }
     println!("{}", meta.info_hash.hex());
     Ok(())
+}
+
+fn tracker(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    use crate::tracker_server::{self, Config};
+    if help_requested(&mut p, TRACKER_USAGE) {
+        return Ok(());
+    }
+    let mut config = Config::default();
+    if let Some(addr) = parse_value(&mut p, "--listen", "address", |s| s.parse().ok())? {
+        config.listen = addr;
+    }
+    if let Some(i) = parse_value(&mut p, "--interval", "duration", parse_duration)? {
+        config.interval = i;
+    }
+    let positive = |s: &str| s.parse().ok().filter(|&n: &usize| n > 0);
+    if let Some(n) = parse_value(&mut p, "--max-torrents", "count", positive)? {
+        config.max_torrents = n;
+    }
+    if let Some(n) = parse_value(&mut p, "--max-peers", "count", positive)? {
+        config.max_peers_per_torrent = n;
+    }
+    let quiet = p.contains(["-q", "--quiet"]);
+    positionals(p, [])?;
+    crate::sys::install_stop_handlers();
+    if !quiet {
+        eprintln!(
+            "shoal tracker: listening on http://{}/announce",
+            config.listen
+        );
+    }
+    let listen = config.listen;
+    tracker_server::run(config)
+        .map_err(|e| Failure::Failed(format!("tracker on {listen}: {}", io_reason(&e))))
 }

@@ -1100,7 +1100,13 @@ impl<'p> Orchestrator<'p> {
             up_rate: self.up_rate,
             uploaded: self.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
-            known: self.known.values().filter(|k| !k.banned).count(),
+            // Addresses we may dial, plus peers that dialled us.
+            known: self.known.values().filter(|k| !k.banned).count()
+                + self
+                    .peers
+                    .values()
+                    .filter(|p| !self.known.contains_key(&p.addr))
+                    .count(),
         }
     }
 

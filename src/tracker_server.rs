@@ -86,6 +86,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// silent client can hold a worker.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest `request_timeout` we use, whatever the configuration says:
+/// longer only lets silent clients hold workers longer (and keeps deadline
+/// arithmetic far from overflow).
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A sanity cap on `workers`, whatever the configuration says: threads
 /// are not free, and more than this would not serve a fleet any faster.
 const MAX_WORKERS: usize = 1024;
@@ -141,7 +146,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Worker threads (at least 1, at most 1024).
     pub workers: usize,
-    /// Deadline for reading a request head, and for writing the response.
+    /// Deadline for reading a request head, and for writing the response
+    /// (used between 1 ms and 5 minutes).
     pub request_timeout: Duration,
 }
 
@@ -248,7 +254,8 @@ pub fn start(config: Config) -> io::Result<Server> {
             crate::random::seed(),
         ))),
         stop: AtomicBool::new(false),
-        request_timeout: config.request_timeout.max(Duration::from_millis(1)),
+        request_timeout: (config.request_timeout)
+            .clamp(Duration::from_millis(1), MAX_REQUEST_TIMEOUT),
     });
     // If a spawn fails, dropping `server` sets the stop flag and dropping
     // the sender ends the workers already started.
@@ -655,7 +662,7 @@ mod tests {
             assert_eq!(tracker::parse_scrape(&all, &hash).unwrap(), Some(want));
 
             // Refusals are bencoded failure reasons with 200.
-            let (status, body) = get(addr, &format!("{}?peer_id=x", base(addr)));
+            let (status, body) = get(addr, &format!("{}?port=1", base(addr)));
             assert_eq!(status, 200);
             assert_eq!(
                 tracker::parse_response(&body).unwrap_err().to_string(),
@@ -785,8 +792,9 @@ mod tests {
             }
             // Just under the cap is fine.
             let mut big = b"GET /scrape?x=".to_vec();
-            big.resize(MAX_HEAD - 4, b'a');
-            big.extend_from_slice(b"\r\n\r\n");
+            big.resize(MAX_HEAD - 13, b'a');
+            big.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+            assert_eq!(big.len(), MAX_HEAD);
             assert_eq!(exchange(addr, &big).unwrap().0, 200);
             let (status, _) = get(addr, &announce(InfoHash([1; 20]), 1, 7001).url(&base(addr)));
             assert_eq!(status, 200);

@@ -315,7 +315,7 @@ mod tests {
     #[test]
     fn announce_fields_table() {
         let base = good();
-        let with = |extra: &str| format!("{base}&{extra}").replace("&numwant=20", "");
+        let with = |extra: &str| format!("{}&{extra}", base.replace("&numwant=20", ""));
         let table: Vec<(String, Result<(usize, Option<Event>, bool, bool), &str>)> = vec![
             (
                 with("numwant=0"),
