@@ -316,7 +316,9 @@ mod tests {
     fn announce_fields_table() {
         let base = good();
         let with = |extra: &str| format!("{}&{extra}", base.replace("&numwant=20", ""));
-        let table: Vec<(String, Result<(usize, Option<Event>, bool, bool), &str>)> = vec![
+        /// numwant, event, compact, no_peer_id
+        type Fields = (usize, Option<Event>, bool, bool);
+        let table: Vec<(String, Result<Fields, &str>)> = vec![
             (
                 with("numwant=0"),
                 Ok((0, Some(Event::Started), true, false)),
