@@ -115,7 +115,8 @@ const SESSION_OPTIONS: &str = "
                          127.0.0.1:6881 or [::1]:6881
   --port N               listen for peers on this port (default 6881; if
                          taken, a free one; 0: any free port)
-  --bind IP              listen on this address (default 0.0.0.0)
+  --bind IP              listen on this address (default :: , which takes
+                         IPv4 and IPv6; 0.0.0.0 where there is no IPv6)
   --no-listen            accept no inbound connections
   --max-peers N          peers connected at once (default 50)
   --upload-slots N       peers we upload to at once, plus one optimistic

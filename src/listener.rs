@@ -20,18 +20,18 @@ pub struct Listener {
 impl Listener {
     /// Binds `addr`; if its port is taken, a free port on the same address
     /// (said in the log), so that several clients on one host all listen.
+    /// `[::]` (the default) is dual-stack on Linux and takes IPv4 peers too;
+    /// on a host without IPv6 it falls back to `0.0.0.0`.
     pub fn start(addr: SocketAddr, accepted: Sender<TcpStream>) -> io::Result<Listener> {
-        let socket = match TcpListener::bind(addr) {
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => {
-                let fallback = SocketAddr::new(addr.ip(), 0);
-                log::warn!(
-                    "port {} is in use; listening on a free port instead",
-                    addr.port()
-                );
-                TcpListener::bind(fallback)?
+        let socket = bind(addr).or_else(|e| match addr {
+            SocketAddr::V6(v6)
+                if v6.ip().is_unspecified() && e.kind() != io::ErrorKind::AddrInUse =>
+            {
+                log::info!("no IPv6 here ({e}); listening on IPv4 only");
+                bind(SocketAddr::from(([0, 0, 0, 0], addr.port())))
             }
-            other => other?,
-        };
+            _ => Err(e),
+        })?;
         let local_addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -58,6 +58,20 @@ impl Listener {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// Binds, moving to a free port if the one asked for is taken.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    match TcpListener::bind(addr) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => {
+            log::warn!(
+                "port {} is in use; listening on a free port instead",
+                addr.port()
+            );
+            TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+        }
+        other => other,
     }
 }
 

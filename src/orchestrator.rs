@@ -89,7 +89,7 @@ impl Options {
             peer_timeout: Duration::from_secs(20),
             announce_retry: Duration::from_secs(15),
             announce_min_interval: Duration::from_secs(30),
-            listen: Some(SocketAddr::from(([0, 0, 0, 0], 6881))),
+            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
             upload_slots: crate::choker::DEFAULT_SLOTS,
             seed: SeedLimit::default(),
             seed_only: false,
