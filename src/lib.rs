@@ -24,6 +24,7 @@ pub mod peer;
 pub mod picker;
 pub mod progress;
 pub mod random;
+pub mod resume;
 pub mod storage;
 pub mod sys;
 pub mod tracker;

@@ -255,19 +255,23 @@ pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Resul
 
 /// Opens (or creates) the data and finds which pieces are already good.
 fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), String> {
-    let threads = crate::storage::available_parallelism();
-    if opts.seed_only {
-        let storage =
-            Storage::open_existing(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
-        let have = crate::storage::verify(&storage.reader(), threads, &|_| {});
-        return Ok((storage, have));
-    }
-    let existed = existing_files(meta, &opts.out_dir);
-    let storage = Storage::create(meta.clone(), &opts.out_dir).map_err(|e| e.to_string())?;
-    let have = if existed {
-        crate::storage::verify(&storage.reader(), threads, &|_| {})
+    let root = &opts.out_dir;
+    // Resume state that still matches the files spares the rehash.
+    let resumed = crate::resume::load(meta, root);
+    let existed = opts.seed_only || existing_files(meta, root);
+    let storage = if opts.seed_only {
+        Storage::open_existing(meta.clone(), root)
     } else {
-        Bitfield::new(meta.geometry.num_pieces())
+        Storage::create(meta.clone(), root)
+    }
+    .map_err(|e| e.to_string())?;
+    let have = match resumed {
+        Some(have) => have,
+        None if existed => {
+            let threads = crate::storage::available_parallelism();
+            crate::storage::verify(&storage.reader(), threads, &|_| {})
+        }
+        None => Bitfield::new(meta.geometry.num_pieces()),
     };
     Ok((storage, have))
 }
@@ -485,9 +489,24 @@ impl<'p> Orchestrator<'p> {
         }
     }
 
+    /// Flushes the data, then records the verified pieces (never the other
+    /// way round: the resume state must not claim unflushed pieces).
+    fn save_resume(&mut self) {
+        match self.storage.sync() {
+            Ok(()) if self.picker.have().count() > 0 => {
+                crate::resume::save(&self.meta, &self.opts.out_dir, self.picker.have())
+            }
+            Ok(()) => {}
+            Err(e) => log::warn!("flushing data: {e}"),
+        }
+    }
+
     fn on_complete(&mut self) {
         let now = Instant::now();
         self.completed_at = Some(now);
+        if !self.complete_at_start {
+            self.save_resume();
+        }
         if !self.complete_at_start {
             if let Some((tx, _)) = &self.announce {
                 let _ = tx.send(announce::Command::Completed);
@@ -1133,9 +1152,7 @@ impl<'p> Orchestrator<'p> {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        if let Err(e) = self.storage.sync() {
-            log::warn!("flushing data: {e}");
-        }
+        self.save_resume();
     }
 }
 
