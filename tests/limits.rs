@@ -1,0 +1,159 @@
+//! `shoal get` at the edges of its environment: an address space smaller
+//! than the torrent (a 32-bit image, `ulimit -v`), and Ctrl-C in the middle
+//! of a download (issue 3: "Storage", "Shutdown").
+
+mod common;
+
+use common::process::{signal, External};
+use common::{
+    json_num, make_torrent, random_bytes, Behaviour, FakeSeeder, FakeTracker, SeederConfig,
+    TempDir, Torrent,
+};
+use std::time::Duration;
+
+const MIB: usize = 1024 * 1024;
+const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn single(name: &str, seed: u64, len: usize, piece_len: u32, announce: Option<&str>) -> Torrent {
+    let data = random_bytes(seed, len);
+    make_torrent(name, &[("", &data)], piece_len, announce, false)
+}
+
+/// 64 MiB with 1 MiB pieces, fetched by a process that may map only
+/// 48 MiB: storage maps pieces in flight, never whole files.
+#[test]
+fn downloads_a_torrent_larger_than_its_address_space() {
+    let t = single("big.bin", 11, 64 * MIB, 1 << 20, None);
+    let tmp = TempDir::new("limits-vm");
+    let torrent = t.write_torrent(tmp.path());
+    let out = tmp.subdir("out");
+    let seeder = FakeSeeder::start(&t, Behaviour::Good);
+    let limit_kib = 48 * 1024;
+    assert!(
+        (limit_kib as usize) * 1024 < t.data.len(),
+        "the torrent must not fit"
+    );
+    let script = format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\"");
+    let mut run = External::start(
+        "shoal get under ulimit -v",
+        Duration::from_secs(60),
+        "sh",
+        &[
+            "-c",
+            &script,
+            SHOAL,
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--peer",
+            &seeder.peer_arg(),
+            "--no-listen",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let status = run.wait(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()), "{}", run.describe());
+    t.assert_downloaded(&out);
+}
+
+/// SIGINT mid-download: exit 1 with "interrupted", `stopped` announced,
+/// every piece reported verified is intact on disk, and a second run picks
+/// up from there instead of starting over.
+#[test]
+fn interrupt_stops_cleanly_and_keeps_verified_pieces() {
+    let tracker = FakeTracker::start(&[]);
+    let t = single(
+        "slow.bin",
+        12,
+        4 * MIB,
+        256 * 1024,
+        Some(&tracker.announce_url()),
+    );
+    let tmp = TempDir::new("limits-int");
+    let torrent = t.write_torrent(tmp.path());
+    let out = tmp.subdir("out");
+    // About 64 blocks a second: the download takes ~4 s.
+    let slow = FakeSeeder::with(
+        &t,
+        SeederConfig::new(Behaviour::Good).block_delay(Duration::from_millis(15)),
+    );
+    tracker.set_peers(&[slow.addr()]);
+    let mut run = External::start(
+        "shoal get (interrupted)",
+        Duration::from_secs(60),
+        SHOAL,
+        &[
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-listen",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    // Wait until a few pieces are on disk, then interrupt.
+    let on_disk = |t: &Torrent| {
+        (0..t.num_pieces())
+            .filter(|&i| t.piece_on_disk(&out, i))
+            .count()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(30), || on_disk(&t) >= 3),
+        "{}",
+        run.describe()
+    );
+    signal(common::process::children(run.pid())[0], "INT");
+    let status = run
+        .wait(Duration::from_secs(15))
+        .expect("exits after SIGINT");
+    assert_eq!(status.code(), Some(1), "{}", run.describe());
+    assert!(run.stderr().contains("interrupted"), "{}", run.describe());
+    assert!(
+        tracker.wait_for_event("stopped", Duration::from_secs(5)),
+        "stopped announced: {:?}",
+        tracker.events()
+    );
+    let last = run
+        .wait_for_line("{\"event\":\"stopped\"", Duration::from_secs(1))
+        .unwrap_or_default();
+    assert!(last.contains("\"complete\":false"), "{last}");
+    let intact = on_disk(&t);
+    assert!(
+        intact >= 3,
+        "pieces written before the interrupt are on disk: {intact}"
+    );
+
+    // A second run, from a fast seeder, resumes rather than starting over.
+    let fast = FakeSeeder::start(&t, Behaviour::Good);
+    tracker.set_peers(&[fast.addr()]);
+    let mut again = External::start(
+        "shoal get (resumed)",
+        Duration::from_secs(60),
+        SHOAL,
+        &[
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-listen",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    let checked = again.expect_line("{\"event\":\"checked\"", Duration::from_secs(20));
+    let resumed = json_num(&checked, "have").unwrap_or(0.0) as usize;
+    assert!(
+        (3..=intact).contains(&resumed),
+        "resumed with {resumed} pieces ({intact} intact on disk): {checked}"
+    );
+    let status = again.wait(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", again.describe());
+    t.assert_downloaded(&out);
+    assert!(
+        fast.stats().requested_pieces().len() <= t.num_pieces() as usize - resumed,
+        "only missing pieces were fetched again"
+    );
+}
