@@ -1,0 +1,192 @@
+//! The download side of the orchestrator: interest, request pipelines,
+//! incoming blocks, endgame cancels, and piece verification.
+
+use super::*;
+
+impl Orchestrator<'_> {
+    pub(super) fn on_block(
+        &mut self,
+        peer: PeerKey,
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    ) -> Result<(), String> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(()); // already dropped
+        };
+        let block = self.meta.geometry.piece(index).map(|piece| Block {
+            piece,
+            begin,
+            len: data.len() as u32,
+        });
+        let Some(block) = block.filter(|b| p.outstanding.contains_key(b) || p.late.contains(b))
+        else {
+            let reason = format!(
+                "sent a block we did not request (piece {index}, offset {begin}, {} bytes)",
+                data.len()
+            );
+            self.drop_peer(peer, &reason, false);
+            return Ok(());
+        };
+        let now = Instant::now();
+        if let Some(sent) = p.outstanding.remove(&block) {
+            let rtt = now - sent;
+            p.min_rtt = Some(p.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        } else {
+            p.late.remove(&block);
+        }
+        let n = data.len() as u64;
+        p.window_bytes += n;
+        p.downloaded += n;
+        p.last_data = now;
+        self.window_bytes += n;
+        self.counters.downloaded.fetch_add(n, Ordering::Relaxed);
+
+        if let Received::Fresh { complete } = self.picker.received(&block, peer) {
+            self.storage
+                .write(block.piece, block.begin, &data)
+                .map_err(|e| e.to_string())?;
+            self.cancel_elsewhere(peer, &block);
+            if complete {
+                self.finish_piece(block.piece)?;
+            }
+        }
+        self.fill(peer);
+        Ok(())
+    }
+
+    /// Endgame: others asked for the same block; tell them not to bother.
+    pub(super) fn cancel_elsewhere(&mut self, from: PeerKey, block: &Block) {
+        let holders: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| **k != from && p.outstanding.contains_key(block))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in holders {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.outstanding.remove(block);
+                p.late.insert(*block);
+            }
+            self.picker.abandon(block);
+            self.send(k, Command::Cancel(*block));
+        }
+    }
+
+    pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), String> {
+        let hash = self.storage.hash_piece(piece).map_err(|e| e.to_string())?;
+        self.storage.release(piece).map_err(|e| e.to_string())?;
+        if hash == self.meta.piece_hash(piece) {
+            self.picker.verified(piece);
+            let size = u64::from(self.meta.geometry.piece_size(piece));
+            self.verified_bytes += size;
+            self.counters.left.fetch_sub(size, Ordering::Relaxed);
+            let tell: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.socket.is_some() && !p.pieces.get(piece.get()))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in tell {
+                self.send(k, Command::Have(piece.get()));
+            }
+            let done: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for k in done {
+                self.update_interest(k);
+            }
+            return Ok(());
+        }
+        let blamed = self.picker.failed(piece);
+        let addrs: Vec<String> = blamed
+            .iter()
+            .filter_map(|k| self.peers.get(k).map(|p| p.addr.to_string()))
+            .collect();
+        self.progress.note(
+            || {
+                Object::new()
+                    .str("event", "piece_failed")
+                    .num("piece", piece)
+                    .raw("peers", &json::array(addrs.iter().map(|a| json::string(a))))
+                    .finish()
+            },
+            &format!(
+                "piece {piece} failed its hash check (from {})",
+                addrs.join(", ")
+            ),
+        );
+        for k in blamed {
+            let Some(addr) = self.peers.get(&k).map(|p| p.addr) else {
+                continue;
+            };
+            let strikes = self.known.get_mut(&addr).map_or(0, |kn| {
+                kn.strikes += 1;
+                kn.strikes
+            });
+            if strikes >= MAX_STRIKES {
+                self.progress.note(
+                    || {
+                        Object::new()
+                            .str("event", "peer_banned")
+                            .str("peer", &addr.to_string())
+                            .finish()
+                    },
+                    &format!("banned {addr}: {strikes} pieces failed the hash check"),
+                );
+                self.drop_peer(k, "sent corrupt data", true);
+            }
+        }
+        self.fill_all();
+        Ok(())
+    }
+
+    pub(super) fn update_interest(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let want = self.picker.wants_any(&p.pieces);
+        if want != p.am_interested {
+            p.am_interested = want;
+            let cmd = if want {
+                Command::Interested
+            } else {
+                Command::NotInterested
+            };
+            self.send(peer, cmd);
+        }
+        self.fill(peer);
+    }
+
+    /// Tops up a peer's request pipeline.
+    pub(super) fn fill(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.peer_choking || !p.am_interested || p.socket.is_none() {
+            return;
+        }
+        let room = p.depth.saturating_sub(p.outstanding.len());
+        if room == 0 {
+            return;
+        }
+        let outstanding = &p.outstanding;
+        let blocks = self
+            .picker
+            .pick(&p.pieces, room, |b| outstanding.contains_key(b));
+        let now = Instant::now();
+        for b in &blocks {
+            p.outstanding.insert(*b, now);
+        }
+        for b in blocks {
+            if !self.send(peer, Command::Request(b)) {
+                break;
+            }
+        }
+    }
+
+    pub(super) fn fill_all(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.fill(k);
+        }
+    }
+}
