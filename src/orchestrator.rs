@@ -144,6 +144,8 @@ struct Peer {
     commands: Sender<Command>,
     /// Set once the handshake is done.
     socket: Option<TcpStream>,
+    /// The peer id it sent in its handshake.
+    remote_id: Option<[u8; 20]>,
     pieces: Bitfield,
     am_interested: bool,
     peer_choking: bool,
@@ -177,6 +179,7 @@ impl Peer {
             addr,
             commands,
             socket: None,
+            remote_id: None,
             pieces: Bitfield::new(num_pieces),
             am_interested: false,
             peer_choking: true,
@@ -582,13 +585,19 @@ impl<'p> Orchestrator<'p> {
 
     fn on_event(&mut self, e: Event) -> Result<(), String> {
         match e {
-            Event::Connected { peer, socket, .. } => {
+            Event::Connected { peer, id, socket } => {
                 let have = self.picker.have().count() > 0;
                 let bitfield = self.picker.have().as_bytes().to_vec();
+                // Two connections to one peer (we dialled it as it dialled
+                // us) would only compete for the same pieces.
+                let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.socket = Some(socket);
+                    p.remote_id = Some(id);
                     p.last_data = Instant::now();
-                    if have {
+                    if duplicate {
+                        self.drop_peer(peer, "already connected to this peer", false);
+                    } else if have {
                         self.send(peer, Command::Bitfield(bitfield));
                     }
                 } else {
