@@ -225,18 +225,10 @@ fn positionals<const N: usize>(
 
 /// Reads and parses a torrent file; errors name the file.
 pub fn load_torrent(path: &Path) -> Result<Metainfo, Failure> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Failure::Failed(format!("{}: {}", path.display(), io_reason(&e))))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::Failed(format!("{}: {}", path.display(), crate::sys::io_reason(&e)))
+    })?;
     Metainfo::from_bytes(&bytes).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
-}
-
-/// An I/O error's reason without Rust's "(os error N)" suffix.
-pub fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
 }
 
 fn info(mut p: pico_args::Arguments) -> Result<(), Failure> {
@@ -502,8 +494,9 @@ fn create(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let meta = Metainfo::from_bytes(&bytes)
         .map_err(|e| Failure::Failed(format!("the torrent made is invalid: {e}")))?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.display_name())));
-    std::fs::write(&out, &bytes)
-        .map_err(|e| Failure::Failed(format!("{}: {}", out.display(), io_reason(&e))))?;
+    std::fs::write(&out, &bytes).map_err(|e| {
+        Failure::Failed(format!("{}: {}", out.display(), crate::sys::io_reason(&e)))
+    })?;
     let secs = start.elapsed().as_secs_f64();
     let total = meta.geometry.total_len();
     if !quiet {
@@ -550,6 +543,10 @@ fn tracker(mut p: pico_args::Arguments) -> Result<(), Failure> {
         );
     }
     let listen = config.listen;
-    tracker_server::run(config)
-        .map_err(|e| Failure::Failed(format!("tracker on {listen}: {}", io_reason(&e))))
+    tracker_server::run(config).map_err(|e| {
+        Failure::Failed(format!(
+            "tracker on {listen}: {}",
+            crate::sys::io_reason(&e)
+        ))
+    })
 }

@@ -556,7 +556,12 @@ impl fmt::Display for CreateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CreateError::Read { path, cause } => {
-                write!(f, "cannot read {}: {}", path.display(), os_message(cause))
+                write!(
+                    f,
+                    "cannot read {}: {}",
+                    path.display(),
+                    crate::sys::io_reason(cause)
+                )
             }
             CreateError::Changed { path } => write!(
                 f,
@@ -587,15 +592,6 @@ impl fmt::Display for CreateError {
 }
 
 impl std::error::Error for CreateError {}
-
-/// An `io::Error`'s message without Rust's " (os error N)" suffix.
-fn os_message(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
-    }
-}
 
 #[cfg(test)]
 mod tests;

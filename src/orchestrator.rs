@@ -359,7 +359,7 @@ impl<'p> Orchestrator<'p> {
         let listener =
             match opts.listen {
                 Some(addr) => Some(Listener::start(addr, inbound_tx).map_err(|e| {
-                    format!("cannot listen on {addr}: {}", crate::cli::io_reason(&e))
+                    format!("cannot listen on {addr}: {}", crate::sys::io_reason(&e))
                 })?),
                 None => None,
             };

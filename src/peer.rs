@@ -120,7 +120,7 @@ pub fn run_outbound(
     events: Sender<Event>,
 ) {
     let result = TcpStream::connect_timeout(&addr, settings.connect_timeout)
-        .map_err(|e| format!("connect: {}", crate::cli::io_reason(&e)))
+        .map_err(|e| format!("connect: {}", crate::sys::io_reason(&e)))
         .and_then(|stream| {
             let id = handshake(&stream, &settings, true)?;
             serve(peer, id, stream, &settings, commands, &events)
@@ -186,7 +186,7 @@ fn io_error(what: &str, e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => format!("{what}: timed out"),
         io::ErrorKind::UnexpectedEof => format!("{what}: connection closed"),
-        _ => format!("{what}: {}", crate::cli::io_reason(e)),
+        _ => format!("{what}: {}", crate::sys::io_reason(e)),
     }
 }
 

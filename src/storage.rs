@@ -681,7 +681,12 @@ impl StorageError {
 impl fmt::Display for StorageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let io = |f: &mut fmt::Formatter<'_>, what: &str, path: &Path, cause: &io::Error| {
-            write!(f, "cannot {what} {}: {}", path.display(), os_message(cause))
+            write!(
+                f,
+                "cannot {what} {}: {}",
+                path.display(),
+                crate::sys::io_reason(cause)
+            )
         };
         match self {
             StorageError::Create { path, cause } => io(f, "create", path, cause),
@@ -691,7 +696,7 @@ impl fmt::Display for StorageError {
                 "cannot preallocate {} ({}): {}",
                 path.display(),
                 crate::units::format_bytes(*len),
-                os_message(cause)
+                crate::sys::io_reason(cause)
             ),
             StorageError::Map { path, cause } => io(f, "map", path, cause),
             StorageError::Flush { path, cause } => io(f, "flush", path, cause),
@@ -720,15 +725,6 @@ impl fmt::Display for StorageError {
 }
 
 impl std::error::Error for StorageError {}
-
-/// An `io::Error`'s message without Rust's " (os error N)" suffix.
-fn os_message(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.rfind(" (os error ") {
-        Some(i) if s.ends_with(')') => s[..i].to_string(),
-        _ => s,
-    }
-}
 
 #[cfg(test)]
 mod tests;

@@ -193,6 +193,16 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
+/// An `io::Error`'s message without Rust's " (os error N)" suffix, for
+/// one-line messages that name the file themselves.
+pub fn io_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,21 +13,9 @@ impl Orchestrator<'_> {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
-        let key = self.next_key;
-        self.next_key += 1;
-        let (tx, rx) = bounded(COMMAND_QUEUE);
-        let settings = self.settings.clone();
-        let events = self.events_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("peer-{key}"))
-            .spawn(move || peer::run_inbound(key, stream, settings, rx, events));
-        match spawned {
-            Ok(_) => {
-                self.peers
-                    .insert(key, Peer::new(addr, tx, self.meta.geometry.num_pieces()));
-            }
-            Err(e) => log::warn!("cannot start a peer thread: {e}"),
-        }
+        self.start_peer(addr, move |key, settings, rx, events| {
+            peer::run_inbound(key, stream, settings, rx, events)
+        });
     }
 
     pub(super) fn learn(&mut self, addr: SocketAddr) {
@@ -70,6 +58,21 @@ impl Orchestrator<'_> {
     }
 
     pub(super) fn spawn_peer(&mut self, addr: SocketAddr) {
+        let started = self.start_peer(addr, move |key, settings, rx, events| {
+            peer::run_outbound(key, addr, settings, rx, events)
+        });
+        if let (Some(key), Some(k)) = (started, self.known.get_mut(&addr)) {
+            k.active = Some(key);
+        }
+    }
+
+    /// Starts a peer's thread running `run` and adds the peer to the table;
+    /// returns its key, or `None` if no thread could be had.
+    fn start_peer(
+        &mut self,
+        addr: SocketAddr,
+        run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
+    ) -> Option<PeerKey> {
         let key = self.next_key;
         self.next_key += 1;
         let (tx, rx) = bounded(COMMAND_QUEUE);
@@ -77,16 +80,14 @@ impl Orchestrator<'_> {
         let events = self.events_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("peer-{key}"))
-            .spawn(move || peer::run_outbound(key, addr, settings, rx, events));
+            .spawn(move || run(key, settings, rx, events));
         if let Err(e) = spawned {
             log::warn!("cannot start a peer thread: {e}");
-            return;
+            return None;
         }
-        self.peers
-            .insert(key, Peer::new(addr, tx, self.meta.geometry.num_pieces()));
-        if let Some(k) = self.known.get_mut(&addr) {
-            k.active = Some(key);
-        }
+        let num_pieces = self.meta.geometry.num_pieces();
+        self.peers.insert(key, Peer::new(addr, tx, num_pieces));
+        Some(key)
     }
 
     pub(super) fn on_closed(&mut self, peer: PeerKey, reason: &str) {
