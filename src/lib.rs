@@ -29,5 +29,6 @@ pub mod storage;
 pub mod sys;
 pub mod tracker;
 pub mod tracker_server;
+pub mod udp_tracker;
 pub mod units;
 pub mod wire;

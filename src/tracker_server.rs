@@ -1,19 +1,24 @@
 //! `shoal tracker`: a small HTTP tracker for private fleets (BEP 3, with
-//! compact peers (BEP 23), `peers6` (BEP 7) and scrape (BEP 48)).
+//! compact peers (BEP 23), `peers6` (BEP 7) and scrape (BEP 48)), which
+//! also answers UDP (BEP 15) on the same port.
 //!
-//! Owns: the listening socket, the accept thread, a fixed pool of worker
+//! Owns: the listening sockets, the accept thread, a fixed pool of worker
 //! threads fed by a bounded queue, the per-connection deadline and the
 //! request head cap, the lock around the peer store, and the server's
 //! start and stop. Does not own, each pure and re-exported here: the query
 //! syntax ([`query`]: [`parse_announce`], [`parse_scrape`]), the peer store
-//! and the bencoded replies ([`swarms`]: [`Swarms`]), and the bits of HTTP
-//! ([`http`]). Nor the command line: `cli` builds a [`Config`] and calls
+//! and the bencoded replies ([`swarms`]: [`Swarms`]), the bits of HTTP
+//! ([`http`]), and the UDP front end (`udp`: one more thread, on a
+//! `UdpSocket` bound to the listener's address and port, sharing the
+//! store). Nor the command line: `cli` builds a [`Config`] and calls
 //! [`run`].
 //!
 //! ```text
 //!  accept thread ──TcpStream──▶ bounded queue ──▶ N workers ──lock, update, unlock──▶ Swarms
 //!  (nonblocking, polls stop)   (full: answer 503)  (read head ≤ 8 KiB in ≤ request_timeout,
-//!                                                   answer, close)
+//!                                                   answer, close)                      ▲
+//!  udp thread ──datagram in, reply out; lock, update, unlock────────────────────────────┘
+//!  (one UdpSocket on the same port; its read timeout polls stop)
 //! ```
 //!
 //! Rules the code keeps:
@@ -33,15 +38,16 @@
 //!   (see [`query`]). Over a dual-stack `[::]` listener, IPv4 clients are
 //!   stored as IPv4 ([`canonical`]).
 //!
-//! UDP (BEP 15, issue 5) is meant to be one more thread here: a `UdpSocket`
-//! on the same port sharing [`Server::swarms`], turning its datagrams into
-//! [`AnnounceQuery`]s (with [`Families::V4`] or [`Families::V6`] after
-//! the source's family, as BEP 15 replies carry one family) and [`Reply`]s
-//! into datagrams.
+//! - UDP is on by default ([`Config::udp`]). It turns datagrams into
+//!   [`AnnounceQuery`]s (with [`Families::V4`] or [`Families::V6`] after
+//!   the source's family, as BEP 15 replies carry one family) and
+//!   [`Reply`]s into datagrams; its own rules (stateless connection ids,
+//!   no amplification) are in `udp`.
 
 mod http;
 mod query;
 mod swarms;
+mod udp;
 
 pub use http::MAX_HEAD;
 pub use query::{
@@ -57,7 +63,9 @@ pub use swarms::{
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use http::Route;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -127,6 +135,10 @@ const LINGER_TIME: Duration = Duration::from_millis(500);
 /// How often [`run`] checks for a stop signal.
 const RUN_POLL: Duration = Duration::from_millis(100);
 
+/// With port 0, the port the system picks for TCP may be taken for UDP;
+/// we then try this many more times with another.
+const BIND_TRIES: u32 = 8;
+
 /// The tracker's settings; [`Config::default`] gives the documented
 /// defaults on [`DEFAULT_LISTEN`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +161,8 @@ pub struct Config {
     /// Deadline for reading a request head, and for writing the response
     /// (used between 1 ms and 5 minutes).
     pub request_timeout: Duration,
+    /// Also answer BEP 15 UDP on the same address and port (default on).
+    pub udp: bool,
 }
 
 impl Default for Config {
@@ -162,6 +176,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             workers: DEFAULT_WORKERS,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            udp: true,
         }
     }
 }
@@ -189,15 +204,22 @@ struct Shared {
 pub struct Server {
     /// The bound address (with the real port when 0 was asked for).
     pub local_addr: SocketAddr,
+    udp: bool,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// The peer store, shared with the workers (a future UDP front-end
-    /// takes it from here; tests inspect it).
+    /// The peer store, shared by the HTTP workers and the UDP thread
+    /// (tests inspect it).
     pub fn swarms(&self) -> Arc<Mutex<Swarms>> {
         Arc::clone(&self.shared.swarms)
+    }
+
+    /// Where UDP (BEP 15) is answered: [`Server::local_addr`], unless
+    /// [`Config::udp`] was off.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp.then_some(self.local_addr)
     }
 
     /// Stops accepting, lets workers finish the request in hand (queued
@@ -239,10 +261,11 @@ impl Drop for Server {
     }
 }
 
-/// Binds `config.listen`, starts the accept thread and the workers, and
-/// returns at once.
+/// Binds `config.listen` (TCP, and UDP on the same address and port with
+/// [`Config::udp`]), starts the accept thread, the workers and the UDP
+/// thread, and returns at once.
 pub fn start(config: Config) -> io::Result<Server> {
-    let listener = TcpListener::bind(config.listen)?;
+    let (listener, udp) = bind(&config)?;
     // Nonblocking so the accept thread can poll the stop flag.
     listener.set_nonblocking(true)?;
     let local_addr = listener.local_addr()?;
@@ -261,8 +284,9 @@ pub fn start(config: Config) -> io::Result<Server> {
     // the sender ends the workers already started.
     let mut server = Server {
         local_addr,
+        udp: udp.is_some(),
         shared: Arc::clone(&shared),
-        threads: Vec::with_capacity(workers + 1),
+        threads: Vec::with_capacity(workers + 2),
     };
     let (tx, rx) = bounded::<TcpStream>(queue);
     for n in 0..workers {
@@ -274,17 +298,54 @@ pub fn start(config: Config) -> io::Result<Server> {
         server.threads.push(handle);
     }
     drop(rx);
+    if let Some(socket) = udp {
+        let shared = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("tracker-udp".into())
+            .stack_size(WORKER_STACK)
+            .spawn(move || udp::serve(&socket, &shared))?;
+        server.threads.push(handle);
+    }
     let handle = thread::Builder::new()
         .name("tracker-accept".into())
         .stack_size(WORKER_STACK)
         .spawn(move || accept_loop(&listener, &tx, &shared))?;
     server.threads.push(handle);
+    let also_udp = if server.udp {
+        format!(" and udp://{local_addr}")
+    } else {
+        String::new()
+    };
     log::info!(
-        "tracker listening on http://{local_addr}/announce \
+        "tracker listening on http://{local_addr}/announce{also_udp} \
          ({workers} workers, interval {}s)",
         config.interval.as_secs()
     );
     Ok(server)
+}
+
+/// The TCP listener on `config.listen` and, with [`Config::udp`], a UDP
+/// socket on the address and port it got.
+fn bind(config: &Config) -> io::Result<(TcpListener, Option<UdpSocket>)> {
+    let mut tries = 0;
+    loop {
+        let listener = TcpListener::bind(config.listen)?;
+        if !config.udp {
+            return Ok((listener, None));
+        }
+        let addr = listener.local_addr()?;
+        match UdpSocket::bind(addr) {
+            Ok(socket) => return Ok((listener, Some(socket))),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse
+                    && config.listen.port() == 0
+                    && tries < BIND_TRIES =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(io::Error::new(e.kind(), format!("udp {addr}: {e}"))),
+        }
+    }
 }
 
 /// Runs a tracker until SIGINT or SIGTERM ([`crate::sys::stop_requested`];
