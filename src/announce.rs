@@ -99,6 +99,9 @@ pub struct Config {
     /// Floor on the time between regular announces, whatever the tracker
     /// says, so a hostile `interval: 0` cannot make us hammer it.
     pub min_interval: Duration,
+    /// Our listening address when it is a specific one (BEP 7 `ipv4=` /
+    /// `ipv6=`).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -114,6 +117,7 @@ impl Config {
             request_timeout: Duration::from_secs(15),
             retry_base: Duration::from_secs(15),
             min_interval: Duration::from_secs(30),
+            address: None,
         }
     }
 }
@@ -502,6 +506,7 @@ impl Session {
             numwant: Some(numwant),
             key: self.key,
             tracker_id: self.tracker_ids.get(url).cloned(),
+            address: self.config.address,
         }
     }
 

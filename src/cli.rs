@@ -22,8 +22,8 @@ usage:
   shoal seed FILE.torrent DATA_PATH [options] serve complete data
   shoal check FILE.torrent DATA_PATH          verify data against a torrent
   shoal create PATH -t URL [-o OUT.torrent]   make a torrent of a file or directory
-  shoal info FILE.torrent [--json]            show what a torrent holds
-  shoal tracker [--listen ADDR:PORT]          a small HTTP tracker for private swarms
+  shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
+  shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
 
 'shoal COMMAND --help' describes each command.
 
@@ -33,12 +33,15 @@ options:
 ";
 
 const INFO_USAGE: &str = "\
-usage: shoal info FILE.torrent [--json]
+usage: shoal info FILE.torrent [--json] [--scrape [--timeout DURATION]]
 
 Prints the torrent's name, info hash, size, piece length and count, private
 flag, trackers by tier, web seeds and file list.
 
-  --json    one JSON object instead of text
+  --json       one JSON object instead of text
+  --scrape     also ask every tracker (HTTP and UDP, BEP 48 / BEP 15) for
+               its seeders, leechers and completed downloads, all at once
+  --timeout D  how long each tracker may take (default 10s)
 ";
 
 const GET_USAGE: &str = "\
@@ -97,15 +100,16 @@ out.
 const TRACKER_USAGE: &str = "\
 usage: shoal tracker [--listen ADDR:PORT] [options]
 
-A small HTTP tracker for private swarms (BEP 3, compact peers BEP 23,
-peers6 BEP 7, scrape BEP 48 at /scrape). Peers silent for two intervals are
-forgotten. Runs until Ctrl-C.
+A small tracker for private swarms: HTTP (BEP 3, compact peers BEP 23,
+peers6 BEP 7, scrape BEP 48 at /scrape) and UDP (BEP 15) on the same port
+number. Peers silent for two intervals are forgotten. Runs until Ctrl-C.
 
   --listen ADDR:PORT     where to listen (default 0.0.0.0:6969; [::]:6969
                          for IPv6)
   --interval DURATION    how often peers re-announce (default 30m)
   --max-torrents N       info hashes tracked at most (default 10000)
   --max-peers N          peers kept per torrent at most (default 5000)
+  --no-udp               HTTP only
   -q, --quiet            no log line at start
 ";
 
@@ -236,12 +240,17 @@ fn info(mut p: pico_args::Arguments) -> Result<(), Failure> {
         return Ok(());
     }
     let json = p.contains("--json");
+    let scrape = p.contains("--scrape");
+    let timeout = parse_value(&mut p, "--timeout", "duration", parse_duration)?;
     let [file] = positionals(p, ["FILE.torrent"])?;
     let m = load_torrent(Path::new(&file))?;
+    let scraped = scrape.then(|| {
+        crate::info::scrape_all(&m, timeout.unwrap_or(std::time::Duration::from_secs(10)))
+    });
     if json {
-        println!("{}", crate::info::json(&m));
+        println!("{}", crate::info::json(&m, scraped.as_deref()));
     } else {
-        print!("{}", crate::info::text(&m));
+        print!("{}", crate::info::text(&m, scraped.as_deref()));
     }
     Ok(())
 }

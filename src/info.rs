@@ -3,11 +3,35 @@
 
 use crate::json::{self, Object};
 use crate::metainfo::Metainfo;
+use crate::tracker::ScrapeStats;
 use crate::units::format_bytes;
 use std::fmt::Write;
+use std::time::Duration;
 
-/// The human-readable report.
-pub fn text(m: &Metainfo) -> String {
+/// One tracker's answer to a scrape.
+pub type Scraped = (String, Result<ScrapeStats, String>);
+
+/// Scrapes every tracker of the torrent at once (each on its own thread, so
+/// a dead one costs its own timeout only), in tier order.
+pub fn scrape_all(m: &Metainfo, timeout: Duration) -> Vec<Scraped> {
+    let urls: Vec<&String> = m.trackers.iter().flatten().collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| s.spawn(move || crate::announce::scrape_once(url, &m.info_hash, timeout)))
+            .collect();
+        urls.iter()
+            .zip(handles)
+            .map(|(url, h)| {
+                let result = h.join().unwrap_or_else(|_| Err("scrape failed".into()));
+                (url.to_string(), result)
+            })
+            .collect()
+    })
+}
+
+/// The human-readable report (with scrape results, if asked for).
+pub fn text(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     let g = &m.geometry;
     let mut s = String::new();
     let _ = writeln!(s, "name:        {}", m.display_name());
@@ -52,6 +76,16 @@ pub fn text(m: &Metainfo) -> String {
     if let Some(d) = m.creation_date {
         let _ = writeln!(s, "created:     {d} (unix time)");
     }
+    for (url, result) in scraped.unwrap_or_default() {
+        let _ = match result {
+            Ok(st) => writeln!(
+                s,
+                "scrape:      {url}: {} seeders, {} leechers, {} completed",
+                st.complete, st.incomplete, st.downloaded
+            ),
+            Err(e) => writeln!(s, "scrape:      {url}: {e}"),
+        };
+    }
     let real = m.files.iter().filter(|f| !f.padding).count();
     let _ = writeln!(s, "files:       {real}");
     for f in &m.files {
@@ -63,7 +97,7 @@ pub fn text(m: &Metainfo) -> String {
 }
 
 /// One JSON object with the same facts; sizes in bytes.
-pub fn json(m: &Metainfo) -> String {
+pub fn json(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     let g = &m.geometry;
     let tiers = json::array(
         m.trackers
@@ -77,7 +111,7 @@ pub fn json(m: &Metainfo) -> String {
             .bool("padding", f.padding)
             .finish()
     }));
-    Object::new()
+    let obj = Object::new()
         .str("name", &m.display_name())
         .str("info_hash", &m.info_hash.hex())
         .num("total_length", g.total_len())
@@ -95,8 +129,25 @@ pub fn json(m: &Metainfo) -> String {
             "creation_date",
             &m.creation_date.map_or("null".into(), |d| d.to_string()),
         )
-        .raw("files", &files)
-        .finish()
+        .raw("files", &files);
+    match scraped {
+        None => obj.finish(),
+        Some(list) => obj
+            .raw("scrape", &json::array(list.iter().map(scrape_json)))
+            .finish(),
+    }
+}
+
+fn scrape_json((url, result): &Scraped) -> String {
+    let o = Object::new().str("tracker", url);
+    match result {
+        Ok(st) => o
+            .num("seeders", st.complete)
+            .num("leechers", st.incomplete)
+            .num("completed", st.downloaded),
+        Err(e) => o.str("error", e),
+    }
+    .finish()
 }
 
 /// A file's path as the user will see it on disk, below the output dir.

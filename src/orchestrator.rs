@@ -421,16 +421,19 @@ impl<'p> Orchestrator<'p> {
 
     fn start_announce(&mut self, reports: Sender<Report>) {
         let (tx, rx) = unbounded();
-        let config = announce::Config {
-            tiers: self.meta.trackers.clone(),
-            info_hash: self.meta.info_hash,
-            peer_id: self.settings.peer_id,
-            port: self.opts.port,
-            numwant: 50,
-            request_timeout: Duration::from_secs(15),
-            retry_base: self.opts.announce_retry,
-            min_interval: self.opts.announce_min_interval,
-        };
+        let mut config = announce::Config::new(
+            self.meta.trackers.clone(),
+            self.meta.info_hash,
+            self.settings.peer_id,
+            self.opts.port,
+        );
+        config.retry_base = self.opts.announce_retry;
+        config.min_interval = self.opts.announce_min_interval;
+        config.address = self
+            .listener
+            .as_ref()
+            .map(|l| l.local_addr.ip())
+            .filter(|ip| !ip.is_unspecified());
         let handle = announce::spawn(
             config,
             self.counters.clone(),

@@ -43,6 +43,10 @@ pub struct Announce {
     pub key: u32,
     /// Echoed from an earlier response's `tracker id`.
     pub tracker_id: Option<Vec<u8>>,
+    /// The address we accept peers on, when it is a specific one: sent as
+    /// `ipv4=` or `ipv6=` (BEP 7) so a tracker reached over the other
+    /// family can still hand it out.
+    pub address: Option<IpAddr>,
 }
 
 impl Announce {
@@ -67,6 +71,16 @@ impl Announce {
         if let Some(id) = &self.tracker_id {
             q.push_str("&trackerid=");
             percent_encode_into(&mut q, id);
+        }
+        match self.address {
+            Some(IpAddr::V4(ip)) => {
+                let _ = write!(q, "&ipv4={ip}");
+            }
+            Some(IpAddr::V6(ip)) => {
+                q.push_str("&ipv6=");
+                percent_encode_into(&mut q, ip.to_string().as_bytes());
+            }
+            None => {}
         }
         q
     }
@@ -337,6 +351,7 @@ mod tests {
             numwant: Some(50),
             key: 0xdead_beef,
             tracker_id: Some(b"t/1".to_vec()),
+            address: None,
         }
     }
 

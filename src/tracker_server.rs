@@ -668,6 +668,7 @@ mod tests {
             numwant: None,
             key: 1,
             tracker_id: None,
+            address: None,
         }
     }
 

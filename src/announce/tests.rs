@@ -553,6 +553,7 @@ fn plain_request() -> Announce {
         numwant: None,
         key: 0,
         tracker_id: None,
+        address: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn request() -> Announce {
         numwant: Some(50),
         key: 0xdead_beef,
         tracker_id: None,
+        address: None,
     }
 }
 

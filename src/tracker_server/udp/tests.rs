@@ -85,6 +85,7 @@ fn announce_req(id: u8, port: u16, left: u64) -> Announce {
         numwant: None,
         key: 1,
         tracker_id: None,
+        address: None,
     }
 }
 
