@@ -1067,6 +1067,7 @@ fn harness_tracker_answers_and_records() {
             numwant: None,
             key: 1,
             tracker_id: None,
+            address: None,
         };
         let url = a.url(&tracker.announce_url());
         let target = &url[url.find("/announce").unwrap()..];
