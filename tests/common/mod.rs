@@ -17,6 +17,7 @@ pub mod tracker;
 
 #[allow(unused_imports)]
 pub use seeder::{Behaviour, FakeSeeder, SeederConfig};
+#[allow(unused_imports)]
 pub use torrent::{make_torrent, Torrent};
 #[allow(unused_imports)]
 pub use tracker::{FakeTracker, TrackerMode};
