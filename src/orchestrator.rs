@@ -26,7 +26,7 @@ use crate::peer::{self, Command, Event, Settings};
 use crate::picker::{PeerKey, Picker, Received};
 use crate::progress::{Progress, Snapshot};
 use crate::storage::Storage;
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -475,22 +475,23 @@ impl<'p> Orchestrator<'p> {
             }
             self.connect_more();
             let wait = TICK.saturating_sub(self.last_tick.elapsed());
+            // A source that has ended (no tracker, no listener) becomes
+            // `never()`: a disconnected channel is always ready, and
+            // selecting on it would spin.
             select! {
                 recv(self.events) -> e => {
                     if let Ok(e) = e {
                         self.on_event(e)?;
                     }
                 }
-                recv(self.reports) -> r => {
-                    if let Ok(r) = r {
-                        self.on_report(r);
-                    }
-                }
-                recv(self.inbound) -> s => {
-                    if let Ok(s) = s {
-                        self.accept(s);
-                    }
-                }
+                recv(self.reports) -> r => match r {
+                    Ok(r) => self.on_report(r),
+                    Err(_) => self.reports = never(),
+                },
+                recv(self.inbound) -> s => match s {
+                    Ok(s) => self.accept(s),
+                    Err(_) => self.inbound = never(),
+                },
                 default(wait) => {}
             }
             if self.last_tick.elapsed() >= TICK {

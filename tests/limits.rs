@@ -157,3 +157,67 @@ fn interrupt_stops_cleanly_and_keeps_verified_pieces() {
         "only missing pieces were fetched again"
     );
 }
+
+/// A download with nothing to do (no tracker, no reachable peer, with and
+/// without a listener) sleeps: a spinning event loop burns a core, a
+/// correct one almost nothing. CPU time comes from wait4's rusage.
+#[test]
+fn waiting_for_peers_does_not_spin() {
+    let t = single("idle.bin", 13, 64 * 1024, 16 * 1024, None);
+    let tmp = TempDir::new("limits-idle");
+    let torrent = t.write_torrent(tmp.path());
+    let dead = common::dead_addr().to_string();
+    for listen in [
+        &["--no-listen"][..],
+        &["--bind", "127.0.0.1", "--port", "0"],
+    ] {
+        let out = tmp.subdir("out");
+        let mut args = vec![
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(["--peer", &dead, "--timeout", "2s", "-q"]);
+        args.extend(listen);
+        // Reaped by wait4 below, which also gives its CPU time.
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new(SHOAL)
+            .args(&args)
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        // shoal gives up by itself after 2 s; the watchdog only guards a
+        // hang, and stands down as soon as the child is reaped (so it can
+        // never signal a recycled pid).
+        let (reaped, stand_down) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if stand_down.recv_timeout(Duration::from_secs(30)).is_err() {
+                common::process::signal(pid as u32, "KILL");
+            }
+        });
+        let (status, cpu) = wait_with_rusage(pid);
+        let _ = reaped.send(());
+        watchdog.join().unwrap();
+        assert_eq!(status, 1, "{listen:?}: gave up with exit 1");
+        assert!(
+            cpu < Duration::from_millis(500),
+            "{listen:?}: {cpu:?} of CPU while idle for 2 s"
+        );
+    }
+}
+
+/// Exit code and user + system CPU time of a child, via wait4(2).
+fn wait_with_rusage(pid: libc::pid_t) -> (i32, Duration) {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our own un-reaped child; both pointers are valid.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    (
+        libc::WEXITSTATUS(status),
+        tv(usage.ru_utime) + tv(usage.ru_stime),
+    )
+}
