@@ -1,7 +1,7 @@
 # shoal: build, test, lint. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: build test lint fmt clean demo
+.PHONY: build test lint fmt clean demo bench
 
 build:
 	$(CARGO) build --release
@@ -17,6 +17,12 @@ test: lint
 # bytes compared, throughput printed, everything stopped afterwards.
 demo:
 	tests/tools/demo.sh
+
+# shoal against python3-libtorrent on 127.0.0.1 (issue 6): installs what it
+# needs, builds release, prints the tables. Several GiB under /tmp, minutes;
+# wants a quiet machine. Not part of `make test`. BENCH_ARGS=--quick for less.
+bench:
+	tests/tools/bench.sh $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --check

@@ -4,15 +4,21 @@
 Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
-    lt.py seed TORRENT DATA_DIR PORT
+    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT]
+    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` when every piece is verified, then keeps seeding.
+
+    --no-tracker: ignore the torrent's trackers (never announce; a seeder is
+    READY as soon as it seeds). Peers then come from --peer or connect in.
+    --no-utp: TCP only. By default libtorrent dials a peer over uTP first and
+    falls back to TCP about 4 s later if that peer (or a TCP proxy in front
+    of it) does not answer uTP.
 
 Both modes run until stdin closes or SIGTERM/SIGINT arrives, then print
 `UPLOADED <payload bytes>`, `DOWNLOADED <payload bytes>` and
@@ -30,8 +36,9 @@ import time
 import libtorrent as lt
 
 USAGE = (
-    "usage: lt.py seed TORRENT DATA_DIR PORT\n"
-    "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT]\n"
+    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp]\n"
+    "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
+    " [--no-utp]\n"
 )
 
 # How often the main loop wakes up to look at stdin, signals and status.
@@ -46,8 +53,9 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port):
-    """A session that stays on 127.0.0.1 and keeps quiet (INTEROP.md)."""
+def session(port, utp=True):
+    """A session that stays on 127.0.0.1 and keeps quiet (INTEROP.md);
+    without `utp`, TCP only."""
     alerts = (
         lt.alert.category_t.error_notification
         | lt.alert.category_t.status_notification
@@ -73,11 +81,15 @@ def session(port):
             # On exit, wait at most a second for the `stopped` announce.
             "stop_tracker_timeout": 1,
             "alert_mask": alerts,
+            "enable_outgoing_utp": utp,
+            "enable_incoming_utp": utp,
         }
     )
 
 
-def add(ses, torrent, save_path):
+def add(ses, torrent, save_path, trackers=True):
+    """Adds the torrent, started. Without `trackers` it is added paused, its
+    trackers are removed before it can announce, and then it starts."""
     atp = lt.add_torrent_params()
     atp.ti = lt.torrent_info(torrent)
     atp.save_path = save_path
@@ -85,9 +97,16 @@ def add(ses, torrent, save_path):
     flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
     flags |= lt.torrent_flags.disable_pex
     flags &= ~lt.torrent_flags.auto_managed
-    flags &= ~lt.torrent_flags.paused
+    if trackers:
+        flags &= ~lt.torrent_flags.paused
+    else:
+        flags |= lt.torrent_flags.paused
     atp.flags = flags
-    return ses.add_torrent(atp), atp.ti
+    handle = ses.add_torrent(atp)
+    if not trackers:
+        handle.replace_trackers([])
+        handle.resume()
+    return handle, atp.ti
 
 
 def watch_stdin(closed):
@@ -115,11 +134,19 @@ def main(argv):
         return 2
     mode, torrent, data_dir, port = argv[0], argv[1], argv[2], int(argv[3])
     peers = []
+    use_trackers = True
+    use_utp = True
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
             peers.append(parse_peer(rest[1]))
             rest = rest[2:]
+        elif rest[0] == "--no-tracker":
+            use_trackers = False
+            rest = rest[1:]
+        elif rest[0] == "--no-utp":
+            use_utp = False
+            rest = rest[1:]
         else:
             sys.stderr.write(USAGE)
             return 2
@@ -129,9 +156,9 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port)
-    handle, info = add(ses, torrent, data_dir)
-    has_tracker = any(True for _ in info.trackers())
+    ses = session(port, use_utp)
+    handle, info = add(ses, torrent, data_dir, use_trackers)
+    has_tracker = use_trackers and any(True for _ in info.trackers())
     started = time.monotonic()
     for host, peer_port in peers:
         handle.connect_peer((host, peer_port))

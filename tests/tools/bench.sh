@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# make bench: install what the benchmark needs on a fresh Debian machine (as
+# .ci/run does; we run as root there), then run tests/tools/bench.py with the
+# given arguments (`tests/tools/bench.py --help`; e.g. --quick, --cases hash).
+# It builds shoal in release mode, uses several GiB under a temp dir that it
+# removes, and wants a quiet machine.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export DEBIAN_FRONTEND=noninteractive
+need=()
+/usr/bin/python3 -c 'import libtorrent' 2>/dev/null || need+=(python3-libtorrent)
+command -v opentracker >/dev/null || need+=(opentracker)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bench.sh: missing ${need[*]}: apt-get install -y ${need[*]} (as root)" >&2
+        exit 1
+    fi
+    apt-get update -q
+    apt-get install -y -q "${need[@]}"
+fi
+
+exec /usr/bin/python3 tests/tools/bench.py "$@"
