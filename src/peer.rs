@@ -11,8 +11,9 @@
 //! Each connected peer has two threads: the reader (which also connected
 //! and shook hands) and the writer. The orchestrator holds a clone of the
 //! socket and shuts it down to drop a peer at once; either thread failing
-//! shuts the socket down too, so both end and the reader reports
-//! [`Event::Closed`] exactly once.
+//! shuts the socket down too. The reader reports [`Event::Closed`] exactly
+//! once, without waiting for the writer, which ends when the orchestrator
+//! then drops the peer's command queue.
 
 use crate::bitfield::Bitfield;
 use crate::geometry::Block;
@@ -213,17 +214,19 @@ fn serve(
             socket: handle,
         })
         .map_err(|_| "shutting down")?;
-    let writer = {
+    {
         let s = s.clone();
         let events = events.clone();
         std::thread::Builder::new()
             .name(format!("peer-{peer}-w"))
             .spawn(move || write_loop(peer, writer_socket, &s, commands, &events))
-            .map_err(|e| format!("spawn writer: {e}"))?
-    };
+            .map_err(|e| format!("spawn writer: {e}"))?;
+    }
     let result = read_loop(peer, &stream, s.num_pieces, events);
+    // The writer is not joined: it may be asleep waiting for a command, and
+    // `Closed` must reach the orchestrator now (it frees the peer's slot).
+    // The writer ends as soon as the orchestrator drops its queue.
     let _ = stream.shutdown(Shutdown::Both);
-    let _ = writer.join();
     result
 }
 
