@@ -21,7 +21,7 @@ usage:
   shoal get FILE.torrent [-o DIR] [options]   download (also: shoal FILE.torrent)
   shoal seed FILE.torrent DATA_PATH [options] serve complete data
   shoal check FILE.torrent DATA_PATH          verify data against a torrent
-  shoal create PATH -t URL [-o OUT.torrent]   make a torrent of a file or directory
+  shoal create PATH [-t URL] [-o OUT.torrent] make a torrent of a file or directory
   shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
 
@@ -77,7 +77,7 @@ all are, 1 otherwise. DATA_PATH as for 'shoal seed'.
 ";
 
 const CREATE_USAGE: &str = "\
-usage: shoal create PATH -t URL [-t URL ...] [options]
+usage: shoal create PATH [-t URL ...] [options]
 
 Makes a v1 torrent of a file or a directory, hashing on all cores.
 Directories: files are taken recursively in sorted order; hidden files are
@@ -85,7 +85,8 @@ included; symbolic links inside the directory, sockets and devices are
 skipped with a warning; empty directories cannot be expressed and are left
 out.
 
-  -t, --tracker URL      announce URL (repeatable; each its own tier)
+  -t, --tracker URL      announce URL (repeatable; each its own tier; with
+                         none, the torrent is found through --peer only)
   -o, --output FILE      where to write the torrent (default: NAME.torrent
                          in the current directory)
   --piece-size SIZE      a power of two from 16K to 256M (default: chosen
@@ -465,9 +466,16 @@ fn create(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let out: Option<PathBuf> = p
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(usage)?;
-    let piece_len = parse_value(&mut p, "--piece-size", "piece size", |s| {
-        crate::units::parse_size(s).and_then(|n| u32::try_from(n).ok())
-    })?;
+    let piece_len = parse_value(
+        &mut p,
+        "--piece-size",
+        "piece size (a power of two, 16K to 256M)",
+        |s| {
+            crate::units::parse_size(s)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|&n| crate::create::valid_piece_len(n))
+        },
+    )?;
     let private = p.contains("--private");
     let comment: Option<String> = p.opt_value_from_str("--comment").map_err(usage)?;
     let no_date = p.contains("--no-date");
@@ -542,17 +550,24 @@ fn tracker(mut p: pico_args::Arguments) -> Result<(), Failure> {
     if let Some(n) = parse_value(&mut p, "--max-peers", "count", positive)? {
         config.max_peers_per_torrent = n;
     }
+    config.udp = !p.contains("--no-udp");
     let quiet = p.contains(["-q", "--quiet"]);
     positionals(p, [])?;
     crate::sys::install_stop_handlers();
-    if !quiet {
-        eprintln!(
-            "shoal tracker: listening on http://{}/announce",
-            config.listen
-        );
-    }
     let listen = config.listen;
-    tracker_server::run(config).map_err(|e| {
+    tracker_server::run(config, |server| {
+        if !quiet {
+            let udp = match server.udp_addr() {
+                Some(addr) => format!(" and udp://{addr}/announce"),
+                None => String::new(),
+            };
+            eprintln!(
+                "shoal tracker: listening on http://{}/announce{udp}",
+                server.local_addr
+            );
+        }
+    })
+    .map_err(|e| {
         Failure::Failed(format!(
             "tracker on {listen}: {}",
             crate::sys::io_reason(&e)

@@ -137,6 +137,12 @@ pub fn auto_piece_len(total: u64) -> u32 {
 /// the hashing threads after each chunk read (at most [`CHUNK`] bytes), and
 /// once at the end with the total from the calling thread. Calls from
 /// different threads can arrive slightly out of order: keep the largest.
+/// Whether a piece length may be asked for: a power of two from 16 KiB to
+/// [`MAX_PIECE_LEN`].
+pub fn valid_piece_len(n: u32) -> bool {
+    n.is_power_of_two() && n >= MIN_PIECE_LEN && i64::from(n) <= MAX_PIECE_LEN
+}
+
 pub fn create(opts: &Options, progress: &(dyn Fn(u64) + Sync)) -> Result<Vec<u8>, CreateError> {
     create_with_chunk(opts, progress, CHUNK)
 }
@@ -146,10 +152,8 @@ fn create_with_chunk(
     progress: &(dyn Fn(u64) + Sync),
     chunk: usize,
 ) -> Result<Vec<u8>, CreateError> {
-    if let Some(n) = opts.piece_len {
-        if !n.is_power_of_two() || n < MIN_PIECE_LEN || i64::from(n) > MAX_PIECE_LEN {
-            return Err(CreateError::BadPieceLength(n));
-        }
+    if let Some(n) = opts.piece_len.filter(|&n| !valid_piece_len(n)) {
+        return Err(CreateError::BadPieceLength(n));
     }
     let (name, files, multi_file) = scan(&opts.path)?;
     let total: u64 = files.iter().map(|f| f.id.len).sum();

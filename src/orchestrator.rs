@@ -242,7 +242,9 @@ pub fn run(meta: Arc<Metainfo>, opts: Options, progress: &mut Progress) -> Resul
     if opts.seed_only && !have.is_complete() {
         return Err(format!(
             "{}: {} of {} pieces are missing or damaged; 'shoal get' can complete them",
-            opts.out_dir.display(),
+            opts.out_dir
+                .join(crate::storage::os_path(&meta.name))
+                .display(),
             have.len() - have.count(),
             have.len()
         ));

@@ -350,8 +350,9 @@ fn bind(config: &Config) -> io::Result<(TcpListener, Option<UdpSocket>)> {
 
 /// Runs a tracker until SIGINT or SIGTERM ([`crate::sys::stop_requested`];
 /// the caller installs the handlers), then stops it.
-pub fn run(config: Config) -> io::Result<()> {
+pub fn run(config: Config, started: impl FnOnce(&Server)) -> io::Result<()> {
     let server = start(config)?;
+    started(&server);
     while !crate::sys::stop_requested() {
         thread::sleep(RUN_POLL);
     }
