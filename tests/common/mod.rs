@@ -10,6 +10,9 @@
 //! Each test file uses a different subset of this module, hence:
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod interop;
+pub mod leecher;
 pub mod process;
 pub mod seeder;
 pub mod torrent;

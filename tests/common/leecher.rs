@@ -1,0 +1,333 @@
+//! `FakeLeecher`: one BEP 3 connection to a seeder under test, driven step
+//! by step from the test thread and built from `shoal::wire` alone — so it
+//! can behave well (interested, wait for unchoke, request, verify) or send
+//! exactly the bytes a misbehaving peer would.
+//!
+//! No threads: every read waits at most [`READ_POLL`] and every helper takes
+//! a deadline, so a seeder that never answers fails the test in seconds.
+//! The connection closes on drop.
+
+use super::torrent::Torrent;
+use sha1::{Digest, Sha1};
+use shoal::wire::{self, Decoded, Handshake, Message};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long one blocking read waits before the helpers look at their
+/// deadlines again.
+const READ_POLL: Duration = Duration::from_millis(50);
+/// Connecting and the handshake: a seeder on 127.0.0.1 answers in
+/// milliseconds; this is for a loaded CI machine.
+const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A message from the seeder, owned; or what happened instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Got {
+    KeepAlive,
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have(u32),
+    Bitfield(Vec<u8>),
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    },
+    /// Any other message, by name.
+    Other(&'static str),
+    /// The seeder closed the connection (end of file or reset).
+    Closed,
+    /// Nothing within the wait.
+    Quiet,
+    /// Bytes that shoal::wire refuses.
+    Malformed(String),
+}
+
+impl Got {
+    /// Short form for assertion messages (no 16 KiB block dumps).
+    pub fn brief(&self) -> String {
+        match self {
+            Got::Piece { index, begin, data } => {
+                format!("piece({index}, {begin}, {} bytes)", data.len())
+            }
+            Got::Bitfield(b) => format!("bitfield({} bytes)", b.len()),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+pub struct FakeLeecher {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// The seeder's handshake.
+    pub theirs: Handshake,
+    /// Blocks (`piece` messages) received so far.
+    pub blocks: u64,
+    /// Everything but blocks and keep-alives, in order (for messages).
+    pub seen: Vec<String>,
+}
+
+impl FakeLeecher {
+    /// Connects and shakes hands (no extension bits: plain BEP 3), with a
+    /// fresh peer id, so that two leechers never look like one peer
+    /// connecting twice. Panics if the seeder does not answer with the same
+    /// info hash in time.
+    pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> FakeLeecher {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let mut peer_id = *b"-FL0001-000000000000";
+        let tag = format!("{:06}{:06}", std::process::id() % 1_000_000, n % 1_000_000);
+        peer_id[8..].copy_from_slice(tag.as_bytes());
+
+        let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_WITHIN)
+            .unwrap_or_else(|e| panic!("connect to the seeder at {addr}: {e}"));
+        stream.set_read_timeout(Some(READ_POLL)).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut l = FakeLeecher {
+            stream,
+            buf: Vec::new(),
+            theirs: Handshake::new([0; 20], [0; 20], [0; 8]),
+            blocks: 0,
+            seen: Vec::new(),
+        };
+        let hs = Handshake::new(info_hash, peer_id, [0; 8]);
+        l.stream
+            .write_all(&hs.encode())
+            .unwrap_or_else(|e| panic!("send handshake to {addr}: {e}"));
+        let end = Instant::now() + HANDSHAKE_WITHIN;
+        loop {
+            match Handshake::decode(&l.buf) {
+                Ok(Some(theirs)) => {
+                    l.buf.drain(..wire::HANDSHAKE_LEN);
+                    assert_eq!(
+                        theirs.info_hash, info_hash,
+                        "the seeder at {addr} answered with another info hash"
+                    );
+                    l.theirs = theirs;
+                    return l;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("bad handshake from the seeder at {addr}: {e}"),
+            }
+            assert!(
+                Instant::now() < end,
+                "no handshake from the seeder at {addr} within {HANDSHAKE_WITHIN:?}"
+            );
+            assert!(l.fill(), "the seeder at {addr} closed during the handshake");
+        }
+    }
+
+    /// Reads once, waiting up to [`READ_POLL`]; false when the peer closed.
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Sends the messages in one write. An error means the seeder has
+    /// closed the connection already (which some tests expect).
+    pub fn send(&mut self, msgs: &[Message<'_>]) -> std::io::Result<()> {
+        let mut out = Vec::new();
+        for m in msgs {
+            m.encode(&mut out);
+        }
+        self.stream.write_all(&out)
+    }
+
+    /// Sends raw bytes (a frame `wire` would not encode).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// The next message, waiting up to `wait`.
+    pub fn next(&mut self, wait: Duration) -> Got {
+        let end = Instant::now() + wait;
+        loop {
+            match wire::decode(&self.buf) {
+                Err(e) => return Got::Malformed(e.to_string()),
+                Ok(Decoded::Message(m, used)) => {
+                    let got = match m {
+                        Message::KeepAlive => Got::KeepAlive,
+                        Message::Choke => Got::Choke,
+                        Message::Unchoke => Got::Unchoke,
+                        Message::Interested => Got::Interested,
+                        Message::NotInterested => Got::NotInterested,
+                        Message::Have(i) => Got::Have(i),
+                        Message::Bitfield(b) => Got::Bitfield(b.to_vec()),
+                        Message::Piece { index, begin, data } => Got::Piece {
+                            index,
+                            begin,
+                            data: data.to_vec(),
+                        },
+                        other => Got::Other(other.name()),
+                    };
+                    self.buf.drain(..used);
+                    match &got {
+                        Got::Piece { .. } => self.blocks += 1,
+                        Got::KeepAlive => {}
+                        other => self.seen.push(other.brief()),
+                    }
+                    return got;
+                }
+                Ok(Decoded::NeedMore(_)) => {}
+            }
+            if Instant::now() > end {
+                return Got::Quiet;
+            }
+            if !self.fill() {
+                return Got::Closed;
+            }
+        }
+    }
+
+    /// The next message that is not a keep-alive, `have` or `bitfield`.
+    pub fn next_significant(&mut self, wait: Duration) -> Got {
+        let end = Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Got::KeepAlive | Got::Have(_) | Got::Bitfield(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits for the seeder's `bitfield` (a seeder sends it first): once it
+    /// is here, the seeder has taken the connection on as a peer.
+    pub fn expect_bitfield(&mut self, wait: Duration) -> Vec<u8> {
+        let end = Instant::now() + wait;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Got::KeepAlive => {}
+                Got::Bitfield(b) => return b,
+                other => panic!(
+                    "expected the seeder's bitfield first, got {} (seen: {:?})",
+                    other.brief(),
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Sends `interested` and waits for `unchoke`; panics if it does not
+    /// come.
+    pub fn interested(&mut self, wait: Duration) {
+        if let Err(e) = self.try_interested(wait) {
+            panic!("{e}");
+        }
+    }
+
+    /// Sends `interested` and waits for `unchoke`; `Err` says what came
+    /// instead.
+    pub fn try_interested(&mut self, wait: Duration) -> Result<(), String> {
+        self.send(&[Message::Interested])
+            .map_err(|e| format!("send interested: {e}"))?;
+        match self.next_significant(wait) {
+            Got::Unchoke => Ok(()),
+            other => Err(format!(
+                "expected unchoke within {wait:?} of interested, got {} (seen: {:?})",
+                other.brief(),
+                self.seen
+            )),
+        }
+    }
+
+    /// Requests every block of piece `i` (16 KiB each, the last one
+    /// shorter), collects them, and checks the piece's SHA-1 against the
+    /// torrent. Panics on anything but blocks of that piece.
+    pub fn fetch_piece(&mut self, t: &Torrent, i: u32, wait: Duration) -> Vec<u8> {
+        let len = t.piece_range(i).len() as u32;
+        let reqs: Vec<Message<'_>> = blocks_of(t, i)
+            .map(|(begin, length)| Message::Request {
+                index: i,
+                begin,
+                length,
+            })
+            .collect();
+        self.send(&reqs)
+            .unwrap_or_else(|e| panic!("send requests for piece {i}: {e}"));
+        let mut piece = vec![0u8; len as usize];
+        let mut got = vec![false; reqs.len()];
+        let end = Instant::now() + wait;
+        while got.iter().any(|g| !g) {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next_significant(left) {
+                Got::Piece { index, begin, data } if index == i => {
+                    let k = (begin / wire::MAX_BLOCK) as usize;
+                    assert!(
+                        begin % wire::MAX_BLOCK == 0 && k < got.len() && !got[k],
+                        "piece {i}: unexpected or repeated block at offset {begin}"
+                    );
+                    piece[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
+                    got[k] = true;
+                }
+                other => panic!(
+                    "fetching piece {i}: got {} with {} of {} blocks in (seen: {:?})",
+                    other.brief(),
+                    got.iter().filter(|g| **g).count(),
+                    got.len(),
+                    self.seen
+                ),
+            }
+        }
+        let hash: [u8; 20] = Sha1::digest(&piece).into();
+        assert_eq!(
+            hash, t.hashes[i as usize],
+            "piece {i} from the seeder fails its SHA-1"
+        );
+        piece
+    }
+
+    /// Reads (and drops) whatever comes until the seeder closes the
+    /// connection; `Ok(how long it took)`, or `Err` with what came instead
+    /// when it is still open after `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let end = start + wait;
+        let mut other = Vec::new();
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Got::Closed => return Ok(start.elapsed()),
+                Got::Quiet => {
+                    return Err(format!(
+                        "still open after {wait:?}; received meanwhile: {other:?}; \
+                         before: {:?}",
+                        self.seen
+                    ))
+                }
+                Got::Malformed(e) => return Err(format!("malformed bytes from the seeder: {e}")),
+                got => {
+                    if other.len() < 20 {
+                        other.push(got.brief());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The (begin, length) of each block of piece `i`.
+pub fn blocks_of(t: &Torrent, i: u32) -> impl Iterator<Item = (u32, u32)> {
+    let len = t.piece_range(i).len() as u32;
+    (0..len.div_ceil(wire::MAX_BLOCK)).map(move |k| {
+        let begin = k * wire::MAX_BLOCK;
+        (begin, (len - begin).min(wire::MAX_BLOCK))
+    })
+}
