@@ -13,6 +13,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod cli;
 pub mod create;
+pub mod extension;
 pub mod geometry;
 pub mod hex;
 pub mod info;

@@ -18,6 +18,7 @@ mod upload;
 use crate::announce::{self, Counters, Report};
 use crate::bitfield::Bitfield;
 use crate::choker::{Candidate, Choker};
+use crate::extension::DEFAULT_REQQ;
 use crate::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::json::{self, Object};
 use crate::listener::Listener;
@@ -120,17 +121,21 @@ const MAX_CONNECTING: usize = 8;
 /// Per-peer command queue. Larger than the deepest pipeline plus a burst
 /// of `have`s; a peer that lets it fill is not reading and is dropped.
 const COMMAND_QUEUE: usize = 4096;
-/// Peer events in flight at most (each may carry a 16 KiB block): bounds
-/// the memory between the sockets and the disk; readers wait when it is
-/// full, and TCP flow control slows the senders.
-const EVENT_QUEUE: usize = 256;
+/// Peer events in flight at most (each may carry up to 64 KiB of blocks):
+/// bounds the memory between the sockets and the disk to 4 MiB; readers
+/// wait when it is full, and TCP flow control slows the senders.
+const EVENT_QUEUE: usize = 64;
 /// Request pipeline bounds, in blocks. The floor keeps a new peer busy
-/// before its rate is known; the cap keeps within what common clients
-/// queue (libtorrent's default `max_allowed_in_request_queue` is larger).
+/// before its rate is known. The cap is the peer's own BEP 10 `reqq`
+/// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
+/// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
 const MIN_DEPTH: usize = 8;
-const MAX_DEPTH: usize = 256;
-/// Extra bytes in flight beyond rate × RTT, so that the pipe grows.
-const HEADROOM: f64 = 512.0 * 1024.0;
+const MAX_DEPTH: usize = 500;
+/// Seconds of data to keep requested, at least: a sender that reads from
+/// disk between sends needs requests queued beyond one round trip.
+const QUEUE_TIME: f64 = 0.5;
+/// Extra bytes in flight beyond that, so that the pipe can grow.
+const HEADROOM: f64 = 256.0 * 1024.0;
 /// A peer that sent this many pieces that failed the hash is banned.
 const MAX_STRIKES: u32 = 3;
 /// The orchestrator's clock: rates, progress, timeouts.
@@ -155,6 +160,8 @@ struct Peer {
     /// arrive and is not a protocol error.
     late: HashSet<Block>,
     depth: usize,
+    /// What the peer will queue (BEP 10 `reqq`), capped.
+    max_depth: usize,
     /// Bytes of block data received since the last tick, and the rate.
     window_bytes: u64,
     rate: f64,
@@ -186,6 +193,7 @@ impl Peer {
             outstanding: HashMap::new(),
             late: HashSet::new(),
             depth: MIN_DEPTH,
+            max_depth: DEFAULT_REQQ as usize,
             window_bytes: 0,
             rate: 0.0,
             min_rtt: None,
@@ -200,11 +208,13 @@ impl Peer {
         }
     }
 
-    /// Bytes in flight ≈ 2 × rate × RTT + headroom, in blocks, clamped.
+    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
+    /// blocks, between MIN_DEPTH and what the peer will queue.
     fn update_depth(&mut self) {
         let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
-        let bytes = 2.0 * self.rate * rtt + HEADROOM;
-        self.depth = ((bytes / f64::from(BLOCK_LEN)).ceil() as usize).clamp(MIN_DEPTH, MAX_DEPTH);
+        let bytes = self.rate * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
+        let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
+        self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
     }
 }
 
@@ -285,6 +295,36 @@ fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfie
     Ok((storage, have))
 }
 
+/// A piece and its SHA-1 as stored (or why it could not be read).
+type Hashed = (PieceIndex, Result<[u8; 20], String>);
+
+/// The hasher: a thread that SHA-1s completed pieces, reading them back
+/// from the page cache with `pread` (coherent with the map writes), so that
+/// the orchestrator goes on receiving and writing while a piece is hashed.
+/// The orchestrator still decides what a hash means. The thread ends when
+/// the orchestrator drops its sender.
+fn hasher(
+    reader: crate::storage::Reader,
+) -> Result<(Sender<PieceIndex>, Receiver<Hashed>), String> {
+    let (to_hasher, pieces) = unbounded::<PieceIndex>();
+    let (to_orchestrator, hashed) = unbounded();
+    std::thread::Builder::new()
+        .name("hasher".into())
+        .spawn(move || {
+            let mut scratch = Vec::new();
+            for piece in pieces {
+                let hash = reader
+                    .hash_piece(piece, &mut scratch)
+                    .map_err(|e| e.to_string());
+                if to_orchestrator.send((piece, hash)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the hasher thread: {e}"))?;
+    Ok((to_hasher, hashed))
+}
+
 /// Whether any of the torrent's files is already on disk with data (if
 /// none is, there is nothing to check).
 fn existing_files(meta: &Metainfo, root: &std::path::Path) -> bool {
@@ -309,6 +349,9 @@ struct Orchestrator<'p> {
     reports: Receiver<Report>,
     inbound: Receiver<TcpStream>,
     listener: Option<Listener>,
+    /// Pieces to hash, and the hasher's answers (see [`hasher`]).
+    hasher: Sender<PieceIndex>,
+    hashed: Receiver<Hashed>,
     announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
     choker: Choker,
     last_choke: Instant,
@@ -366,6 +409,7 @@ impl<'p> Orchestrator<'p> {
                 None => None,
             };
         let complete_at_start = picker.is_complete();
+        let (hasher, hashed) = hasher(storage.reader())?;
         let now = Instant::now();
         let mut o = Orchestrator {
             meta,
@@ -380,6 +424,8 @@ impl<'p> Orchestrator<'p> {
             reports,
             inbound,
             listener,
+            hasher,
+            hashed,
             announce: None,
             choker: Choker::new(opts.upload_slots, crate::random::seed()),
             last_choke: now,
@@ -490,6 +536,11 @@ impl<'p> Orchestrator<'p> {
                     Ok(r) => self.on_report(r),
                     Err(_) => self.reports = never(),
                 },
+                recv(self.hashed) -> h => {
+                    if let Ok((piece, hash)) = h {
+                        self.on_hashed(piece, hash)?;
+                    }
+                }
                 recv(self.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.inbound = never(),
@@ -505,6 +556,9 @@ impl<'p> Orchestrator<'p> {
     /// Flushes the data, then records the verified pieces (never the other
     /// way round: the resume state must not claim unflushed pieces).
     fn save_resume(&mut self) {
+        if std::env::var_os("SHOAL_EXPERIMENT_NOSYNC").is_some() {
+            return;
+        }
         match self.storage.sync() {
             Ok(()) if self.picker.have().count() > 0 => {
                 crate::resume::save(&self.meta, &self.opts.out_dir, self.picker.have())
@@ -591,7 +645,12 @@ impl<'p> Orchestrator<'p> {
 
     fn on_event(&mut self, e: Event) -> Result<(), String> {
         match e {
-            Event::Connected { peer, id, socket } => {
+            Event::Connected {
+                peer,
+                id,
+                extended,
+                socket,
+            } => {
                 let have = self.picker.have().count() > 0;
                 let bitfield = self.picker.have().as_bytes().to_vec();
                 // Two connections to one peer (we dialled it as it dialled
@@ -603,8 +662,20 @@ impl<'p> Orchestrator<'p> {
                     p.last_data = Instant::now();
                     if duplicate {
                         self.drop_peer(peer, "already connected to this peer", false);
-                    } else if have {
-                        self.send(peer, Command::Bitfield(bitfield));
+                    } else {
+                        // The bitfield must be the first message; the
+                        // extension handshake follows it.
+                        if have {
+                            self.send(peer, Command::Bitfield(bitfield));
+                        }
+                        if extended {
+                            let port = self.listener.as_ref().map(|l| l.local_addr.port());
+                            let ours = crate::extension::our_handshake(
+                                peer::MAX_QUEUED_UPLOADS as u32,
+                                port,
+                            );
+                            self.send(peer, Command::ExtensionHandshake(ours));
+                        }
                     }
                 } else {
                     let _ = socket.shutdown(Shutdown::Both);
@@ -628,6 +699,17 @@ impl<'p> Orchestrator<'p> {
                         self.update_interest(peer);
                         self.drop_if_both_seeds(peer);
                     }
+                }
+            }
+            Event::PeerInfo(peer, info) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    log::debug!(
+                        "peer {peer} is {:?}, queues {:?} requests",
+                        info.client,
+                        info.reqq
+                    );
+                    p.max_depth = info.reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
+                    p.update_depth();
                 }
             }
             Event::Choke(peer) => {
@@ -662,12 +744,11 @@ impl<'p> Orchestrator<'p> {
                     self.send(peer, Command::DropUpload(b));
                 }
             }
-            Event::Block {
-                peer,
-                piece,
-                begin,
-                data,
-            } => self.on_block(peer, piece, begin, data)?,
+            Event::Blocks { peer, blocks } => {
+                for b in blocks {
+                    self.on_block(peer, b.piece, b.begin, b.data)?;
+                }
+            }
             Event::Uploaded { peer, bytes, .. } => {
                 let n = u64::from(bytes);
                 self.counters.uploaded.fetch_add(n, Ordering::Relaxed);

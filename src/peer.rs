@@ -55,6 +55,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// read call alongside its neighbours.
 const READ_BUFFER: usize = 64 * 1024;
 
+/// One `piece` message's block.
+#[derive(Debug)]
+pub struct BlockData {
+    pub piece: u32,
+    pub begin: u32,
+    pub data: Vec<u8>,
+}
+
+/// Block bytes handed to the orchestrator in one event at most.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Orchestrator → worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -64,7 +75,10 @@ pub enum Command {
     NotInterested,
     Have(u32),
     Bitfield(Vec<u8>),
-    Request(Block),
+    /// Send our BEP 10 extension handshake (this payload).
+    ExtensionHandshake(Vec<u8>),
+    /// Ask for these blocks (one command for a whole top-up).
+    Requests(Vec<Block>),
     Cancel(Block),
     /// Read this block from storage and send it.
     Upload(Block),
@@ -80,8 +94,12 @@ pub enum Event {
     Connected {
         peer: PeerKey,
         id: [u8; 20],
+        /// The peer speaks BEP 10: send it our extension handshake.
+        extended: bool,
         socket: TcpStream,
     },
+    /// The peer's BEP 10 extension handshake.
+    PeerInfo(PeerKey, crate::extension::PeerInfo),
     Choke(PeerKey),
     Unchoke(PeerKey),
     Interested(PeerKey),
@@ -91,12 +109,11 @@ pub enum Event {
     Bitfield(PeerKey, Bitfield),
     Request(PeerKey, u32, u32, u32),
     Cancel(PeerKey, u32, u32, u32),
-    /// A block of data (not yet matched against our requests).
-    Block {
+    /// Blocks of data, in arrival order (not yet matched against our
+    /// requests).
+    Blocks {
         peer: PeerKey,
-        piece: u32,
-        begin: u32,
-        data: Vec<u8>,
+        blocks: Vec<BlockData>,
     },
     /// Blocks we sent since the last report (for upload accounting).
     Uploaded {
@@ -123,8 +140,8 @@ pub fn run_outbound(
     let result = TcpStream::connect_timeout(&addr, settings.connect_timeout)
         .map_err(|e| format!("connect: {}", crate::sys::io_reason(&e)))
         .and_then(|stream| {
-            let id = handshake(&stream, &settings, true)?;
-            serve(peer, id, stream, &settings, commands, &events)
+            let theirs = handshake(&stream, &settings, true)?;
+            serve(peer, theirs, stream, &settings, commands, &events)
         });
     let reason = result.err().unwrap_or_else(|| "closed".into());
     let _ = events.send(Event::Closed { peer, reason });
@@ -140,15 +157,16 @@ pub fn run_inbound(
     events: Sender<Event>,
 ) {
     let result = handshake(&stream, &settings, false)
-        .and_then(|id| serve(peer, id, stream, &settings, commands, &events));
+        .and_then(|theirs| serve(peer, theirs, stream, &settings, commands, &events));
     let reason = result.err().unwrap_or_else(|| "closed".into());
     let _ = events.send(Event::Closed { peer, reason });
 }
 
 /// Exchanges handshakes. Outbound sends first; inbound reads first so it
 /// never tells a stranger which torrent it serves before they name it.
-fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<[u8; 20], String> {
-    let ours = Handshake::new(s.info_hash.0, s.peer_id, [0; 8]).encode();
+fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handshake, String> {
+    let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
+    let ours = Handshake::new(s.info_hash.0, s.peer_id, reserved).encode();
     let mut stream = stream;
     stream
         .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
@@ -180,7 +198,7 @@ fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<[u8; 20
             .write_all(&ours)
             .map_err(|e| io_error("handshake", &e))?;
     }
-    Ok(theirs.peer_id)
+    Ok(theirs)
 }
 
 fn io_error(what: &str, e: &io::Error) -> String {
@@ -194,7 +212,7 @@ fn io_error(what: &str, e: &io::Error) -> String {
 /// After the handshake: start the writer, then read until the end.
 fn serve(
     peer: PeerKey,
-    id: [u8; 20],
+    theirs: Handshake,
     stream: TcpStream,
     s: &Settings,
     commands: Receiver<Command>,
@@ -210,7 +228,8 @@ fn serve(
     events
         .send(Event::Connected {
             peer,
-            id,
+            id: theirs.peer_id,
+            extended: theirs.supports_extended(),
             socket: handle,
         })
         .map_err(|_| "shutting down")?;
@@ -239,7 +258,25 @@ fn read_loop(
     let mut r = BufReader::with_capacity(READ_BUFFER, stream);
     let mut payload = Vec::new();
     let mut first = true;
+    // Blocks already read but not yet handed over: sent as one event when
+    // the next read could block, before any other event (order matters),
+    // or at BATCH_BYTES — one channel hand-off per read instead of per block.
+    let mut batch: Vec<BlockData> = Vec::new();
+    let mut batch_bytes = 0;
+    let flush = |batch: &mut Vec<BlockData>, bytes: &mut usize| {
+        *bytes = 0;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let blocks = std::mem::take(batch);
+        events
+            .send(Event::Blocks { peer, blocks })
+            .map_err(|_| "shutting down".to_string())
+    };
     loop {
+        if !whole_frame_buffered(r.buffer()) || batch_bytes >= BATCH_BYTES {
+            flush(&mut batch, &mut batch_bytes)?;
+        }
         let mut prefix = [0u8; 4];
         r.read_exact(&mut prefix)
             .map_err(|e| io_error("read", &e))?;
@@ -256,28 +293,40 @@ fn read_loop(
                 .map_err(|e| io_error("read", &e))?;
             let mut data = vec![0u8; len as usize - 9];
             r.read_exact(&mut data).map_err(|e| io_error("read", &e))?;
-            Event::Block {
-                peer,
+            batch_bytes += data.len();
+            batch.push(BlockData {
                 piece: u32::from_be_bytes(header[..4].try_into().expect("4 bytes")),
                 begin: u32::from_be_bytes(header[4..].try_into().expect("4 bytes")),
                 data,
-            }
+            });
+            first = false;
+            continue;
         } else {
             payload.resize(len as usize - 1, 0);
             r.read_exact(&mut payload)
                 .map_err(|e| io_error("read", &e))?;
             let msg = wire::decode_payload(id[0], &payload).map_err(|e| e.to_string())?;
-            match to_event(peer, msg, num_pieces, first)? {
+            // BEP 10 peers may send their extension handshake before the
+            // bitfield; only BEP 3 messages end the bitfield's turn.
+            let extension = matches!(msg, Message::Extended { .. });
+            let event = to_event(peer, msg, num_pieces, first)?;
+            first &= extension;
+            match event {
                 Some(e) => e,
-                None => {
-                    first = false;
-                    continue;
-                }
+                None => continue,
             }
         };
-        first = false;
+        flush(&mut batch, &mut batch_bytes)?;
         events.send(event).map_err(|_| "shutting down")?;
     }
+}
+
+/// Whether `buf` starts with a whole frame, so reading it cannot block.
+fn whole_frame_buffered(buf: &[u8]) -> bool {
+    buf.get(..4).is_some_and(|prefix| {
+        let len = u32::from_be_bytes(prefix.try_into().expect("4 bytes"));
+        buf.len() as u64 >= 4 + u64::from(len)
+    })
 }
 
 /// Checks what needs no torrent state and turns a message into an event;
@@ -324,6 +373,10 @@ fn to_event(
         | Message::AllowedFast(_)
         | Message::Suggest(_) => return Err(format!("{} without the fast extension", msg.name())),
         Message::Piece { .. } => return Err("piece frame on the wrong path".into()),
+        Message::Extended {
+            id: crate::extension::HANDSHAKE_ID,
+            payload,
+        } => Event::PeerInfo(peer, crate::extension::parse_handshake(payload)?),
         // DHT port, extension messages (we offer none) and unknown ids:
         // ignored, as BEP 3 asks.
         Message::KeepAlive
@@ -333,9 +386,9 @@ fn to_event(
     }))
 }
 
-/// Requests a peer may have queued with us at once; more are ignored
-/// (well-behaved clients queue far fewer; this bounds our memory).
-const MAX_QUEUED_UPLOADS: usize = 512;
+/// Requests a peer may have queued with us at once; more are ignored. We
+/// tell peers this figure as BEP 10 `reqq`; it bounds our memory.
+pub const MAX_QUEUED_UPLOADS: usize = 512;
 /// Bytes gathered into one `write` call at most.
 const WRITE_BATCH: usize = 256 * 1024;
 
@@ -429,11 +482,21 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
         Command::NotInterested => Message::NotInterested,
         Command::Have(i) => Message::Have(*i),
         Command::Bitfield(bytes) => Message::Bitfield(bytes),
-        Command::Request(b) => Message::Request {
-            index: b.piece.get(),
-            begin: b.begin,
-            length: b.len,
+        Command::ExtensionHandshake(payload) => Message::Extended {
+            id: crate::extension::HANDSHAKE_ID,
+            payload,
         },
+        Command::Requests(blocks) => {
+            for b in blocks {
+                Message::Request {
+                    index: b.piece.get(),
+                    begin: b.begin,
+                    length: b.len,
+                }
+                .encode(out);
+            }
+            return;
+        }
         Command::Cancel(b) => Message::Cancel {
             index: b.piece.get(),
             begin: b.begin,

@@ -50,9 +50,6 @@ const _: () = assert!(usize::BITS >= 32);
 /// never hold a whole 16 MiB piece.
 const HASH_CHUNK: usize = 1 << 20;
 
-/// Zeros to hash in place of padding.
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
 /// What [`Storage`] and [`Reader`] share: the torrent and its open files.
 struct Files {
     meta: Arc<Metainfo>,
@@ -71,8 +68,6 @@ pub struct Storage {
     read_only: bool,
     /// The maps of pieces being written, until [`Storage::release`].
     maps: HashMap<PieceIndex, Vec<Window>>,
-    /// Reused by [`Storage::hash_piece`] for unmapped pieces.
-    scratch: Vec<u8>,
 }
 
 /// One file slice of a mapped piece: `map` covers exactly the slice's bytes
@@ -168,7 +163,6 @@ impl Storage {
             shared: Arc::new(Files { meta, paths, files }),
             read_only,
             maps: HashMap::new(),
-            scratch: Vec::new(),
         }
     }
 
@@ -209,50 +203,18 @@ impl Storage {
         Ok(())
     }
 
-    /// SHA-1 of the piece as stored: through its maps if it is mapped, else
-    /// read with `pread`. Padding hashes as zeros.
-    pub fn hash_piece(&mut self, piece: PieceIndex) -> Result<[u8; 20], StorageError> {
-        let Some(windows) = self.maps.get(&piece) else {
-            return Reader {
-                shared: self.shared.clone(),
-            }
-            .hash_piece(piece, &mut self.scratch);
-        };
-        let mut hasher = Sha1::new();
-        for w in windows {
-            match &w.map {
-                Some(map) => hasher.update(&map[..]),
-                None => hash_zeros(&mut hasher, w.slice.len as usize),
-            }
-        }
-        Ok(hasher.finalize().into())
-    }
-
-    /// Done with a piece, verified or failed: starts writeback of its range
-    /// (`msync(MS_ASYNC)`, which on Linux only marks pages, so also
-    /// `sync_file_range(WRITE)` there) and unmaps it, so resident memory
-    /// does not grow with the download. The data stays in the page cache and
-    /// reaches the disk by the kernel's writeback; [`Storage::sync`] waits
-    /// for it. Releasing a piece that is not mapped does nothing; the piece
-    /// is unmapped even when this returns an error.
-    pub fn release(&mut self, piece: PieceIndex) -> Result<(), StorageError> {
+    /// Done writing a piece: unmaps it, so address space and resident
+    /// memory do not grow with the download. The data stays in the page
+    /// cache (where `pread` and the hasher see it) and reaches the disk by
+    /// the kernel's writeback; [`Storage::sync`] waits
+    /// for it. Releasing a piece that is not mapped does nothing.
+    pub fn release(&mut self, piece: PieceIndex) {
         let Some(windows) = self.maps.remove(&piece) else {
-            return Ok(());
+            return;
         };
-        for w in windows {
-            let Some(map) = w.map else { continue };
-            let flush = |cause| StorageError::Flush {
-                path: self.path_of(w.slice.file),
-                cause,
-            };
-            map.flush_async().map_err(flush)?;
-            if let Some(file) = &self.shared.files[w.slice.file] {
-                crate::sys::start_writeback(file, w.slice.file_offset, u64::from(w.slice.len))
-                    .map_err(flush)?;
-            }
-            // Dropping `map` unmaps it.
-        }
-        Ok(())
+        // Dropping the maps unmaps them; the dirty pages stay in the page
+        // cache for the kernel to write back, and `sync` makes them durable.
+        drop(windows);
     }
 
     /// Flushes every mapped piece and `fdatasync`s every file, so that all
@@ -353,6 +315,10 @@ fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageEr
                     .map_mut(file)
             }
             .map_err(map_err)?;
+            // Fault the whole window in with one call instead of one trap
+            // per 4 KiB page as blocks arrive (Linux 5.14+; where it is
+            // missing, pages fault in one by one as before).
+            let _ = map.advise(memmap2::Advice::PopulateWrite);
             Ok(Window {
                 slice,
                 map: Some(map),
@@ -590,14 +556,6 @@ fn check_range(
         })
 }
 
-fn hash_zeros(hasher: &mut Sha1, mut n: usize) {
-    while n > 0 {
-        let k = n.min(ZEROS.len());
-        hasher.update(&ZEROS[..k]);
-        n -= k;
-    }
-}
-
 /// A file that is not there: not found, or a path component that is a file.
 fn is_missing(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
@@ -625,8 +583,6 @@ pub enum StorageError {
     /// A piece's window of a file could not be memory-mapped
     /// ([`Storage::write`]): out of address space, or the file shrank.
     Map { path: PathBuf, cause: io::Error },
-    /// Starting writeback of a released piece failed ([`Storage::release`]).
-    Flush { path: PathBuf, cause: io::Error },
     /// Reading failed: a missing file, one shorter than the torrent says,
     /// or an I/O error ([`Reader::read`], hashing).
     Read { path: PathBuf, cause: io::Error },
@@ -656,7 +612,6 @@ impl StorageError {
             | StorageError::Open { path, .. }
             | StorageError::Preallocate { path, .. }
             | StorageError::Map { path, .. }
-            | StorageError::Flush { path, .. }
             | StorageError::Read { path, .. }
             | StorageError::Sync { path, .. } => Some(path),
             _ => None,
@@ -670,7 +625,6 @@ impl StorageError {
             | StorageError::Open { cause, .. }
             | StorageError::Preallocate { cause, .. }
             | StorageError::Map { cause, .. }
-            | StorageError::Flush { cause, .. }
             | StorageError::Read { cause, .. }
             | StorageError::Sync { cause, .. } => Some(cause),
             _ => None,
@@ -699,7 +653,6 @@ impl fmt::Display for StorageError {
                 crate::sys::io_reason(cause)
             ),
             StorageError::Map { path, cause } => io(f, "map", path, cause),
-            StorageError::Flush { path, cause } => io(f, "flush", path, cause),
             StorageError::Read { path, cause } => io(f, "read", path, cause),
             StorageError::Sync { path, cause } => io(f, "sync", path, cause),
             StorageError::OutOfRange {

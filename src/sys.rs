@@ -94,32 +94,6 @@ pub fn free_space(file: &File) -> io::Result<u64> {
     Ok(bytes)
 }
 
-/// Starts writing back the dirty pages of `len` bytes of `file` from
-/// `offset`, without waiting for them (Linux `sync_file_range` with
-/// `SYNC_FILE_RANGE_WRITE`; it may still block briefly if the disk's queue
-/// is full). `msync(MS_ASYNC)` is a no-op on Linux, so this is what keeps
-/// dirty data from piling up behind a fast download. It promises nothing
-/// about durability: that is `fdatasync`. A no-op on other systems.
-pub fn start_writeback(file: &File, offset: u64, len: u64) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let too_far = || io::Error::new(io::ErrorKind::InvalidInput, "offset past 2^63-1");
-        let offset = i64::try_from(offset).map_err(|_| too_far())?;
-        let len = i64::try_from(len).map_err(|_| too_far())?;
-        // SAFETY: sync_file_range only reads its integer arguments; the
-        // descriptor is valid while `file` is borrowed.
-        let rc = unsafe {
-            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (file, offset, len);
-    Ok(())
-}
-
 /// Set by the SIGINT/SIGTERM handler; never cleared.
 static STOP: AtomicBool = AtomicBool::new(false);
 

@@ -73,10 +73,24 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Every block of a piece is written: unmap it (its pages stay in the
+    /// page cache) and hand it to the hasher; [`Self::on_hashed`] decides.
     pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), String> {
-        let hash = self.storage.hash_piece(piece).map_err(|e| e.to_string())?;
-        self.storage.release(piece).map_err(|e| e.to_string())?;
-        if hash == self.meta.piece_hash(piece) {
+        self.storage.release(piece);
+        // The hasher lives as long as the orchestrator; if it died, the
+        // piece is simply not verified this session.
+        let _ = self.hasher.send(piece);
+        Ok(())
+    }
+
+    /// The hasher's verdict on a piece: verified, or missing again with
+    /// its senders blamed. A read error is a disk error: it stops the run.
+    pub(super) fn on_hashed(
+        &mut self,
+        piece: PieceIndex,
+        hash: Result<[u8; 20], String>,
+    ) -> Result<(), String> {
+        if hash? == self.meta.piece_hash(piece) {
             self.picker.verified(piece);
             let size = u64::from(self.meta.geometry.piece_size(piece));
             self.verified_bytes += size;
@@ -164,23 +178,24 @@ impl Orchestrator<'_> {
         if p.peer_choking || !p.am_interested || p.socket.is_none() {
             return;
         }
+        // Top up in batches (a quarter of the pipeline at least): one
+        // command, one wake-up and one write carry many requests.
         let room = p.depth.saturating_sub(p.outstanding.len());
-        if room == 0 {
+        if room == 0 || (room < p.depth / 4 && !p.outstanding.is_empty()) {
             return;
         }
         let outstanding = &p.outstanding;
         let blocks = self
             .picker
             .pick(&p.pieces, room, |b| outstanding.contains_key(b));
+        if blocks.is_empty() {
+            return;
+        }
         let now = Instant::now();
         for b in &blocks {
             p.outstanding.insert(*b, now);
         }
-        for b in blocks {
-            if !self.send(peer, Command::Request(b)) {
-                break;
-            }
-        }
+        self.send(peer, Command::Requests(blocks));
     }
 
     pub(super) fn fill_all(&mut self) {
