@@ -130,7 +130,7 @@ const EVENT_QUEUE: usize = 64;
 /// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
 /// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
 const MIN_DEPTH: usize = 8;
-const MAX_DEPTH: usize = 500;
+const MAX_DEPTH: usize = 1000;
 /// Seconds of data to keep requested, at least: a sender that reads from
 /// disk between sends needs requests queued beyond one round trip.
 const QUEUE_TIME: f64 = 0.5;
@@ -210,9 +210,12 @@ impl Peer {
 
     /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
     /// blocks, between MIN_DEPTH and what the peer will queue.
-    fn update_depth(&mut self) {
+    /// `recent` is the rate over the last tick: the depth follows a rising
+    /// rate at once (the average lags by a second), and falls with the
+    /// average.
+    fn update_depth(&mut self, recent: f64) {
         let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
-        let bytes = self.rate * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
+        let bytes = self.rate.max(recent) * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
         let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
         self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
     }
@@ -709,7 +712,7 @@ impl<'p> Orchestrator<'p> {
                         info.reqq
                     );
                     p.max_depth = info.reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
-                    p.update_depth();
+                    p.update_depth(0.0);
                 }
             }
             Event::Choke(peer) => {
@@ -794,11 +797,12 @@ impl<'p> Orchestrator<'p> {
         }
         let mut stalled = Vec::new();
         for (k, p) in &mut self.peers {
-            p.rate += alpha * (p.window_bytes as f64 / dt - p.rate);
+            let recent = p.window_bytes as f64 / dt;
+            p.rate += alpha * (recent - p.rate);
             p.window_bytes = 0;
             p.up_rate += alpha * (p.up_window as f64 / dt - p.up_rate);
             p.up_window = 0;
-            p.update_depth();
+            p.update_depth(recent);
             if new_rtt_window {
                 p.min_rtt = None; // re-measure: routes and loads change
             }

@@ -4,7 +4,7 @@
 Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
-    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp]
+    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
@@ -14,6 +14,7 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` when every piece is verified, then keeps seeding.
 
+    --ipv6: listen and dial on ::1 instead of 127.0.0.1.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
     --no-utp: TCP only. By default libtorrent dials a peer over uTP first and
@@ -36,9 +37,9 @@ import time
 import libtorrent as lt
 
 USAGE = (
-    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp]\n"
+    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
-    " [--no-utp]\n"
+    " [--no-utp] [--ipv6]\n"
 )
 
 # How often the main loop wakes up to look at stdin, signals and status.
@@ -53,9 +54,9 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port, utp=True):
-    """A session that stays on 127.0.0.1 and keeps quiet (INTEROP.md);
-    without `utp`, TCP only."""
+def session(port, utp=True, host="127.0.0.1"):
+    """A session that stays on loopback (127.0.0.1, or ::1 with --ipv6) and
+    keeps quiet (INTEROP.md); without `utp`, TCP only."""
     alerts = (
         lt.alert.category_t.error_notification
         | lt.alert.category_t.status_notification
@@ -64,8 +65,8 @@ def session(port, utp=True):
     )
     return lt.session(
         {
-            "listen_interfaces": "127.0.0.1:%d" % port,
-            "outgoing_interfaces": "127.0.0.1",
+            "listen_interfaces": ("[%s]:%d" if ":" in host else "%s:%d") % (host, port),
+            "outgoing_interfaces": host,
             "enable_dht": False,
             "enable_lsd": False,
             "enable_upnp": False,
@@ -136,6 +137,7 @@ def main(argv):
     peers = []
     use_trackers = True
     use_utp = True
+    host = "127.0.0.1"
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -147,6 +149,9 @@ def main(argv):
         elif rest[0] == "--no-utp":
             use_utp = False
             rest = rest[1:]
+        elif rest[0] == "--ipv6":
+            host = "::1"
+            rest = rest[1:]
         else:
             sys.stderr.write(USAGE)
             return 2
@@ -156,7 +161,7 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port, use_utp)
+    ses = session(port, use_utp, host)
     handle, info = add(ses, torrent, data_dir, use_trackers)
     has_tracker = use_trackers and any(True for _ in info.trackers())
     started = time.monotonic()
