@@ -131,6 +131,9 @@ const EVENT_QUEUE: usize = 64;
 /// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
 const MIN_DEPTH: usize = 8;
 const MAX_DEPTH: usize = 1000;
+/// In endgame, a peer is sent (duplicate) requests only while it has fewer
+/// than this many outstanding.
+const ENDGAME_DEPTH: usize = 16;
 /// Seconds of data to keep requested, at least: a sender that reads from
 /// disk between sends needs requests queued beyond one round trip.
 const QUEUE_TIME: f64 = 0.5;
@@ -738,7 +741,7 @@ impl<'p> Orchestrator<'p> {
                 let interested = matches!(e, Event::Interested(_));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_interested = interested;
-                    self.rechoke(false);
+                    self.unchoke_if_free(peer);
                 }
             }
             Event::Request(peer, index, begin, len) => self.on_request(peer, index, begin, len),

@@ -178,10 +178,19 @@ impl Orchestrator<'_> {
         if p.peer_choking || !p.am_interested || p.socket.is_none() {
             return;
         }
+        // In endgame every request is a duplicate of one in flight
+        // elsewhere: ask only a nearly idle peer, for a few blocks, so the
+        // last blocks come from whoever is free without downloading the
+        // tail of the torrent twice.
+        let depth = if self.picker.in_endgame() {
+            p.depth.min(ENDGAME_DEPTH)
+        } else {
+            p.depth
+        };
         // Top up in batches (a quarter of the pipeline at least): one
         // command, one wake-up and one write carry many requests.
-        let room = p.depth.saturating_sub(p.outstanding.len());
-        if room == 0 || (room < p.depth / 4 && !p.outstanding.is_empty()) {
+        let room = depth.saturating_sub(p.outstanding.len());
+        if room == 0 || (room < depth / 4 && !p.outstanding.is_empty()) {
             return;
         }
         let outstanding = &p.outstanding;

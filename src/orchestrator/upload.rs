@@ -39,6 +39,28 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Between choke rounds, a newly interested peer gets a slot if one is
+    /// free (regular slots plus the optimistic one); nobody is choked, so
+    /// downloads are not interrupted by every change of interest.
+    pub(super) fn unchoke_if_free(&mut self, peer: PeerKey) {
+        let unchoked = self
+            .peers
+            .values()
+            .filter(|p| !p.am_choking && p.peer_interested)
+            .count();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.peer_interested
+            && p.am_choking
+            && p.socket.is_some()
+            && unchoked <= self.opts.upload_slots
+        {
+            p.am_choking = false;
+            self.send(peer, Command::Unchoke);
+        }
+    }
+
     /// Applies the choker's choice of who may download from us.
     pub(super) fn rechoke(&mut self, rotate: bool) {
         let now = Instant::now();
