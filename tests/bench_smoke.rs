@@ -12,46 +12,15 @@
 
 mod common;
 
-use common::process::{on_path, tool_works};
-use common::{in_ci, TempDir};
-use std::io::Write;
+use common::interop::{tools_present_with, PYTHON};
+use common::TempDir;
 use std::process::Command;
 
-const PYTHON: &str = "/usr/bin/python3";
 const BENCH_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/bench.py");
 /// `timeout` for the whole script: the smoke run takes seconds, this is
 /// generous for a loaded CI machine. Its helpers have their own limits and
 /// die with it.
 const LIMIT_SECS: &str = "240";
-
-/// Whether the tools the bench needs are here. Missing tools skip the test
-/// loudly, or fail it under CI=true.
-fn tools_present(test: &str) -> bool {
-    let mut missing = Vec::new();
-    if !tool_works(PYTHON, &["-c", "import libtorrent"]) {
-        missing.push("python3-libtorrent (for /usr/bin/python3)");
-    }
-    for tool in ["opentracker", "openssl", "sha1sum"] {
-        if !on_path(tool) {
-            missing.push(tool);
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(" and ");
-    if in_ci() {
-        panic!("{test}: {what} not installed, and CI=true: a missing tool is a failure");
-    }
-    // Straight to stderr, past the test harness's capture, so that it shows
-    // even though the test passes.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {test}: {what} not installed \
-         (apt-get install python3-libtorrent opentracker openssl) ***\n"
-    );
-    false
-}
 
 /// A table row in `text` whose first two columns are `case` and `client`
 /// and whose third is a number (a median, not `FAILED`).
@@ -64,7 +33,7 @@ fn row<'a>(text: &'a str, case: &str, client: &str) -> Option<&'a str> {
 
 #[test]
 fn bench_script_smoke() {
-    if !tools_present("bench_script_smoke") {
+    if !tools_present_with("bench_script_smoke", &["opentracker", "openssl", "sha1sum"]) {
         return;
     }
     let tmp = TempDir::new("bench-smoke");

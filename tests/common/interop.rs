@@ -25,13 +25,17 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Whether the real tools are here (opentracker only if `tracker`).
 /// Missing tools skip the test loudly, or fail it under CI=true.
 pub fn tools_present(test: &str, tracker: bool) -> bool {
+    let commands: &[&str] = if tracker { &["opentracker"] } else { &[] };
+    tools_present_with(test, commands)
+}
+
+/// python3-libtorrent and these commands on PATH, as [`tools_present`].
+pub fn tools_present_with(test: &str, commands: &[&str]) -> bool {
     let mut missing = Vec::new();
     if !tool_works(PYTHON, &["-c", "import libtorrent"]) {
         missing.push("python3-libtorrent (for /usr/bin/python3)");
     }
-    if tracker && !on_path("opentracker") {
-        missing.push("opentracker");
-    }
+    missing.extend(commands.iter().filter(|c| !on_path(c)));
     if missing.is_empty() {
         return true;
     }
@@ -44,7 +48,7 @@ pub fn tools_present(test: &str, tracker: bool) -> bool {
     let _ = writeln!(
         std::io::stderr(),
         "\n*** SKIPPED: {test}: {what} not installed \
-         (apt-get install python3-libtorrent opentracker) ***\n"
+         (.ci/run installs them) ***\n"
     );
     false
 }
