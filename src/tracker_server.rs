@@ -548,17 +548,7 @@ fn answer(head: &[u8], source: IpAddr, swarms: &Mutex<Swarms>) -> (http::Status,
                 let result = lock(swarms).announce(&q, source, Instant::now());
                 match result {
                     Ok(reply) => {
-                        log::debug!(
-                            "tracker: {source}:{} announce {} event={:?} left={:?}: \
-                             {} peers, {} seeders, {} leechers",
-                            q.port,
-                            q.info_hash.hex(),
-                            q.event,
-                            q.left,
-                            reply.peers.len(),
-                            reply.complete,
-                            reply.incomplete
-                        );
+                        log_announce("http", source, &q, &reply);
                         encode_reply(&reply, q.compact, q.no_peer_id)
                     }
                     Err(why) => {
@@ -588,6 +578,21 @@ fn answer(head: &[u8], source: IpAddr, swarms: &Mutex<Swarms>) -> (http::Status,
 /// that refused all requests after one bug would help no one.
 fn lock(swarms: &Mutex<Swarms>) -> MutexGuard<'_, Swarms> {
     swarms.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One debug line per answered announce, the same for both front ends.
+fn log_announce(via: &str, from: IpAddr, q: &AnnounceQuery, reply: &Reply) {
+    log::debug!(
+        "tracker: {via} {from}:{} announce {} event={:?} left={:?}: \
+         {} peers, {} seeders, {} leechers",
+        q.port,
+        q.info_hash.hex(),
+        q.event,
+        q.left,
+        reply.peers.len(),
+        reply.complete,
+        reply.incomplete
+    );
 }
 
 #[cfg(test)]

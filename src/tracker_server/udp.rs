@@ -277,17 +277,7 @@ fn announce(
         },
     };
     let reply = lock(swarms).announce(&q, from.ip(), now)?;
-    log::debug!(
-        "tracker: udp {from}:{} announce {} event={:?} left={:?}: \
-         {} peers, {} seeders, {} leechers",
-        q.port,
-        q.info_hash.hex(),
-        q.event,
-        q.left,
-        reply.peers.len(),
-        reply.complete,
-        reply.incomplete
-    );
+    super::log_announce("udp", from.ip(), &q, &reply);
     let response = AnnounceResponse {
         transaction_id: req.transaction_id,
         interval: int32(reply.interval),
