@@ -28,6 +28,8 @@ pub mod random;
 pub mod resume;
 pub mod storage;
 pub mod sys;
+#[cfg(test)]
+mod testutil;
 pub mod tracker;
 pub mod tracker_server;
 pub mod udp_tracker;

@@ -600,26 +600,6 @@ mod tests {
     use super::*;
     use crate::metainfo::InfoHash;
     use crate::tracker::{self, Announce, Event, ScrapeStats};
-    use std::sync::mpsc;
-
-    /// The longest any test here may take before it fails.
-    const PATIENCE: Duration = Duration::from_secs(20);
-
-    /// Runs `f` on a thread and fails the test if it takes longer than
-    /// [`PATIENCE`].
-    fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (tx, rx) = mpsc::channel();
-        let handle = thread::spawn(move || {
-            let _ = tx.send(f());
-        });
-        match rx.recv_timeout(PATIENCE) {
-            Ok(v) => v,
-            Err(_) => match handle.join() {
-                Err(p) => panic::resume_unwind(p),
-                Ok(()) => panic!("test took longer than {PATIENCE:?}"),
-            },
-        }
-    }
 
     fn config() -> Config {
         Config {
@@ -684,7 +664,7 @@ mod tests {
 
     #[test]
     fn announce_and_scrape_over_http() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             let hash = InfoHash([0x25; 20]); // '%' bytes: escaping matters
@@ -749,7 +729,7 @@ mod tests {
 
     #[test]
     fn other_paths_and_methods() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             for (request, want) in [
@@ -769,7 +749,7 @@ mod tests {
 
     #[test]
     fn silent_clients_do_not_block_others() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             // Three of the four workers held by clients that say nothing.
@@ -792,7 +772,7 @@ mod tests {
 
     #[test]
     fn a_silent_client_is_cut_off_at_the_deadline() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(Config {
                 workers: 1,
                 request_timeout: Duration::from_millis(300),
@@ -822,7 +802,7 @@ mod tests {
 
     #[test]
     fn busy_server_answers_503() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(Config {
                 workers: 1,
                 max_connections: 2,
@@ -848,7 +828,7 @@ mod tests {
 
     #[test]
     fn oversize_head_is_refused_and_the_server_lives() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             let mut huge = b"GET /announce?".to_vec();
@@ -872,7 +852,7 @@ mod tests {
 
     #[test]
     fn stop_joins_promptly_and_closes_the_port() {
-        within(|| {
+        crate::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             // A worker held by a silent client notices the stop too.
@@ -887,7 +867,7 @@ mod tests {
 
     #[test]
     fn ipv6_listener() {
-        within(|| {
+        crate::testutil::within(|| {
             let Ok(server) = start(Config {
                 listen: "[::1]:0".parse().unwrap(),
                 ..config()

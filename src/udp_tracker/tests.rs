@@ -7,28 +7,9 @@ use super::*;
 use crate::random::Rng;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
-
-/// The longest any test here may take before it fails.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Runs `f` on a thread and fails the test if it takes longer than
-/// [`PATIENCE`].
-fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(v) => v,
-        Err(_) => match handle.join() {
-            Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => panic!("test took longer than {PATIENCE:?}"),
-        },
-    }
-}
 
 /// The connection id our fake trackers hand out.
 const CONN_ID: u64 = 0x1122_3344_5566_7788;
@@ -590,7 +571,7 @@ fn urls() {
 
 #[test]
 fn announce_with_and_without_path_reuses_the_connection_id() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = good();
         for url in [tracker.url(), format!("{}/announce", tracker.url())] {
             let got = announce(&url, &request(), &patient());
@@ -622,7 +603,7 @@ fn announce_with_and_without_path_reuses_the_connection_id() {
 
 #[test]
 fn an_expired_connection_id_is_not_used() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = good();
         let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(61)) else {
             eprintln!("skipped: the clock started less than a minute ago");
@@ -636,7 +617,7 @@ fn an_expired_connection_id_is_not_used() {
 
 #[test]
 fn lost_datagrams_are_sent_again_with_backoff() {
-    within(|| {
+    crate::testutil::within(|| {
         // The first three datagrams are lost.
         let tracker = fake(|n, d, family| match n {
             0..=2 => vec![],
@@ -659,7 +640,7 @@ fn lost_datagrams_are_sent_again_with_backoff() {
 
 #[test]
 fn an_unanswered_announce_reconnects() {
-    within(|| {
+    crate::testutil::within(|| {
         // The first connect and the first announce are lost.
         let tracker = fake(|n, d, family| match n {
             0 | 2 => vec![],
@@ -675,7 +656,7 @@ fn an_unanswered_announce_reconnects() {
 
 #[test]
 fn gives_up_after_max_retries() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, _, _| vec![]);
         let got = announce(&tracker.url(), &request(), &quick(20, 2));
         assert_eq!(got, Err("no answer after 3 requests".to_string()));
@@ -694,7 +675,7 @@ fn gives_up_after_max_retries() {
 
 #[test]
 fn the_deadline_bounds_the_exchange() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, _, _| vec![]);
         let cfg = UdpConfig {
             retry_base: Duration::from_secs(10),
@@ -713,7 +694,7 @@ fn the_deadline_bounds_the_exchange() {
 
 #[test]
 fn wrong_transaction_ids_and_actions_are_ignored() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, family| {
             let tid = tid_of(d);
             let decoy = match action_of(d) {
@@ -755,7 +736,7 @@ fn wrong_transaction_ids_and_actions_are_ignored() {
 
 #[test]
 fn replies_from_another_port_are_ignored() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, family| {
             let forged = match action_of(d) {
                 ACTION_CONNECT => ConnectResponse {
@@ -783,7 +764,7 @@ fn replies_from_another_port_are_ignored() {
 
 #[test]
 fn truncated_replies_are_ignored() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, family| {
             let good = proper(d, family);
             let mut outs = vec![Out::Reply(good[..good.len() - 1].to_vec())];
@@ -802,7 +783,7 @@ fn truncated_replies_are_ignored() {
 
 #[test]
 fn only_truncated_replies_end_in_a_clear_error() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, family| vec![Out::Reply(proper(d, family)[..10].to_vec())]);
         let got = announce(&tracker.url(), &request(), &quick(20, 1));
         assert_eq!(
@@ -817,7 +798,7 @@ fn only_truncated_replies_end_in_a_clear_error() {
 
 #[test]
 fn the_error_action_is_reported() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, family| match action_of(d) {
             ACTION_ANNOUNCE => vec![Out::Reply(error_reply(tid_of(d), "unregistered torrent"))],
             _ => vec![Out::Reply(proper(d, family))],
@@ -834,7 +815,7 @@ fn the_error_action_is_reported() {
 
 #[test]
 fn a_stale_cached_id_is_replaced_at_once() {
-    within(|| {
+    crate::testutil::within(|| {
         // A tracker that restarted: it refuses the id we cached.
         let tracker = good();
         remember_at(tracker.addr, 0x0bad, Instant::now());
@@ -848,7 +829,7 @@ fn a_stale_cached_id_is_replaced_at_once() {
 
 #[test]
 fn an_error_to_the_connect_is_reported() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = fake(|_, d, _| vec![Out::Reply(error_reply(tid_of(d), "go away"))]);
         let got = announce(&tracker.url(), &request(), &patient());
         assert_eq!(got, Err("tracker error: go away".to_string()));
@@ -858,7 +839,7 @@ fn an_error_to_the_connect_is_reported() {
 
 #[test]
 fn a_closed_port_is_refused_quickly() {
-    within(|| {
+    crate::testutil::within(|| {
         let addr = UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.local_addr())
             .unwrap();
@@ -871,7 +852,7 @@ fn a_closed_port_is_refused_quickly() {
 
 #[test]
 fn scrape_one_torrent() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = good();
         assert_eq!(scrape(&tracker.url(), &hash(), &patient()), Ok(STATS));
         let seen = tracker.finish();
@@ -884,7 +865,7 @@ fn scrape_one_torrent() {
 
 #[test]
 fn ipv6_tracker() {
-    within(|| {
+    crate::testutil::within(|| {
         let Some(tracker) = fake_on("[::1]:0", |_, d, family| {
             vec![Out::Reply(proper(d, family))]
         }) else {
@@ -902,7 +883,7 @@ fn ipv6_tracker() {
 
 #[test]
 fn a_host_name_tries_each_address() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = good();
         let url = format!("udp://localhost:{}/announce", tracker.addr.port());
         match resolve("localhost", tracker.addr.port()) {
@@ -921,7 +902,7 @@ fn a_host_name_tries_each_address() {
 
 #[test]
 fn announce_once_and_scrape_once_speak_udp() {
-    within(|| {
+    crate::testutil::within(|| {
         let tracker = good();
         let url = format!("{}/announce", tracker.url());
         let t = Duration::from_secs(5);

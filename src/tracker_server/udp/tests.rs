@@ -8,25 +8,6 @@ use crate::random::Rng;
 use crate::tracker::{Announce, Event};
 use crate::tracker_server::{start, Config, Limits};
 use crate::udp_tracker::{self, UdpConfig, ACTION_ERROR, CONNECT_LEN, MAX_SCRAPE_HASHES};
-use std::sync::mpsc;
-use std::thread;
-
-/// The longest any test here may take before it fails.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(PATIENCE) {
-        Ok(v) => v,
-        Err(_) => match handle.join() {
-            Err(p) => panic::resume_unwind(p),
-            Ok(()) => panic!("test took longer than {PATIENCE:?}"),
-        },
-    }
-}
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -292,7 +273,7 @@ fn cfg() -> UdpConfig {
 
 #[test]
 fn two_udp_clients_see_each_other_and_scrape_counts_them() {
-    within(|| {
+    crate::testutil::within(|| {
         let server = server();
         assert_eq!(server.udp_addr(), Some(server.local_addr));
         let url = format!("udp://{}/announce", server.local_addr);
@@ -328,7 +309,7 @@ fn two_udp_clients_see_each_other_and_scrape_counts_them() {
 
 #[test]
 fn http_and_udp_announces_share_the_swarm() {
-    within(|| {
+    crate::testutil::within(|| {
         let server = server();
         let http = format!("http://{}/announce", server.local_addr);
         let udp = format!("udp://{}/announce", server.local_addr);
@@ -353,7 +334,7 @@ fn http_and_udp_announces_share_the_swarm() {
 
 #[test]
 fn stop_ends_the_udp_thread_and_udp_can_be_off() {
-    within(|| {
+    crate::testutil::within(|| {
         let server = server();
         let url = format!("udp://{}", server.local_addr);
         let began = Instant::now();
@@ -380,7 +361,7 @@ fn stop_ends_the_udp_thread_and_udp_can_be_off() {
 
 #[test]
 fn ipv6_udp() {
-    within(|| {
+    crate::testutil::within(|| {
         let Ok(server) = start(Config {
             listen: "[::1]:0".parse().unwrap(),
             workers: 1,

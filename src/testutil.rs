@@ -1,0 +1,24 @@
+//! Helpers shared by the unit tests.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// The longest any one unit test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Runs `f` on a thread and fails the test if it takes longer than
+/// [`PATIENCE`] (a hang fails in seconds instead of stalling the suite).
+pub fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(v) => v,
+        Err(_) => match handle.join() {
+            Err(p) => std::panic::resume_unwind(p),
+            Ok(()) => panic!("test took longer than {PATIENCE:?}"),
+        },
+    }
+}
