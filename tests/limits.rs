@@ -9,6 +9,7 @@ use common::{
     json_num, make_torrent, random_bytes, Behaviour, FakeSeeder, FakeTracker, SeederConfig,
     TempDir, Torrent,
 };
+use std::path::Path;
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
@@ -17,6 +18,19 @@ const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 fn single(name: &str, seed: u64, len: usize, piece_len: u32, announce: Option<&str>) -> Torrent {
     let data = random_bytes(seed, len);
     make_torrent(name, &[("", &data)], piece_len, announce, false)
+}
+
+/// `shoal get TORRENT -o OUT --no-listen --json`, trackers only.
+fn shoal_get(name: &str, torrent: &Path, out: &Path, cwd: &Path) -> External {
+    let args = [
+        "get",
+        torrent.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-listen",
+        "--json",
+    ];
+    External::start(name, Duration::from_secs(60), SHOAL, &args, cwd)
 }
 
 /// 64 MiB with 1 MiB pieces, fetched by a process that may map only
@@ -80,20 +94,7 @@ fn interrupt_stops_cleanly_and_keeps_verified_pieces() {
         SeederConfig::new(Behaviour::Good).block_delay(Duration::from_millis(15)),
     );
     tracker.set_peers(&[slow.addr()]);
-    let mut run = External::start(
-        "shoal get (interrupted)",
-        Duration::from_secs(60),
-        SHOAL,
-        &[
-            "get",
-            torrent.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--no-listen",
-            "--json",
-        ],
-        tmp.path(),
-    );
+    let mut run = shoal_get("shoal get (interrupted)", &torrent, &out, tmp.path());
     // Wait until a few pieces are on disk, then interrupt.
     let on_disk = |t: &Torrent| {
         (0..t.num_pieces())
@@ -129,20 +130,7 @@ fn interrupt_stops_cleanly_and_keeps_verified_pieces() {
     // A second run, from a fast seeder, resumes rather than starting over.
     let fast = FakeSeeder::start(&t, Behaviour::Good);
     tracker.set_peers(&[fast.addr()]);
-    let mut again = External::start(
-        "shoal get (resumed)",
-        Duration::from_secs(60),
-        SHOAL,
-        &[
-            "get",
-            torrent.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--no-listen",
-            "--json",
-        ],
-        tmp.path(),
-    );
+    let mut again = shoal_get("shoal get (resumed)", &torrent, &out, tmp.path());
     let checked = again.expect_line("{\"event\":\"checked\"", Duration::from_secs(20));
     let resumed = json_num(&checked, "have").unwrap_or(0.0) as usize;
     assert!(
