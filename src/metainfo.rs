@@ -210,7 +210,9 @@ fn file_list(list: &Value) -> Result<Vec<FileInfo>, Error> {
             length,
         };
         check_path(&file)?;
-        if !seen.insert(file.path.clone()) {
+        // Padding files are never created, and libtorrent names them by
+        // size (`.pad/16381`), so several may share a path.
+        if !file.padding && !seen.insert(file.path.clone()) {
             return Err(Error::DuplicatePath(file.display_path()));
         }
         files.push(file);
@@ -585,6 +587,25 @@ mod tests {
             let got = Metainfo::from_bytes(&buf).expect_err(&want).to_string();
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn padding_files_may_share_a_path() {
+        // libtorrent writes `.pad/N` for every pad of N bytes.
+        let pad = || file(11, &[b".pad", b"11"]).insert("attr", "p");
+        let buf = torrent(
+            multi(vec![
+                file(5, &[b"a"]),
+                pad(),
+                file(5, &[b"b"]),
+                pad(),
+                file(5, &[b"c"]),
+            ])
+            .insert("piece length", 16)
+            .insert("pieces", vec![0u8; 60]),
+        );
+        let m = Metainfo::from_bytes(&buf).unwrap();
+        assert_eq!(m.files.iter().filter(|f| f.padding).count(), 2);
     }
 
     #[test]
