@@ -29,7 +29,7 @@ use crate::progress::{Progress, Snapshot};
 use crate::storage::Storage;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -139,8 +139,16 @@ const ENDGAME_DEPTH: usize = 16;
 const QUEUE_TIME: f64 = 0.5;
 /// Extra bytes in flight beyond that, so that the pipe can grow.
 const HEADROOM: f64 = 256.0 * 1024.0;
-/// A peer that sent this many pieces that failed the hash is banned.
+/// Addresses remembered at most: trackers (hostile ones too) can report
+/// any number, and each costs memory and a place in every dialling scan.
+const MAX_KNOWN: usize = 2000;
+/// A connection or dialled address that sent this many pieces that failed
+/// the hash is banned for the session.
 const MAX_STRIKES: u32 = 3;
+/// Failed pieces from one IP, across all its connections, that ban the IP.
+/// Higher than MAX_STRIKES: one corrupt peer must not cost good peers
+/// behind the same address (a NAT; every peer in a loopback test).
+const MAX_IP_STRIKES: u32 = 3 * MAX_STRIKES;
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
 /// Requests that cross our `choke` on the wire are ignored for this long;
@@ -173,6 +181,8 @@ struct Peer {
     min_rtt: Option<Duration>,
     last_data: Instant,
     downloaded: u64,
+    /// Pieces from this connection that failed the hash check.
+    strikes: u32,
     /// Our side of the upload: whether we choke it, and since when (None:
     /// never unchoked, so a request from it is a protocol error).
     am_choking: bool,
@@ -202,6 +212,7 @@ impl Peer {
             min_rtt: None,
             last_data: Instant::now(),
             downloaded: 0,
+            strikes: 0,
             am_choking: true,
             choked_at: None,
             peer_interested: false,
@@ -349,6 +360,9 @@ struct Orchestrator<'p> {
     settings: Settings,
     peers: HashMap<PeerKey, Peer>,
     known: HashMap<SocketAddr, Known>,
+    /// Failed pieces per IP, and the IPs banned for it.
+    ip_strikes: HashMap<IpAddr, u32>,
+    banned_ips: HashSet<IpAddr>,
     next_key: PeerKey,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
@@ -424,6 +438,8 @@ impl<'p> Orchestrator<'p> {
             settings,
             peers: HashMap::new(),
             known: HashMap::new(),
+            ip_strikes: HashMap::new(),
+            banned_ips: HashSet::new(),
             next_key: 0,
             events_tx,
             events,
@@ -502,6 +518,7 @@ impl<'p> Orchestrator<'p> {
     /// The main loop. `Err` says why it stopped before completion.
     fn run(&mut self) -> Result<(), String> {
         let deadline = self.opts.timeout.map(|t| self.started + t);
+        self.connect_more();
         loop {
             if self.picker.is_complete() {
                 if self.completed_at.is_none() {
@@ -527,7 +544,6 @@ impl<'p> Orchestrator<'p> {
                     }
                 ));
             }
-            self.connect_more();
             let wait = TICK.saturating_sub(self.last_tick.elapsed());
             // A source that has ended (no tracker, no listener) becomes
             // `never()`: a disconnected channel is always ready, and
@@ -637,6 +653,7 @@ impl<'p> Orchestrator<'p> {
                 for p in peers {
                     self.learn(p);
                 }
+                self.connect_more();
             }
             Report::Warning { tracker, message } => self.progress.note(
                 || tracker_json("tracker_warning", &tracker, &message),
@@ -817,6 +834,9 @@ impl<'p> Orchestrator<'p> {
             let secs = self.opts.peer_timeout.as_secs_f64();
             self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
         }
+        // Dialling is decided here (and when a tracker reports), not per
+        // event: it scans the known addresses.
+        self.connect_more();
         if now - self.last_choke >= crate::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);

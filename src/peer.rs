@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Fixed settings shared by every worker of one torrent.
 #[derive(Clone)]
@@ -168,9 +168,11 @@ fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handsha
     let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
     let ours = Handshake::new(s.info_hash.0, s.peer_id, reserved).encode();
     let mut stream = stream;
+    // One deadline for the whole exchange, not per read: a peer dribbling a
+    // byte every few seconds must not hold a connection slot for minutes.
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     stream
-        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT)))
+        .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| format!("socket: {e}"))?;
     if outbound {
         stream
@@ -178,9 +180,7 @@ fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handsha
             .map_err(|e| io_error("handshake", &e))?;
     }
     let mut buf = [0u8; wire::HANDSHAKE_LEN];
-    stream
-        .read_exact(&mut buf)
-        .map_err(|e| io_error("handshake", &e))?;
+    read_exact_by(stream, &mut buf, deadline).map_err(|e| io_error("handshake", &e))?;
     let theirs = Handshake::decode(&buf)
         .map_err(|e| e.to_string())?
         .ok_or("short handshake")?;
@@ -199,6 +199,25 @@ fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handsha
             .map_err(|e| io_error("handshake", &e))?;
     }
     Ok(theirs)
+}
+
+/// `read_exact` that gives up at `deadline`, however the bytes trickle in.
+fn read_exact_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn io_error(what: &str, e: &io::Error) -> String {
@@ -505,4 +524,36 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
         Command::Upload(_) | Command::DropUpload(_) => return,
     };
     msg.encode(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A peer that sends a byte every 50 ms never trips a per-read
+    /// timeout; the whole-handshake deadline still ends it.
+    #[test]
+    fn a_dribbling_handshake_times_out_on_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dribbler = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for _ in 0..wire::HANDSHAKE_LEN {
+                if s.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; wire::HANDSHAKE_LEN];
+        let err = read_exact_by(&stream, &mut buf, start + Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "gave up after {took:?}");
+        drop(stream);
+        dribbler.join().unwrap();
+    }
 }

@@ -13,12 +13,20 @@ impl Orchestrator<'_> {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
+        if self.banned_ips.contains(&addr.ip().to_canonical()) {
+            log::debug!("refusing {addr}: banned");
+            return;
+        }
         self.start_peer(addr, move |key, settings, rx, events| {
             peer::run_inbound(key, stream, settings, rx, events)
         });
     }
 
     pub(super) fn learn(&mut self, addr: SocketAddr) {
+        if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
+            log::debug!("not remembering {addr}: {MAX_KNOWN} addresses known already");
+            return;
+        }
         self.known.entry(addr).or_insert(Known {
             active: None,
             failures: 0,
@@ -45,7 +53,12 @@ impl Orchestrator<'_> {
         let ready: Vec<SocketAddr> = self
             .known
             .iter()
-            .filter(|(_, k)| k.active.is_none() && !k.banned && k.retry_at <= now)
+            .filter(|(a, k)| {
+                k.active.is_none()
+                    && !k.banned
+                    && k.retry_at <= now
+                    && !self.banned_ips.contains(&a.ip().to_canonical())
+            })
             .map(|(a, _)| *a)
             .collect();
         for addr in ready {

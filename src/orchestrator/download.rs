@@ -129,25 +129,7 @@ impl Orchestrator<'_> {
             ),
         );
         for k in blamed {
-            let Some(addr) = self.peers.get(&k).map(|p| p.addr) else {
-                continue;
-            };
-            let strikes = self.known.get_mut(&addr).map_or(0, |kn| {
-                kn.strikes += 1;
-                kn.strikes
-            });
-            if strikes >= MAX_STRIKES {
-                self.progress.note(
-                    || {
-                        Object::new()
-                            .str("event", "peer_banned")
-                            .str("peer", &addr.to_string())
-                            .finish()
-                    },
-                    &format!("banned {addr}: {strikes} pieces failed the hash check"),
-                );
-                self.drop_peer(k, "sent corrupt data", true);
-            }
+            self.strike(k);
         }
         self.fill_all();
         Ok(())
@@ -211,6 +193,52 @@ impl Orchestrator<'_> {
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.fill(k);
+        }
+    }
+
+    /// A piece from `peer` failed its hash. Three strikes on one connection
+    /// or one dialled address drop and ban it; strikes also add up per IP
+    /// across reconnects (an inbound peer's port changes each time), and at
+    /// MAX_IP_STRIKES the IP is banned: refused inbound, never dialled.
+    fn strike(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.strikes += 1;
+        let (addr, on_connection) = (p.addr, p.strikes);
+        let on_address = self.known.get_mut(&addr).map_or(0, |kn| {
+            kn.strikes += 1;
+            kn.strikes
+        });
+        let ip = addr.ip().to_canonical();
+        let on_ip = self.ip_strikes.entry(ip).or_default();
+        *on_ip += 1;
+        let (who, strikes) = if *on_ip >= MAX_IP_STRIKES {
+            self.banned_ips.insert(ip);
+            (ip.to_string(), *on_ip)
+        } else if on_connection.max(on_address) >= MAX_STRIKES {
+            (addr.to_string(), on_connection.max(on_address))
+        } else {
+            return;
+        };
+        self.progress.note(
+            || {
+                Object::new()
+                    .str("event", "peer_banned")
+                    .str("peer", &who)
+                    .finish()
+            },
+            &format!("banned {who}: {strikes} pieces failed the hash check"),
+        );
+        let banned_ip = self.banned_ips.contains(&ip);
+        let dropped: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, q)| **k == peer || (banned_ip && q.addr.ip().to_canonical() == ip))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dropped {
+            self.drop_peer(k, "sent corrupt data", true);
         }
     }
 }
