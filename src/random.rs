@@ -4,18 +4,24 @@
 
 use std::io::Read;
 
-/// 64 random bits from /dev/urandom, or from the clock and pid if that
-/// cannot be read.
+/// 64 random bits from /dev/urandom. Where that cannot be read (a chroot
+/// without /dev), from std's `RandomState`, which std seeds from the OS
+/// (`getrandom`), so the seed is never just the clock (the UDP tracker's
+/// connection-id secret depends on it).
 pub fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
     let mut b = [0u8; 8];
     let from_kernel = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
     match from_kernel {
         Ok(()) => u64::from_le_bytes(b) | 1,
         Err(_) => {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            (t ^ (u64::from(std::process::id()) << 32)) | 1
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.finish() | 1
         }
     }
 }

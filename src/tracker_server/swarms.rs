@@ -378,7 +378,15 @@ impl Swarms {
                 out.push((*hash, swarm.stats()));
             }
         } else {
-            for hash in hashes.iter().take(super::query::MAX_SCRAPE_HASHES) {
+            // A hash asked for twice is scanned once: repeats must not
+            // multiply the work done under the store's lock.
+            let mut wanted: Vec<&InfoHash> = hashes
+                .iter()
+                .take(super::query::MAX_SCRAPE_HASHES)
+                .collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            for hash in wanted {
                 if let Some(swarm) = self.torrents.get_mut(hash) {
                     removed += swarm.expire(now, ttl);
                     out.push((*hash, swarm.stats()));
@@ -942,5 +950,8 @@ mod tests {
         assert_eq!(named.len(), 1);
         assert_eq!(parse_scrape(&encode_scrape(&named), &H).unwrap(), None);
         assert_eq!(encode_scrape(&[]), b"d5:filesdee".to_vec());
+        // A hash repeated (74 times fit a UDP scrape) is answered once.
+        let repeated = s.scrape(&[InfoHash([8; 20]); 74], t);
+        assert_eq!(repeated.len(), 1);
     }
 }

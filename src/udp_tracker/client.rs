@@ -113,16 +113,27 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
 }
 
 /// The addresses to try for `host`: an address literal as is, a name
-/// through the system resolver (which has no deadline of its own).
-/// IPv4-mapped addresses become IPv4; duplicates go; at most
-/// [`MAX_ADDRESSES`].
-pub(super) fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+/// through the system resolver. The resolver has no deadline of its own,
+/// so it runs on a thread of its own and is abandoned at `deadline` (as
+/// ureq does for HTTP). IPv4-mapped addresses become IPv4; duplicates go;
+/// at most [`MAX_ADDRESSES`].
+pub(super) fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
     let found: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => (host, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .collect(),
+        Err(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let name = host.to_string();
+            std::thread::Builder::new()
+                .name("resolve".into())
+                .spawn(move || {
+                    let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+                })
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(found) => found.map_err(|e| format!("cannot resolve {host}: {e}"))?,
+                Err(_) => return Err(format!("timed out resolving {host}")),
+            }
+        }
     };
     let mut addrs: Vec<SocketAddr> = Vec::new();
     for a in found {
@@ -217,7 +228,6 @@ fn exchange<T>(
     decode: Decode<T>,
 ) -> Result<T, String> {
     let (host, port) = parse_url(url)?;
-    let addrs = resolve(&host, port)?;
     let cfg = UdpConfig {
         retry_base: cfg.retry_base.max(MIN_RETRY_BASE),
         max_retries: cfg.max_retries.min(MAX_RETRIES),
@@ -227,6 +237,7 @@ fn exchange<T>(
     let deadline = start
         .checked_add(cfg.deadline)
         .unwrap_or_else(|| start + Duration::from_secs(24 * 60 * 60));
+    let addrs = resolve(&host, port, deadline)?;
     let mut rng = Rng::new(crate::random::seed());
     let mut errors: Vec<(SocketAddr, String)> = Vec::new();
     for (i, &addr) in addrs.iter().enumerate() {
@@ -356,8 +367,11 @@ impl<'a> Client<'a> {
                     forget(self.tracker, id);
                     conn = None;
                 }
-                Err(Step::Fail(Fail::Tracker(m))) if from_cache => {
-                    log::debug!("udp tracker {}: {m}; reconnecting once", self.tracker);
+                Err(Step::Fail(Fail::Tracker(_))) if from_cache => {
+                    log::debug!(
+                        "udp tracker {}: error reply; reconnecting once",
+                        self.tracker
+                    );
                     forget(self.tracker, id);
                     conn = None;
                     from_cache = false;

@@ -886,7 +886,11 @@ fn a_host_name_tries_each_address() {
     crate::testutil::within(|| {
         let tracker = good();
         let url = format!("udp://localhost:{}/announce", tracker.addr.port());
-        match resolve("localhost", tracker.addr.port()) {
+        match resolve(
+            "localhost",
+            tracker.addr.port(),
+            Instant::now() + Duration::from_secs(10),
+        ) {
             Ok(addrs) if addrs.contains(&tracker.addr) => {}
             other => {
                 eprintln!("skipped: localhost does not resolve to 127.0.0.1 here: {other:?}");
