@@ -167,9 +167,13 @@ struct Peer {
     peer_choking: bool,
     /// Requests in flight, with when they were sent.
     outstanding: HashMap<Block, Instant>,
-    /// Requests we cancelled or that a choke voided: a late copy may still
-    /// arrive and is not a protocol error.
+    /// Requests we cancelled in endgame: a late copy may still arrive and
+    /// is not a protocol error. Bounded by endgame's small per-peer depth.
     late: HashSet<Block>,
+    /// Requests the peer's last `choke` voided (a copy already on the wire
+    /// is accepted). Replaced at each choke, never extended, so a peer that
+    /// chokes and unchokes in a loop cannot grow it past one pipeline.
+    voided: HashSet<Block>,
     depth: usize,
     /// What the peer will queue (BEP 10 `reqq`), capped.
     max_depth: usize,
@@ -205,6 +209,7 @@ impl Peer {
             peer_choking: true,
             outstanding: HashMap::new(),
             late: HashSet::new(),
+            voided: HashSet::new(),
             depth: MIN_DEPTH,
             max_depth: DEFAULT_REQQ as usize,
             window_bytes: 0,
@@ -739,11 +744,10 @@ impl<'p> Orchestrator<'p> {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = true;
                     // BEP 3: a choke discards our pending requests.
-                    let voided: Vec<Block> = p.outstanding.drain().map(|(b, _)| b).collect();
-                    for b in &voided {
+                    p.voided = p.outstanding.drain().map(|(b, _)| b).collect();
+                    for b in &p.voided {
                         self.picker.abandon(b);
                     }
-                    p.late.extend(voided);
                     self.fill_all();
                 }
             }

@@ -19,8 +19,9 @@ impl Orchestrator<'_> {
             begin,
             len: data.len() as u32,
         });
-        let Some(block) = block.filter(|b| p.outstanding.contains_key(b) || p.late.contains(b))
-        else {
+        let Some(block) = block.filter(|b| {
+            p.outstanding.contains_key(b) || p.late.contains(b) || p.voided.contains(b)
+        }) else {
             let reason = format!(
                 "sent a block we did not request (piece {index}, offset {begin}, {} bytes)",
                 data.len()
@@ -32,8 +33,8 @@ impl Orchestrator<'_> {
         if let Some(sent) = p.outstanding.remove(&block) {
             let rtt = now - sent;
             p.min_rtt = Some(p.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        } else {
-            p.late.remove(&block);
+        } else if !p.late.remove(&block) {
+            p.voided.remove(&block);
         }
         let n = data.len() as u64;
         p.window_bytes += n;
@@ -46,7 +47,11 @@ impl Orchestrator<'_> {
             self.storage
                 .write(block.piece, block.begin, &data)
                 .map_err(|e| e.to_string())?;
-            self.cancel_elsewhere(peer, &block);
+            // Only endgame asks two peers for one block; before it, there
+            // is nobody to cancel and no need to scan every peer per block.
+            if self.picker.in_endgame() {
+                self.cancel_elsewhere(peer, &block);
+            }
             if complete {
                 self.finish_piece(block.piece)?;
             }
