@@ -4,9 +4,9 @@
 //! what it leaves out), the automatic piece size ([`auto_piece_len`]),
 //! hashing the data on several threads, and writing the metainfo as
 //! canonical bencode. Does not own: the bencode grammar
-//! ([`crate::bencode::Owned`] writes it), piece arithmetic
-//! ([`crate::geometry`]), the rules for safe path components
-//! ([`crate::metainfo::check_component`], applied here to every name we put
+//! ([`crate::proto::bencode::Owned`] writes it), piece arithmetic
+//! ([`crate::proto::geometry`]), the rules for safe path components
+//! ([`crate::proto::metainfo::check_component`], applied here to every name we put
 //! in), or the command line and the progress line (that is [`crate::cli`]).
 //!
 //! What goes in, and why:
@@ -55,9 +55,9 @@
 //! what the walk saw, when a thread opens it or after all hashing, is an
 //! error naming it: the hashes would not match the data anyone serves.
 
-use crate::bencode::Owned;
-use crate::geometry::{Geometry, GeometryError, PieceIndex};
-use crate::metainfo::{check_component, MAX_PIECE_LEN};
+use crate::proto::bencode::Owned;
+use crate::proto::geometry::{Geometry, GeometryError, PieceIndex};
+use crate::proto::metainfo::{check_component, MAX_PIECE_LEN};
 use sha1::{Digest, Sha1};
 use std::fmt;
 use std::fs::{self, File, Metadata};
@@ -564,7 +564,7 @@ impl fmt::Display for CreateError {
                     f,
                     "cannot read {}: {}",
                     path.display(),
-                    crate::sys::io_reason(cause)
+                    crate::disk::sys::io_reason(cause)
                 )
             }
             CreateError::Changed { path } => write!(
@@ -586,7 +586,7 @@ impl fmt::Display for CreateError {
             CreateError::BadPieceLength(n) => write!(
                 f,
                 "piece size {n} is not a power of two from 16 KiB to {}",
-                crate::units::format_bytes(MAX_PIECE_LEN as u64)
+                crate::util::units::format_bytes(MAX_PIECE_LEN as u64)
             ),
             CreateError::Geometry { path, error } => {
                 write!(f, "cannot share {}: {error}", path.display())

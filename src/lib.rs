@@ -1,37 +1,38 @@
 //! shoal: a synchronous BitTorrent client.
 //!
-//! Pure protocol code, with no socket or file in it: [`bencode`],
-//! [`metainfo`], [`geometry`], [`wire`], [`bitfield`], [`tracker`].
-//! Presentation: [`cli`], [`info`], [`json`], [`units`], [`hex`].
+//! The tree is the architecture. Each layer uses only the layers listed
+//! before it (check the `use crate::` lines of a module against this list):
+//!
+//! 1. [`util`]: small helpers with no knowledge of BitTorrent (hex, JSON
+//!    writing, units, random numbers).
+//! 2. [`proto`]: pure codecs (sans-IO): bencode, metainfo, piece geometry,
+//!    bitfields, the peer wire, BEP 10 extension messages, tracker and UDP
+//!    tracker datagrams. No sockets, no files.
+//! 3. [`disk`]: files and the libc calls std lacks: storage (memory maps,
+//!    `pread`), hashing, resume state. The only place with `unsafe`.
+//! 4. [`net`]: blocking I/O with peers and trackers: peer reader/writer
+//!    threads, the listener, announce threads, the UDP tracker client.
+//! 5. [`engine`]: the decisions: the session, each torrent's orchestrator,
+//!    the picker, choker, request pipelines, address book, rate meters and
+//!    the typed notes the engine reports.
+//! 6. [`create`] and [`tracker_server`]: the tools beside the engine
+//!    (`shoal create`, `shoal tracker`).
+//! 7. [`cli`]: argument parsing, the commands, and everything printed.
 #![deny(unsafe_code)]
-// `unsafe` is allowed only in `storage` (memory maps) and `sys` (libc calls),
-// each block with a SAFETY comment.
+// `unsafe` is allowed only in `disk::storage` (memory maps) and `disk::sys`
+// (libc calls), each block with a SAFETY comment.
 
-pub mod announce;
-pub mod bencode;
-pub mod bitfield;
-pub mod choker;
-pub mod cli;
+pub mod util;
+
+pub mod proto;
+
+pub mod disk;
+
+pub mod net;
+
+pub mod engine;
+
 pub mod create;
-pub mod extension;
-pub mod geometry;
-pub mod hex;
-pub mod info;
-pub mod json;
-pub mod listener;
-pub mod metainfo;
-pub mod orchestrator;
-pub mod peer;
-pub mod picker;
-pub mod progress;
-pub mod random;
-pub mod resume;
-pub mod storage;
-pub mod sys;
-#[cfg(test)]
-mod testutil;
-pub mod tracker;
 pub mod tracker_server;
-pub mod udp_tracker;
-pub mod units;
-pub mod wire;
+
+pub mod cli;

@@ -274,7 +274,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     let shared = Arc::new(Shared {
         swarms: Arc::new(Mutex::new(Swarms::new(
             config.limits(),
-            crate::random::seed(),
+            crate::util::random::seed(),
         ))),
         stop: AtomicBool::new(false),
         request_timeout: (config.request_timeout)
@@ -348,12 +348,12 @@ fn bind(config: &Config) -> io::Result<(TcpListener, Option<UdpSocket>)> {
     }
 }
 
-/// Runs a tracker until SIGINT or SIGTERM ([`crate::sys::stop_requested`];
+/// Runs a tracker until SIGINT or SIGTERM ([`crate::disk::sys::stop_requested`];
 /// the caller installs the handlers), then stops it.
 pub fn run(config: Config, started: impl FnOnce(&Server)) -> io::Result<()> {
     let server = start(config)?;
     started(&server);
-    while !crate::sys::stop_requested() {
+    while !crate::disk::sys::stop_requested() {
         thread::sleep(RUN_POLL);
     }
     server.stop();
@@ -598,8 +598,8 @@ fn log_announce(via: &str, from: IpAddr, q: &AnnounceQuery, reply: &Reply) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metainfo::InfoHash;
-    use crate::tracker::{self, Announce, Event, ScrapeStats};
+    use crate::proto::metainfo::InfoHash;
+    use crate::proto::tracker::{self, Announce, Event, ScrapeStats};
 
     fn config() -> Config {
         Config {
@@ -664,7 +664,7 @@ mod tests {
 
     #[test]
     fn announce_and_scrape_over_http() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             let hash = InfoHash([0x25; 20]); // '%' bytes: escaping matters
@@ -729,7 +729,7 @@ mod tests {
 
     #[test]
     fn other_paths_and_methods() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             for (request, want) in [
@@ -749,7 +749,7 @@ mod tests {
 
     #[test]
     fn silent_clients_do_not_block_others() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             // Three of the four workers held by clients that say nothing.
@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn a_silent_client_is_cut_off_at_the_deadline() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(Config {
                 workers: 1,
                 request_timeout: Duration::from_millis(300),
@@ -802,7 +802,7 @@ mod tests {
 
     #[test]
     fn busy_server_answers_503() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(Config {
                 workers: 1,
                 max_connections: 2,
@@ -828,7 +828,7 @@ mod tests {
 
     #[test]
     fn oversize_head_is_refused_and_the_server_lives() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             let mut huge = b"GET /announce?".to_vec();
@@ -852,7 +852,7 @@ mod tests {
 
     #[test]
     fn stop_joins_promptly_and_closes_the_port() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let server = start(config()).unwrap();
             let addr = server.local_addr;
             // A worker held by a silent client notices the stop too.
@@ -867,7 +867,7 @@ mod tests {
 
     #[test]
     fn ipv6_listener() {
-        crate::testutil::within(|| {
+        crate::util::testutil::within(|| {
             let Ok(server) = start(Config {
                 listen: "[::1]:0".parse().unwrap(),
                 ..config()
@@ -881,7 +881,7 @@ mod tests {
             let (_, body) = get(addr, &announce(hash, 2, 7002).url(&base(addr)));
             let r = tracker::parse_response(&body).unwrap();
             assert_eq!(r.peers, vec!["[::1]:7001".parse().unwrap()]);
-            let v = crate::bencode::decode(&body).unwrap();
+            let v = crate::proto::bencode::decode(&body).unwrap();
             assert_eq!(
                 v.get("peers6").and_then(|p| p.as_bytes()).map(<[u8]>::len),
                 Some(18)

@@ -9,7 +9,7 @@ mod common;
 
 use common::process::External;
 use common::{free_port, make_torrent, random_bytes, wait_until, TempDir, Torrent};
-use shoal::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::wire::{self, Decoded, Handshake, Message};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

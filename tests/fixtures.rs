@@ -2,7 +2,7 @@
 //! which made them computed; each defect fixture gives its one exact error,
 //! both from the library and from `shoal info` (one line, exit 1).
 
-use shoal::metainfo::Metainfo;
+use shoal::proto::metainfo::Metainfo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,11 +2,11 @@
 //! real protocol messages, never panic any parser. Bounded in count and
 //! seeded, so a failure reproduces.
 
-use shoal::bencode;
-use shoal::bitfield::Bitfield;
-use shoal::metainfo::{InfoHash, Metainfo};
-use shoal::tracker;
-use shoal::wire::{self, Handshake};
+use shoal::proto::bencode;
+use shoal::proto::bitfield::Bitfield;
+use shoal::proto::metainfo::{InfoHash, Metainfo};
+use shoal::proto::tracker;
+use shoal::proto::wire::{self, Handshake};
 
 /// xorshift64*: small, deterministic, good enough to explore inputs.
 struct Rng(u64);

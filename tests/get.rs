@@ -5,7 +5,7 @@
 //! Every run of the binary has a deadline (`run_get` kills it and fails the
 //! test), every fake peer a lifetime, and every download is checked byte for
 //! byte against the source. The `harness_*` tests check the fakes themselves
-//! with a tiny client built from `shoal::wire`.
+//! with a tiny client built from `shoal::proto::wire`.
 
 mod common;
 
@@ -16,8 +16,8 @@ use common::{
     Behaviour, FakeSeeder, FakeTracker, Run, SeederConfig, TempDir, Torrent, TrackerMode,
 };
 use sha1::{Digest, Sha1};
-use shoal::bitfield::Bitfield;
-use shoal::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::bitfield::Bitfield;
+use shoal::proto::wire::{self, Decoded, Handshake, Message};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ fn assert_complete(run: &Run, t: &Torrent, out: &Path) {
 }
 
 /// The client never asked this seeder for something out of range or that
-/// it does not have, and never sent a frame shoal::wire refuses.
+/// it does not have, and never sent a frame shoal::proto::wire refuses.
 fn assert_clean(name: &str, s: &FakeSeeder) {
     let st = s.stats();
     assert_eq!(
@@ -650,7 +650,7 @@ fn bad_usage_exits_2() {
 }
 
 // ---------------------------------------------------------------------------
-// The harness itself: the fakes checked with a tiny client from shoal::wire.
+// The harness itself: the fakes checked with a tiny client from shoal::proto::wire.
 
 /// A minimal leecher connection for the harness tests.
 struct MiniClient {
@@ -672,7 +672,7 @@ enum Got {
     Closed,
     /// Nothing within the wait.
     Quiet,
-    /// Bytes that shoal::wire refuses.
+    /// Bytes that shoal::proto::wire refuses.
     Malformed(wire::WireError),
 }
 
@@ -826,7 +826,7 @@ fn harness_make_torrent_is_what_shoal_parses() {
             Some("http://127.0.0.1:1/a"),
             padding,
         );
-        let m = shoal::metainfo::Metainfo::from_bytes(&t.bytes).unwrap();
+        let m = shoal::proto::metainfo::Metainfo::from_bytes(&t.bytes).unwrap();
         assert_eq!(m.info_hash.0, t.info_hash);
         assert_eq!(m.geometry.num_pieces(), t.num_pieces());
         assert_eq!(m.geometry.total_len(), t.total_len());
@@ -851,7 +851,7 @@ fn harness_make_torrent_is_what_shoal_parses() {
         assert_eq!(t.files.iter().any(|f| f.path == ".pad/9152"), padding);
     }
     let single = make_torrent("s.bin", &[("", b"abc")], 16 * KIB as u32, None, true);
-    let m = shoal::metainfo::Metainfo::from_bytes(&single.bytes).unwrap();
+    let m = shoal::proto::metainfo::Metainfo::from_bytes(&single.bytes).unwrap();
     assert!(!m.multi_file);
     assert_eq!(m.info_hash.0, single.info_hash);
     assert!(m.trackers.is_empty());
@@ -1055,9 +1055,9 @@ fn harness_tracker_answers_and_records() {
         "127.0.0.2:1".parse().unwrap(),
     ];
     let tracker = FakeTracker::start(&peers);
-    let ask = |event: Option<shoal::tracker::Event>| -> Vec<u8> {
-        let a = shoal::tracker::Announce {
-            info_hash: shoal::metainfo::InfoHash([0xAB; 20]),
+    let ask = |event: Option<shoal::proto::tracker::Event>| -> Vec<u8> {
+        let a = shoal::proto::tracker::Announce {
+            info_hash: shoal::proto::metainfo::InfoHash([0xAB; 20]),
             peer_id: [b'x'; 20],
             port: 7000,
             uploaded: 0,
@@ -1079,14 +1079,14 @@ fn harness_tracker_answers_and_records() {
         let at = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         resp.split_off(at + 4)
     };
-    let body = ask(Some(shoal::tracker::Event::Started));
-    let r = shoal::tracker::parse_response(&body).unwrap();
+    let body = ask(Some(shoal::proto::tracker::Event::Started));
+    let r = shoal::proto::tracker::parse_response(&body).unwrap();
     assert_eq!(r.peers, peers);
     assert_eq!(r.interval, Some(1800));
     ask(None);
     tracker.set_mode(TrackerMode::Failure("nope".into()));
-    let body = ask(Some(shoal::tracker::Event::Stopped));
-    assert!(shoal::tracker::parse_response(&body).is_err());
+    let body = ask(Some(shoal::proto::tracker::Event::Stopped));
+    assert!(shoal::proto::tracker::parse_response(&body).is_err());
     assert_eq!(tracker.events(), vec!["started", "", "stopped"]);
     let line = &tracker.requests()[0];
     assert_eq!(query_param_bytes(line, "info_hash"), Some(vec![0xAB; 20]));

@@ -171,11 +171,11 @@ fn libtorrent_leecher_from_shoal_seed_via_shoal_tracker() {
     let torrent = tmp.path().join("fleet.torrent");
     let hash = create(&tree, &torrent, &["-t", &url, "--piece-size", "64K"]);
     let info_hash: [u8; 20] =
-        shoal::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
+        shoal::proto::metainfo::Metainfo::from_bytes(&std::fs::read(&torrent).unwrap())
             .expect("the created torrent parses")
             .info_hash
             .0;
-    assert_eq!(shoal::hex::encode(&info_hash), hash);
+    assert_eq!(shoal::util::hex::encode(&info_hash), hash);
 
     // DATA_PATH is the folder itself here (the other test gives the parent).
     let (mut seeder, _) = Daemon::seed("shoal seed", &torrent, &tree, &[], tmp.path());
@@ -360,7 +360,7 @@ fn libtorrent_loads_torrents_made_by_shoal_create() {
     // No tracker: lt.py's seeder is READY once its check finds all pieces.
     let file_torrent = tmp.path().join("image.torrent");
     let hash = create(&single, &file_torrent, &[]);
-    let meta = shoal::metainfo::Metainfo::from_bytes(&std::fs::read(&file_torrent).unwrap())
+    let meta = shoal::proto::metainfo::Metainfo::from_bytes(&std::fs::read(&file_torrent).unwrap())
         .expect("the created torrent parses");
     let piece_len = u64::from(meta.geometry.piece_len());
     let want = expected(&hash, &single, piece_len, false, &[], &[], "");

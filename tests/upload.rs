@@ -1,5 +1,5 @@
 //! The upload side (issue 4, "Tests: in-process"): `shoal seed` serving
-//! `shoal get`; fake leechers built from `shoal::wire` that misbehave on
+//! `shoal get`; fake leechers built from `shoal::proto::wire` that misbehave on
 //! purpose and must be disconnected while others are still served;
 //! `cancel`; `get --seed-ratio/--seed-time`; `seed` and `check` on damaged
 //! data; the `create` command line.
@@ -15,7 +15,7 @@ use common::{
     json_num, json_str, make_torrent, random_bytes, run_get, run_shoal, Behaviour, FakeSeeder, Run,
     TempDir, Torrent,
 };
-use shoal::wire::{Message, MAX_BLOCK};
+use shoal::proto::wire::{Message, MAX_BLOCK};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -267,7 +267,7 @@ fn misbehaving_leechers_are_dropped_and_others_still_served() {
     let bf = steady.expect_bitfield(SERVE_WITHIN);
     assert_eq!(
         bf,
-        shoal::bitfield::Bitfield::full(5).as_bytes(),
+        shoal::proto::bitfield::Bitfield::full(5).as_bytes(),
         "seeder's bitfield"
     );
     steady.interested(SERVE_WITHIN);
@@ -876,7 +876,7 @@ fn create_makes_a_torrent_that_info_and_check_accept() {
         if piece.is_some() {
             assert_eq!(json_num(&info.stdout, "piece_length"), Some(16384.0));
         }
-        let meta = shoal::metainfo::Metainfo::from_bytes(&std::fs::read(&out).unwrap())
+        let meta = shoal::proto::metainfo::Metainfo::from_bytes(&std::fs::read(&out).unwrap())
             .expect("the created torrent parses");
         assert_eq!(meta.info_hash.hex(), printed);
         let (run, have, pieces) = check(&out, input.parent().unwrap());

@@ -1,6 +1,6 @@
 //! Tests of [`super`].
 use super::*;
-use crate::metainfo::Metainfo;
+use crate::proto::metainfo::Metainfo;
 use std::process::Command;
 
 /// A directory under the system temp dir, removed when dropped.
@@ -116,7 +116,7 @@ fn single_file_with_odd_size() {
     assert_eq!(m.creation_date, Some(1_700_000_000));
     assert_eq!(m.web_seeds, vec!["http://seed/files/".to_string()]);
     // One web seed is written as a string, as libtorrent and mktorrent do.
-    let root = crate::bencode::decode(&buf).unwrap();
+    let root = crate::proto::bencode::decode(&buf).unwrap();
     assert!(root.get("url-list").unwrap().as_bytes().is_some());
 }
 
@@ -131,7 +131,7 @@ fn one_tracker_no_announce_list_several_web_seeds_a_list() {
         ..options(&file)
     };
     let buf = make(&opts);
-    let root = crate::bencode::decode(&buf).unwrap();
+    let root = crate::proto::bencode::decode(&buf).unwrap();
     let keys: Vec<&[u8]> = root.as_dict().unwrap().iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, [&b"announce"[..], b"info", b"url-list"]);
     let info = root.get("info").unwrap();

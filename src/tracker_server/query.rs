@@ -15,8 +15,8 @@
 //! and `ipv6` are ignored on purpose: a peer is stored at the source address
 //! of its connection, so no one can enter someone else's address in a swarm.
 
-use crate::metainfo::InfoHash;
-use crate::tracker::Event;
+use crate::proto::metainfo::InfoHash;
+use crate::proto::tracker::Event;
 use std::net::SocketAddr;
 
 /// Peers returned when the client does not say how many it wants: what
@@ -268,7 +268,7 @@ fn parse_numwant(s: &[u8]) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::percent_encode;
+    use crate::proto::tracker::percent_encode;
 
     const HASH: [u8; 20] = [
         0x00, 0xff, b'+', b'%', b'&', b'=', 0x80, b' ', 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,

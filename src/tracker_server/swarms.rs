@@ -34,10 +34,10 @@
 //!   beyond that gets peers and a `warning message`, but is not stored).
 
 use super::query::{AnnounceQuery, MAX_NUMWANT};
-use crate::bencode::Owned;
-use crate::metainfo::InfoHash;
-use crate::random::Rng;
-use crate::tracker::{encode_compact, Event, ScrapeStats};
+use crate::proto::bencode::Owned;
+use crate::proto::metainfo::InfoHash;
+use crate::proto::tracker::{encode_compact, Event, ScrapeStats};
+use crate::util::random::Rng;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -499,7 +499,7 @@ pub fn encode_failure(reason: &str) -> Vec<u8> {
 mod tests {
     use super::super::query::Families;
     use super::*;
-    use crate::tracker::{parse_response, parse_scrape};
+    use crate::proto::tracker::{parse_response, parse_scrape};
     use std::collections::HashSet;
 
     const H: InfoHash = InfoHash([7; 20]);
@@ -757,7 +757,7 @@ mod tests {
             vec![sa("10.0.0.1:1000"), sa("[2001:db8::2]:2000")]
         );
         let body = encode_reply(&r, true, false);
-        let v = crate::bencode::decode(&body).unwrap();
+        let v = crate::proto::bencode::decode(&body).unwrap();
         assert_eq!(v.get("peers").unwrap().as_bytes().unwrap().len(), 6);
         assert_eq!(v.get("peers6").unwrap().as_bytes().unwrap().len(), 18);
         let mut parsed = parse_response(&body).unwrap();
@@ -780,7 +780,7 @@ mod tests {
         assert_eq!(addrs(&r6), vec![sa("[2001:db8::2]:2000")]);
         // Without IPv6 peers there is no peers6 key.
         let body = encode_reply(&r4, true, false);
-        assert!(crate::bencode::decode(&body)
+        assert!(crate::proto::bencode::decode(&body)
             .unwrap()
             .get("peers6")
             .is_none());
@@ -809,14 +809,14 @@ mod tests {
         let parsed = parse_response(&body).unwrap();
         assert_eq!(parsed.peers, vec![sa("10.0.0.1:1000"), sa("[::1]:2000")]);
         assert_eq!(parsed.warning.as_deref(), Some("hello"));
-        let v = crate::bencode::decode(&body).unwrap();
+        let v = crate::proto::bencode::decode(&body).unwrap();
         let first = &v.get("peers").unwrap().as_list().unwrap()[0];
         assert_eq!(
             first.get("peer id").unwrap().as_bytes(),
             Some(&[b'a'; 20][..])
         );
         let body = encode_reply(&r, false, true);
-        let v = crate::bencode::decode(&body).unwrap();
+        let v = crate::proto::bencode::decode(&body).unwrap();
         let first = &v.get("peers").unwrap().as_list().unwrap()[0];
         assert!(first.get("peer id").is_none());
     }

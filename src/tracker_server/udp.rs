@@ -5,14 +5,14 @@
 //! Owns: the thread and its stop polling, connection ids, turning request
 //! datagrams into [`AnnounceQuery`]s and scrapes and the store's answers
 //! into datagrams, and what gets no answer at all. Does not own: the
-//! datagram layout ([`crate::udp_tracker`], shared with the client), the
+//! datagram layout ([`crate::proto::udp_tracker`], shared with the client), the
 //! store and its rules ([`super::swarms`]), or binding and stopping
 //! ([`super::start`], [`super::Server::stop`]).
 //!
 //! Rules the code keeps:
 //!
 //! - **No state per client.** A connection id is a keyed hash (SHA-1 over
-//!   a secret from [`crate::random::seed`], a one-minute time bucket and
+//!   a secret from [`crate::util::random::seed`], a one-minute time bucket and
 //!   the client's IP) of which we keep nothing: it is checked by
 //!   recomputing it for the current bucket and the two before, so it is
 //!   good for at least two minutes (BEP 15's "two minutes after it was
@@ -36,8 +36,8 @@
 use super::query::{numwant, AnnounceQuery, Families};
 use super::swarms::{canonical, Swarms};
 use super::{lock, Shared};
-use crate::tracker::ScrapeStats;
-use crate::udp_tracker::{
+use crate::proto::tracker::ScrapeStats;
+use crate::proto::udp_tracker::{
     request_header, AnnounceRequest, AnnounceResponse, ConnectRequest, ConnectResponse,
     ErrorResponse, Family, ScrapeRequest, ScrapeResponse, ACTION_ANNOUNCE, ACTION_CONNECT,
     ACTION_SCRAPE, REQUEST_HEADER_LEN,
@@ -95,8 +95,8 @@ impl Connections {
     /// A fresh random secret, buckets counted from now.
     fn random() -> Connections {
         let mut secret = [0u8; 16];
-        secret[..8].copy_from_slice(&crate::random::seed().to_le_bytes());
-        secret[8..].copy_from_slice(&crate::random::seed().to_le_bytes());
+        secret[..8].copy_from_slice(&crate::util::random::seed().to_le_bytes());
+        secret[8..].copy_from_slice(&crate::util::random::seed().to_le_bytes());
         Connections::new(secret, Instant::now())
     }
 

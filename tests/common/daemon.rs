@@ -170,7 +170,7 @@ pub fn http_get(port: u16, path_and_query: &str) -> Option<Vec<u8>> {
 pub fn scrape_complete(port: u16, info_hash: &[u8; 20]) -> Option<i64> {
     let q: String = info_hash.iter().map(|b| format!("%{b:02X}")).collect();
     let body = http_get(port, &format!("/scrape?info_hash={q}"))?;
-    let v = shoal::bencode::decode(&body).ok()?;
+    let v = shoal::proto::bencode::decode(&body).ok()?;
     let files = v.get("files")?.as_dict()?;
     let (_, entry) = files.iter().find(|(k, _)| *k == info_hash.as_slice())?;
     entry.get("complete")?.as_int()

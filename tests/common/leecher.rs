@@ -1,5 +1,5 @@
 //! `FakeLeecher`: one BEP 3 connection to a seeder under test, driven step
-//! by step from the test thread and built from `shoal::wire` alone — so it
+//! by step from the test thread and built from `shoal::proto::wire` alone — so it
 //! can behave well (interested, wait for unchoke, request, verify) or send
 //! exactly the bytes a misbehaving peer would.
 //!
@@ -9,7 +9,7 @@
 
 use super::torrent::Torrent;
 use sha1::{Digest, Sha1};
-use shoal::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::wire::{self, Decoded, Handshake, Message};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,7 @@ pub enum Got {
     Closed,
     /// Nothing within the wait.
     Quiet,
-    /// Bytes that shoal::wire refuses.
+    /// Bytes that shoal::proto::wire refuses.
     Malformed(String),
 }
 

@@ -17,8 +17,8 @@
 
 use super::torrent::Torrent;
 use super::Rng;
-use shoal::bitfield::Bitfield;
-use shoal::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::bitfield::Bitfield;
+use shoal::proto::wire::{self, Decoded, Handshake, Message};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -145,7 +145,7 @@ pub struct SeederStats {
     /// Blocks sent (`piece` messages).
     pub blocks_sent: AtomicU64,
     pub bytes_sent: AtomicU64,
-    /// Frames from the client that shoal::wire refused; each closes the
+    /// Frames from the client that shoal::proto::wire refused; each closes the
     /// connection.
     pub protocol_errors: AtomicU64,
     /// Connections the client closed (end of file or reset).

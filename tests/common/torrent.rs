@@ -1,9 +1,9 @@
 //! Torrents built in memory: canonical v1 bencode written with
-//! `shoal::bencode::Owned`, SHA-1 piece hashes, optional BEP 47 padding
+//! `shoal::proto::bencode::Owned`, SHA-1 piece hashes, optional BEP 47 padding
 //! files. Libtorrent loads them as they are.
 
 use sha1::{Digest, Sha1};
-use shoal::bencode::Owned;
+use shoal::proto::bencode::Owned;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 

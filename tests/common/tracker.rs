@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use shoal::bencode::Owned;
+use shoal::proto::bencode::Owned;
 
 /// How the tracker answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,7 +209,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mode = shared.mode.lock().unwrap().clone();
     let body = match mode {
         TrackerMode::Peers => {
-            let (v4, v6) = shoal::tracker::encode_compact(&shared.peers.lock().unwrap());
+            let (v4, v6) = shoal::proto::tracker::encode_compact(&shared.peers.lock().unwrap());
             let mut d = Owned::dict()
                 .insert("interval", 1800)
                 .insert("peers", v4)

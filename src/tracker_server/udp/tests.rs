@@ -3,11 +3,12 @@
 //! client (and next to HTTP).
 
 use super::*;
-use crate::metainfo::InfoHash;
-use crate::random::Rng;
-use crate::tracker::{Announce, Event};
+use crate::net::udp_tracker::{self, UdpConfig};
+use crate::proto::metainfo::InfoHash;
+use crate::proto::tracker::{Announce, Event};
+use crate::proto::udp_tracker::{ACTION_ERROR, CONNECT_LEN, MAX_SCRAPE_HASHES};
 use crate::tracker_server::{start, Config, Limits};
-use crate::udp_tracker::{self, UdpConfig, ACTION_ERROR, CONNECT_LEN, MAX_SCRAPE_HASHES};
+use crate::util::random::Rng;
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap()
@@ -273,7 +274,7 @@ fn cfg() -> UdpConfig {
 
 #[test]
 fn two_udp_clients_see_each_other_and_scrape_counts_them() {
-    crate::testutil::within(|| {
+    crate::util::testutil::within(|| {
         let server = server();
         assert_eq!(server.udp_addr(), Some(server.local_addr));
         let url = format!("udp://{}/announce", server.local_addr);
@@ -309,16 +310,16 @@ fn two_udp_clients_see_each_other_and_scrape_counts_them() {
 
 #[test]
 fn http_and_udp_announces_share_the_swarm() {
-    crate::testutil::within(|| {
+    crate::util::testutil::within(|| {
         let server = server();
         let http = format!("http://{}/announce", server.local_addr);
         let udp = format!("udp://{}/announce", server.local_addr);
         let t = Duration::from_secs(10);
-        let r = crate::announce::announce_once(&http, &announce_req(1, 7001, 5), t).unwrap();
+        let r = crate::net::announce::announce_once(&http, &announce_req(1, 7001, 5), t).unwrap();
         assert_eq!(r.peers, vec![]);
-        let r = crate::announce::announce_once(&udp, &announce_req(2, 7002, 0), t).unwrap();
+        let r = crate::net::announce::announce_once(&udp, &announce_req(2, 7002, 0), t).unwrap();
         assert_eq!(r.peers, vec![sa("127.0.0.1:7001")]);
-        let r = crate::announce::announce_once(&http, &announce_req(1, 7001, 5), t).unwrap();
+        let r = crate::net::announce::announce_once(&http, &announce_req(1, 7001, 5), t).unwrap();
         assert_eq!(r.peers, vec![sa("127.0.0.1:7002")]);
         // Scrape agrees over both.
         let want = ScrapeStats {
@@ -326,15 +327,21 @@ fn http_and_udp_announces_share_the_swarm() {
             downloaded: 0,
             incomplete: 1,
         };
-        assert_eq!(crate::announce::scrape_once(&http, &hash(), t), Ok(want));
-        assert_eq!(crate::announce::scrape_once(&udp, &hash(), t), Ok(want));
+        assert_eq!(
+            crate::net::announce::scrape_once(&http, &hash(), t),
+            Ok(want)
+        );
+        assert_eq!(
+            crate::net::announce::scrape_once(&udp, &hash(), t),
+            Ok(want)
+        );
         assert!(server.stop());
     });
 }
 
 #[test]
 fn stop_ends_the_udp_thread_and_udp_can_be_off() {
-    crate::testutil::within(|| {
+    crate::util::testutil::within(|| {
         let server = server();
         let url = format!("udp://{}", server.local_addr);
         let began = Instant::now();
@@ -361,7 +368,7 @@ fn stop_ends_the_udp_thread_and_udp_can_be_off() {
 
 #[test]
 fn ipv6_udp() {
-    crate::testutil::within(|| {
+    crate::util::testutil::within(|| {
         let Ok(server) = start(Config {
             listen: "[::1]:0".parse().unwrap(),
             workers: 1,

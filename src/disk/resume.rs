@@ -1,0 +1,185 @@
+//! Resume state: which pieces were verified, so that a restart (and `shoal
+//! seed` of complete data) need not rehash everything.
+//!
+//! Owns: the file format and when it may be trusted. Does not own: when it
+//! is written (the orchestrator saves it only after the data is flushed, so
+//! it never claims a piece that is not on disk) or the hashing it replaces.
+//!
+//! The file sits beside the data, outside the torrent's own folder:
+//! `DIR/.NAME.shoal-resume`. It is text:
+//!
+//! ```text
+//! shoal-resume 1
+//! info_hash <40 hex>
+//! file <length> <mtime seconds>.<nanoseconds>     (one per non-padding file)
+//! have <bitfield as hex>
+//! ```
+//!
+//! It is trusted only if the info hash matches and every file still has the
+//! recorded length and modification time; anything else (a missing or
+//! damaged resume file, a touched data file) means a full check. It is
+//! written to a temporary name and renamed, so a crash leaves the old state
+//! or the new one, never half of one.
+
+use crate::proto::bitfield::Bitfield;
+use crate::proto::metainfo::Metainfo;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+const MAGIC: &str = "shoal-resume 1";
+
+/// Where the resume state of a torrent under `root` lives.
+pub fn path(meta: &Metainfo, root: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(crate::disk::storage::os_path(&meta.name));
+    name.push(".shoal-resume");
+    root.join(name)
+}
+
+/// Each data file's (length, mtime) as the file system has them now;
+/// `None` for padding.
+fn stamps(paths: &[Option<PathBuf>]) -> Option<Vec<Option<(u64, u128)>>> {
+    paths
+        .iter()
+        .map(|p| match p {
+            None => Some(None),
+            Some(p) => {
+                let m = std::fs::metadata(p).ok()?;
+                let mtime = m.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+                Some(Some((m.len(), mtime.as_nanos())))
+            }
+        })
+        .collect()
+}
+
+/// The verified pieces, if a resume file exists and still matches the data.
+pub fn load(meta: &Metainfo, root: &Path) -> Option<Bitfield> {
+    let text = std::fs::read_to_string(path(meta, root)).ok()?;
+    let paths = crate::disk::storage::file_paths(meta, root).ok()?;
+    let now = stamps(&paths)?;
+    parse(&text, meta, &now)
+}
+
+fn parse(text: &str, meta: &Metainfo, now: &[Option<(u64, u128)>]) -> Option<Bitfield> {
+    let mut lines = text.lines();
+    (lines.next()? == MAGIC).then_some(())?;
+    (lines.next()?.strip_prefix("info_hash ")? == meta.info_hash.hex()).then_some(())?;
+    for stamp in now.iter().flatten() {
+        let (len, mtime) = lines.next()?.strip_prefix("file ")?.split_once(' ')?;
+        let (secs, nanos) = mtime.split_once('.')?;
+        let recorded = u128::from(secs.parse::<u64>().ok()?) * 1_000_000_000
+            + u128::from(nanos.parse::<u32>().ok()?);
+        (*stamp == (len.parse().ok()?, recorded)).then_some(())?;
+    }
+    let bytes = crate::util::hex::decode(lines.next()?.strip_prefix("have ")?)?;
+    lines.next().is_none().then_some(())?;
+    Bitfield::from_bytes(&bytes, meta.geometry.num_pieces()).ok()
+}
+
+/// Records `have`. Call only after the data of every piece in it was
+/// flushed. Failing to save costs a rehash later, nothing else, so errors
+/// are only logged.
+pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) {
+    let result = (|| -> std::io::Result<()> {
+        let paths = crate::disk::storage::file_paths(meta, root)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let stamps =
+            stamps(&paths).ok_or_else(|| std::io::Error::other("a data file is missing"))?;
+        let text = render(meta, &stamps, have);
+        let dest = path(meta, root);
+        let tmp = dest.with_extension("shoal-resume.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &dest)
+    })();
+    if let Err(e) = result {
+        log::info!("cannot save resume state under {}: {e}", root.display());
+    }
+}
+
+fn render(meta: &Metainfo, stamps: &[Option<(u64, u128)>], have: &Bitfield) -> String {
+    let mut s = format!("{MAGIC}\ninfo_hash {}\n", meta.info_hash.hex());
+    for (len, mtime) in stamps.iter().flatten() {
+        let secs = mtime / 1_000_000_000;
+        let nanos = mtime % 1_000_000_000;
+        s.push_str(&format!("file {len} {secs}.{nanos:09}\n"));
+    }
+    s.push_str(&format!(
+        "have {}\n",
+        crate::util::hex::encode(have.as_bytes())
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::bencode::Owned;
+
+    fn meta() -> Metainfo {
+        let info = Owned::dict()
+            .insert("name", "d")
+            .insert("piece length", 16384)
+            .insert("pieces", vec![0u8; 40])
+            .insert(
+                "files",
+                vec![
+                    Owned::dict()
+                        .insert("length", 20000)
+                        .insert("path", vec![Owned::from("a")]),
+                    Owned::dict()
+                        .insert("length", 12768)
+                        .insert("path", vec![Owned::from(".pad"), Owned::from("1")])
+                        .insert("attr", "p"),
+                ],
+            );
+        Metainfo::from_bytes(&Owned::dict().insert("info", info).encode()).unwrap()
+    }
+
+    #[test]
+    fn round_trip_and_every_mismatch_is_refused() {
+        let m = meta();
+        let t = 1_700_000_000_123_456_789;
+        let stamps = vec![Some((20000, t)), None];
+        let mut have = Bitfield::new(2);
+        have.set(1);
+        let text = render(&m, &stamps, &have);
+        assert_eq!(parse(&text, &m, &stamps), Some(have));
+
+        let touched = vec![Some((20000, t + 1)), None];
+        assert_eq!(parse(&text, &m, &touched), None, "mtime changed");
+        let grown = vec![Some((20001, t)), None];
+        assert_eq!(parse(&text, &m, &grown), None, "length changed");
+        for broken in [
+            text.replace("shoal-resume 1", "shoal-resume 2"),
+            text.replace(&m.info_hash.hex(), &"0".repeat(40)),
+            text.replace("have 40", "have 60"), // spare bit set
+            text.replace("have 40", "have 4"),
+            format!("{text}extra\n"),
+            text[..text.len() / 2].to_string(),
+            String::new(),
+        ] {
+            assert_eq!(parse(&broken, &m, &stamps), None, "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn save_then_load_on_disk() {
+        let m = meta();
+        let root = std::env::temp_dir().join(format!("shoal-resume-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/a"), vec![1u8; 20000]).unwrap();
+        let have = Bitfield::full(2);
+        save(&m, &root, &have);
+        assert_eq!(load(&m, &root), Some(have));
+        assert!(path(&m, &root).ends_with(".d.shoal-resume"));
+        // A touched data file makes the state stale.
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        let f = std::fs::File::options()
+            .write(true)
+            .open(root.join("d/a"))
+            .unwrap();
+        f.set_modified(later).unwrap();
+        assert_eq!(load(&m, &root), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,683 @@
+//! The files of one torrent on disk: where they live, writing blocks into
+//! them through memory maps, reading and hashing pieces back.
+//!
+//! Owns: the on-disk layout (`root/<name>` for a single-file torrent,
+//! `root/<name>/<path…>` for a multi-file one), creating and preallocating
+//! files, the windowed memory maps of pieces being written, and hashing
+//! pieces as stored ([`verify`] checks them all on several threads). Does
+//! not own: piece arithmetic ([`crate::proto::geometry`]), path validation
+//! ([`crate::proto::metainfo::check_component`], re-checked here as a second
+//! line), or piece states and resume data (the orchestrator's).
+//!
+//! Threads: a [`Storage`] belongs to one thread, the orchestrator, which
+//! alone writes. [`Reader`] is a cheap `Send + Sync` handle for reads
+//! (uploads, checks) from any thread, using `pread` on shared descriptors.
+//!
+//! Memory: a piece is mapped on its first write, one map per file the piece
+//! touches, each covering exactly that piece's slice of the file (memmap2
+//! aligns the offset down to a page itself), and unmapped by
+//! [`Storage::release`]. Address space is therefore pieces-in-progress ×
+//! piece length, not the torrent's size, so a torrent larger than a 32-bit
+//! address space (or `ulimit -v`) still downloads. File offsets stay `u64`
+//! all the way to `mmap64`; the only `usize` is a window length, a piece
+//! slice, which is a `u32`.
+//!
+//! Padding files (BEP 47) are never created, written or read: they read as
+//! zeros and hash as zeros, and block bytes that fall in them are dropped.
+#![allow(unsafe_code)]
+
+use crate::proto::bitfield::Bitfield;
+use crate::proto::geometry::{FileSlice, PieceIndex};
+use crate::proto::metainfo::Metainfo;
+use memmap2::{MmapMut, MmapOptions};
+use sha1::{Digest, Sha1};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+// A piece slice is a `u32` long and becomes a `usize` map length.
+const _: () = assert!(usize::BITS >= 32);
+
+/// Hashing reads a piece in chunks of at most this much: big enough that
+/// syscalls cost little next to SHA-1, small enough to stay in cache and to
+/// never hold a whole 16 MiB piece.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// What [`Storage`] and [`Reader`] share: the torrent and its open files.
+struct Files {
+    meta: Arc<Metainfo>,
+    /// Where each file lives on disk; `None` for padding.
+    paths: Vec<Option<PathBuf>>,
+    /// The open file; `None` for padding, or for a file
+    /// [`Storage::open_existing`] did not find.
+    files: Vec<Option<File>>,
+}
+
+/// The files of one torrent, written through memory maps. Owned by one
+/// thread; hand [`Storage::reader`] to others.
+pub struct Storage {
+    shared: Arc<Files>,
+    /// Made by [`Storage::open_existing`]: reads only.
+    read_only: bool,
+    /// The maps of pieces being written, until [`Storage::release`].
+    maps: HashMap<PieceIndex, Vec<Window>>,
+}
+
+/// One file slice of a mapped piece: `map` covers exactly the slice's bytes
+/// of its file, or is `None` for padding.
+struct Window {
+    slice: FileSlice,
+    map: Option<MmapMut>,
+}
+
+impl Storage {
+    /// Creates the directories and files of the torrent under `root` as
+    /// needed (zero-length files too, padding never) and preallocates each
+    /// file to its length with [`crate::disk::sys::fallocate`], so that a full disk
+    /// is a clear error now rather than a `SIGBUS` mid-download.
+    ///
+    /// Existing files are opened and kept, never truncated (their data is
+    /// checked against the hashes later). A file longer than its torrent
+    /// length is left as it is; only its first bytes are used.
+    pub fn create(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
+        let paths = file_paths(&meta, root)?;
+        let mut files = Vec::with_capacity(paths.len());
+        for (info, path) in meta.files.iter().zip(&paths) {
+            let Some(path) = path else {
+                files.push(None);
+                continue;
+            };
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|cause| StorageError::Create {
+                    path: dir.to_path_buf(),
+                    cause,
+                })?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|cause| StorageError::Create {
+                    path: path.clone(),
+                    cause,
+                })?;
+            crate::disk::sys::fallocate(&file, info.length).map_err(|cause| {
+                StorageError::Preallocate {
+                    path: path.clone(),
+                    len: info.length,
+                    cause,
+                }
+            })?;
+            files.push(Some(file));
+        }
+        Ok(Storage::new(meta, paths, files, false))
+    }
+
+    /// Opens the torrent's existing files under `root` read-only, for
+    /// `seed` and `check`. A missing file is not an error here: reads from
+    /// it fail, so its pieces fail verification; a short file likewise fails
+    /// reads past its end. Any other failure to open (permission denied, a
+    /// directory where a file should be) is an error.
+    pub fn open_existing(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
+        let paths = file_paths(&meta, root)?;
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            let Some(path) = path else {
+                files.push(None);
+                continue;
+            };
+            let open = |cause| StorageError::Open {
+                path: path.clone(),
+                cause,
+            };
+            match File::open(path) {
+                Ok(file) => {
+                    if !file.metadata().map_err(open)?.is_file() {
+                        return Err(open(io::Error::other("not a regular file")));
+                    }
+                    files.push(Some(file));
+                }
+                Err(e) if is_missing(&e) => files.push(None),
+                Err(e) => return Err(open(e)),
+            }
+        }
+        Ok(Storage::new(meta, paths, files, true))
+    }
+
+    fn new(
+        meta: Arc<Metainfo>,
+        paths: Vec<Option<PathBuf>>,
+        files: Vec<Option<File>>,
+        read_only: bool,
+    ) -> Storage {
+        Storage {
+            shared: Arc::new(Files { meta, paths, files }),
+            read_only,
+            maps: HashMap::new(),
+        }
+    }
+
+    /// Copies a block into the piece's memory maps, mapping the piece on its
+    /// first write. Bytes that fall in padding are dropped.
+    pub fn write(
+        &mut self,
+        piece: PieceIndex,
+        begin: u32,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly { piece });
+        }
+        let end = check_range(&self.shared.meta, piece, begin, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let windows = match self.maps.entry(piece) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(map_piece(&self.shared, piece)?)
+            }
+        };
+        for w in windows {
+            let (s, Some(map)) = (&w.slice, &mut w.map) else {
+                continue;
+            };
+            let from = begin.max(s.piece_offset);
+            let to = end.min(s.piece_offset + s.len);
+            if from >= to {
+                continue;
+            }
+            let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
+            let src = (from - begin) as usize..(to - begin) as usize;
+            map[dst].copy_from_slice(&data[src]);
+        }
+        Ok(())
+    }
+
+    /// Done writing a piece: unmaps it, so address space and resident
+    /// memory do not grow with the download. The data stays in the page
+    /// cache (where `pread` and the hasher see it) and reaches the disk by
+    /// the kernel's writeback; [`Storage::sync`] waits
+    /// for it. Releasing a piece that is not mapped does nothing.
+    pub fn release(&mut self, piece: PieceIndex) {
+        let Some(windows) = self.maps.remove(&piece) else {
+            return;
+        };
+        // Dropping the maps unmaps them; the dirty pages stay in the page
+        // cache for the kernel to write back, and `sync` makes them durable.
+        drop(windows);
+    }
+
+    /// Flushes every mapped piece and `fdatasync`s every file, so that all
+    /// data written so far is on disk (before writing resume state, and on
+    /// shutdown). A no-op for read-only storage.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        if self.read_only {
+            return Ok(());
+        }
+        for w in self.maps.values().flatten() {
+            if let Some(map) = &w.map {
+                map.flush().map_err(|cause| StorageError::Sync {
+                    path: self.path_of(w.slice.file),
+                    cause,
+                })?;
+            }
+        }
+        for (i, file) in self.shared.files.iter().enumerate() {
+            if let Some(file) = file {
+                file.sync_data().map_err(|cause| StorageError::Sync {
+                    path: self.path_of(i),
+                    cause,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A handle for reads from other threads.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Where file `file` of the torrent lives on disk; `None` for padding.
+    /// Panics if `file` is not an index into the torrent's file list.
+    pub fn path(&self, file: usize) -> Option<&Path> {
+        self.shared.paths[file].as_deref()
+    }
+
+    fn path_of(&self, file: usize) -> PathBuf {
+        self.shared.path_of(file)
+    }
+
+    /// How many pieces are mapped now.
+    #[cfg(test)]
+    fn mapped(&self) -> usize {
+        self.maps.len()
+    }
+}
+
+impl Files {
+    fn path_of(&self, file: usize) -> PathBuf {
+        self.paths[file].clone().unwrap_or_default()
+    }
+}
+
+/// Maps each non-padding slice of a piece, writable.
+fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageError> {
+    shared
+        .meta
+        .geometry
+        .piece_slices(piece)
+        .map(|slice| {
+            if slice.padding {
+                return Ok(Window { slice, map: None });
+            }
+            let path = || shared.path_of(slice.file);
+            let map_err = |cause| StorageError::Map {
+                path: path(),
+                cause,
+            };
+            let file = shared.files[slice.file]
+                .as_ref()
+                .ok_or_else(|| map_err(io::Error::from_raw_os_error(libc::ENOENT)))?;
+            // Touching a map past the end of its file is a SIGBUS, not an
+            // error: refuse a file someone shortened since `create`.
+            let file_len = file.metadata().map_err(map_err)?.len();
+            if file_len < slice.file_offset + u64::from(slice.len) {
+                return Err(map_err(io::Error::other(format!(
+                    "the file is {file_len} bytes, shorter than the torrent says"
+                ))));
+            }
+            // SAFETY: the file is open read-write and at least as long as
+            // the window (checked just above; `create` preallocated it and
+            // shoal never shrinks a file), so every byte of the map is
+            // backed. The map is only touched through this `MmapMut` by the
+            // one thread that owns the Storage; readers use `pread`, which
+            // copies in the kernel and makes no Rust reference into it.
+            // Another process truncating or rewriting the file meanwhile
+            // would break this, as it would for any program that maps files;
+            // the download directory is assumed to be ours.
+            let map = unsafe {
+                MmapOptions::new()
+                    .offset(slice.file_offset)
+                    .len(slice.len as usize)
+                    .map_mut(file)
+            }
+            .map_err(map_err)?;
+            // Fault the whole window in with one call instead of one trap
+            // per 4 KiB page as blocks arrive (Linux 5.14+; where it is
+            // missing, pages fault in one by one as before).
+            let _ = map.advise(memmap2::Advice::PopulateWrite);
+            Ok(Window {
+                slice,
+                map: Some(map),
+            })
+        })
+        .collect()
+}
+
+/// A cheap, cloneable, `Send + Sync` handle for reading a torrent's data
+/// from any thread, with `pread`.
+#[derive(Clone)]
+pub struct Reader {
+    shared: Arc<Files>,
+}
+
+impl Reader {
+    /// The torrent this reads.
+    pub fn meta(&self) -> &Arc<Metainfo> {
+        &self.shared.meta
+    }
+
+    /// Fills `buf` with the bytes of `piece` from `begin`, zeros for
+    /// padding. Fails if the range is outside the piece, or a file is
+    /// missing or shorter than the torrent says.
+    pub fn read(&self, piece: PieceIndex, begin: u32, buf: &mut [u8]) -> Result<(), StorageError> {
+        let end = check_range(&self.shared.meta, piece, begin, buf.len())?;
+        for s in self.shared.meta.geometry.slices(piece, begin..end) {
+            let part = &mut buf[(s.piece_offset - begin) as usize..][..s.len as usize];
+            if s.padding {
+                part.fill(0);
+                continue;
+            }
+            let read = |cause| StorageError::Read {
+                path: self.shared.path_of(s.file),
+                cause,
+            };
+            let file = self.shared.files[s.file]
+                .as_ref()
+                .ok_or_else(|| read(io::Error::from_raw_os_error(libc::ENOENT)))?;
+            file.read_exact_at(part, s.file_offset).map_err(|e| {
+                read(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(e.kind(), "the file is shorter than the torrent says")
+                } else {
+                    e
+                })
+            })?;
+        }
+        Ok(())
+    }
+
+    /// SHA-1 of a whole piece as stored, reading it in chunks of up to
+    /// 1 MiB into `scratch` (reuse it across calls).
+    pub fn hash_piece(
+        &self,
+        piece: PieceIndex,
+        scratch: &mut Vec<u8>,
+    ) -> Result<[u8; 20], StorageError> {
+        let size = self.shared.meta.geometry.piece_size(piece);
+        let chunk = (size as usize).min(HASH_CHUNK);
+        if scratch.len() < chunk {
+            scratch.resize(chunk, 0);
+        }
+        let mut hasher = Sha1::new();
+        let mut at = 0u32;
+        while at < size {
+            let n = (size - at).min(chunk as u32);
+            let buf = &mut scratch[..n as usize];
+            self.read(piece, at, buf)?;
+            hasher.update(&*buf);
+            at += n;
+        }
+        Ok(hasher.finalize().into())
+    }
+}
+
+/// Which pieces on disk match their hashes. Hashes every piece on `threads`
+/// threads (at least one), each taking the next piece number as it goes, and
+/// calls `progress(pieces done so far)` from any of them every so often
+/// (at most about a thousand times, and once at the end with the piece
+/// count). A piece that cannot be read (missing or short file, I/O error)
+/// counts as not valid.
+pub fn verify(reader: &Reader, threads: usize, progress: &(dyn Fn(u32) + Sync)) -> Bitfield {
+    let meta = &reader.shared.meta;
+    let total = meta.geometry.num_pieces();
+    let next = AtomicU32::new(0);
+    let done = AtomicU32::new(0);
+    let step = (total / 1000).max(1);
+    let threads = threads.clamp(1, total.max(1) as usize);
+    let valid: Vec<u32> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut scratch = Vec::new();
+                    let mut valid = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(piece) = meta.geometry.piece(i) else {
+                            break;
+                        };
+                        if reader
+                            .hash_piece(piece, &mut scratch)
+                            .is_ok_and(|h| h == meta.piece_hash(piece))
+                        {
+                            valid.push(i);
+                        }
+                        let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                        if n % step == 0 && n < total {
+                            progress(n);
+                        }
+                    }
+                    valid
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a verify thread panicked"))
+            .collect()
+    });
+    progress(total);
+    let mut have = Bitfield::new(total);
+    for i in valid {
+        have.set(i);
+    }
+    have
+}
+
+/// The download directory to give [`Storage::open_existing`] for a
+/// `DATA_PATH` that may be either that directory or the torrent's own file
+/// (single-file) or folder (multi-file).
+///
+/// If `path` ends in the torrent's name and is a file (single-file) or a
+/// directory (multi-file), it is the torrent's own, and its parent is the
+/// root; otherwise `path` is the root. One case reads both ways: a
+/// multi-file torrent named `x` and a path `…/x` that also holds a directory
+/// `x`. Then whichever reading finds the torrent's first real file wins,
+/// `path` itself if both or neither do.
+pub fn resolve_root(meta: &Metainfo, path: &Path) -> PathBuf {
+    let own_kind = |p: &Path| {
+        if meta.multi_file {
+            p.is_dir()
+        } else {
+            p.is_file()
+        }
+    };
+    let names_torrent = path.file_name() == Some(OsStr::from_bytes(&meta.name));
+    if !(names_torrent && own_kind(path)) {
+        return path.to_path_buf();
+    }
+    let parent = match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+        Some(p) => p.to_path_buf(),
+        None => return path.to_path_buf(),
+    };
+    if meta.multi_file && own_kind(&path.join(OsStr::from_bytes(&meta.name))) {
+        let first = file_paths(meta, Path::new(""))
+            .ok()
+            .and_then(|paths| paths.into_iter().flatten().next());
+        if let Some(first) = first {
+            if path.join(&first).is_file() && !parent.join(&first).is_file() {
+                return path.to_path_buf();
+            }
+        }
+    }
+    parent
+}
+
+/// A sensible default for [`verify`]'s thread count: the CPUs available to
+/// this process, or 1 if that is unknown.
+pub fn available_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A torrent path component (bytes, as in the metainfo) as an OS path
+/// component. Unix paths are bytes, so this is exact, not lossy. Check the
+/// component first ([`crate::proto::metainfo::check_component`]) before pushing it
+/// onto a path.
+pub fn os_path(component: &[u8]) -> &OsStr {
+    OsStr::from_bytes(component)
+}
+
+/// Each file's path under `root`, `None` for padding, built only by
+/// pushing components that pass [`crate::proto::metainfo::check_component`].
+pub fn file_paths(meta: &Metainfo, root: &Path) -> Result<Vec<Option<PathBuf>>, StorageError> {
+    fn checked(c: &[u8]) -> Result<&OsStr, StorageError> {
+        crate::proto::metainfo::check_component(c).map_err(|reason| StorageError::UnsafePath {
+            path: String::from_utf8_lossy(c).into_owned(),
+            reason,
+        })?;
+        Ok(os_path(c))
+    }
+    let mut base = root.to_path_buf();
+    base.push(checked(&meta.name)?);
+    meta.files
+        .iter()
+        .map(|f| {
+            if f.padding {
+                return Ok(None);
+            }
+            let mut path = base.clone();
+            if meta.multi_file {
+                if f.path.is_empty() {
+                    return Err(StorageError::UnsafePath {
+                        path: String::new(),
+                        reason: "the path is empty",
+                    });
+                }
+                for c in &f.path {
+                    path.push(checked(c)?);
+                }
+            }
+            Ok(Some(path))
+        })
+        .collect()
+}
+
+/// Checks that `len` bytes from `begin` lie inside the piece; returns the
+/// end offset.
+fn check_range(
+    meta: &Metainfo,
+    piece: PieceIndex,
+    begin: u32,
+    len: usize,
+) -> Result<u32, StorageError> {
+    let piece_len = meta.geometry.piece_size(piece);
+    u32::try_from(len)
+        .ok()
+        .and_then(|n| begin.checked_add(n))
+        .filter(|&end| end <= piece_len)
+        .ok_or(StorageError::OutOfRange {
+            piece,
+            begin,
+            len,
+            piece_len,
+        })
+}
+
+/// A file that is not there: not found, or a path component that is a file.
+fn is_missing(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+}
+
+/// Why storage failed. Each names the file and the OS's reason; the
+/// message is complete in itself (`source` is not set, so printing a chain
+/// does not repeat the cause).
+#[derive(Debug)]
+pub enum StorageError {
+    /// A directory or file could not be created or opened for writing
+    /// ([`Storage::create`]).
+    Create { path: PathBuf, cause: io::Error },
+    /// An existing file could not be opened for reading, or is not a
+    /// regular file ([`Storage::open_existing`]; a missing file is not an
+    /// error there).
+    Open { path: PathBuf, cause: io::Error },
+    /// The disk space for a file could not be reserved, usually because the
+    /// disk is full ([`Storage::create`]).
+    Preallocate {
+        path: PathBuf,
+        len: u64,
+        cause: io::Error,
+    },
+    /// A piece's window of a file could not be memory-mapped
+    /// ([`Storage::write`]): out of address space, or the file shrank.
+    Map { path: PathBuf, cause: io::Error },
+    /// Reading failed: a missing file, one shorter than the torrent says,
+    /// or an I/O error ([`Reader::read`], hashing).
+    Read { path: PathBuf, cause: io::Error },
+    /// `msync`/`fdatasync` failed ([`Storage::sync`]): the data may not be
+    /// on disk.
+    Sync { path: PathBuf, cause: io::Error },
+    /// A read or write range that is not inside the piece: a caller's bug,
+    /// since requests are checked by [`crate::proto::geometry::Geometry::checked_block`].
+    OutOfRange {
+        piece: PieceIndex,
+        begin: u32,
+        len: usize,
+        piece_len: u32,
+    },
+    /// A write to storage opened with [`Storage::open_existing`].
+    ReadOnly { piece: PieceIndex },
+    /// A path component that could leave the download directory. The
+    /// metainfo parser refuses these already; this is the second check.
+    UnsafePath { path: String, reason: &'static str },
+}
+
+impl StorageError {
+    /// The file or directory concerned, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            StorageError::Create { path, .. }
+            | StorageError::Open { path, .. }
+            | StorageError::Preallocate { path, .. }
+            | StorageError::Map { path, .. }
+            | StorageError::Read { path, .. }
+            | StorageError::Sync { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The OS's error, if one caused this.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            StorageError::Create { cause, .. }
+            | StorageError::Open { cause, .. }
+            | StorageError::Preallocate { cause, .. }
+            | StorageError::Map { cause, .. }
+            | StorageError::Read { cause, .. }
+            | StorageError::Sync { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let io = |f: &mut fmt::Formatter<'_>, what: &str, path: &Path, cause: &io::Error| {
+            write!(
+                f,
+                "cannot {what} {}: {}",
+                path.display(),
+                crate::disk::sys::io_reason(cause)
+            )
+        };
+        match self {
+            StorageError::Create { path, cause } => io(f, "create", path, cause),
+            StorageError::Open { path, cause } => io(f, "open", path, cause),
+            StorageError::Preallocate { path, len, cause } => write!(
+                f,
+                "cannot preallocate {} ({}): {}",
+                path.display(),
+                crate::util::units::format_bytes(*len),
+                crate::disk::sys::io_reason(cause)
+            ),
+            StorageError::Map { path, cause } => io(f, "map", path, cause),
+            StorageError::Read { path, cause } => io(f, "read", path, cause),
+            StorageError::Sync { path, cause } => io(f, "sync", path, cause),
+            StorageError::OutOfRange {
+                piece,
+                begin,
+                len,
+                piece_len,
+            } => write!(
+                f,
+                "{len} bytes at offset {begin} do not fit in piece {piece} ({piece_len} bytes)"
+            ),
+            StorageError::ReadOnly { piece } => {
+                write!(
+                    f,
+                    "cannot write piece {piece}: the data was opened read-only"
+                )
+            }
+            StorageError::UnsafePath { path, reason } => {
+                write!(f, "unsafe file path {path:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,312 @@
+//! Small safe wrappers over libc, for the few jobs std has no answer to:
+//! preallocating a file, asking for a graceful stop on SIGINT/SIGTERM, and
+//! raising the open-file limit.
+//!
+//! Owns: each `unsafe` libc call behind one safe function, and the
+//! process-wide stop flag that the signal handlers set. Does not own: what
+//! a stop means (the orchestrator polls [`stop_requested`] and winds down),
+//! files and memory maps (that is [`crate::disk::storage`]).
+//!
+//! SIGPIPE: Rust binaries already set SIGPIPE to "ignore" before `main`, so a
+//! write to a socket the peer closed returns `EPIPE` (an `io::Error`) rather
+//! than killing the process. Nothing here touches it.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Allocates disk blocks for the first `len` bytes of `file`, growing it to
+/// `len` if it is shorter (never shrinking it), so that a full disk is an
+/// error now rather than a `SIGBUS` when a memory-mapped write later finds
+/// no block to land in.
+///
+/// Uses `posix_fallocate`. Where the filesystem cannot preallocate (it
+/// answers `EOPNOTSUPP` or `EINVAL`: ZFS before 2.2, some network
+/// filesystems, musl's libc which does not emulate), falls back to checking
+/// the free space with `fstatvfs` and extending the file with `set_len`. That
+/// file is sparse, so a disk filled by someone else meanwhile can still fail
+/// a write later; the check catches the common case of a disk that was
+/// simply too small.
+pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
+    if len == 0 {
+        // posix_fallocate refuses a zero length with EINVAL; there is
+        // nothing to allocate.
+        return Ok(());
+    }
+    let off_len = libc::off_t::try_from(len).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{len} bytes is past the largest file offset this platform supports"),
+        )
+    })?;
+    loop {
+        // SAFETY: posix_fallocate only reads its integer arguments; the
+        // descriptor is valid for as long as `file` is borrowed.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
+        // posix_fallocate returns the error number instead of setting errno.
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL => return set_len_checked(file, len),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// The fallback for [`fallocate`]: extend with `set_len` after checking that
+/// the bytes still to be allocated fit in the free space (the file's current
+/// length is taken as already allocated, a fine approximation).
+fn set_len_checked(file: &File, len: u64) -> io::Result<()> {
+    let current = file.metadata()?.len();
+    if current >= len {
+        return Ok(());
+    }
+    let need = len - current;
+    let have = free_space(file)?;
+    if need > have {
+        // io::ErrorKind::StorageFull needs Rust 1.83; our MSRV is 1.80.
+        return Err(io::Error::other(format!(
+            "not enough free space: need {}, have {}",
+            crate::util::units::format_bytes(need),
+            crate::util::units::format_bytes(have)
+        )));
+    }
+    file.set_len(len)
+}
+
+/// Bytes available to an unprivileged user on the filesystem holding `file`.
+pub fn free_space(file: &File) -> io::Result<u64> {
+    // SAFETY: statvfs is plain old data; all-zero is a valid value, and
+    // fstatvfs overwrites it.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statvfs for the duration of the
+    // call; the descriptor is valid while `file` is borrowed.
+    let rc = unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // fsblkcnt_t and the block size are u32 or u64 depending on the
+    // platform; `as u64` widens either.
+    #[allow(clippy::unnecessary_cast)]
+    let bytes = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    Ok(bytes)
+}
+
+/// Set by the SIGINT/SIGTERM handler; never cleared.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The signal handler: one atomic store, which is async-signal-safe.
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Installs handlers so that SIGINT (Ctrl-C) and SIGTERM ask for a graceful
+/// stop instead of killing the process: they only set a flag, which the
+/// orchestrator polls with [`stop_requested`] to flush data and resume state
+/// before exiting.
+///
+/// A second SIGINT kills the process as usual (the SIGINT handler is
+/// installed with `SA_RESETHAND`, so the first one restores the default
+/// action): a user whose stop hangs can always force-quit with another
+/// Ctrl-C. Nothing already marked done is lost then, since resume state
+/// records a piece only after its data was flushed. SIGTERM stays handled,
+/// as service managers repeat it and follow it with SIGKILL anyway.
+///
+/// Handlers use `SA_RESTART`, so a blocking read or write in another thread
+/// resumes rather than failing with `EINTR` (a socket read with a timeout
+/// may still return `Interrupted`; std's `read_exact`/`write_all` retry it).
+pub fn install_stop_handlers() {
+    for (signal, extra) in [(libc::SIGINT, libc::SA_RESETHAND), (libc::SIGTERM, 0)] {
+        // SAFETY: sigaction is plain old data; all-zero is a valid value
+        // (empty mask, no flags) that we then fill in.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART | extra;
+        // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised and the handler only does an
+        // atomic store, which is async-signal-safe; the old action is not
+        // wanted (null is allowed).
+        let rc = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        // sigaction fails only for an invalid signal number or for
+        // SIGKILL/SIGSTOP, neither of which can happen here.
+        debug_assert_eq!(rc, 0, "sigaction({signal})");
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`install_stop_handlers`].
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Raises the soft limit on open files to the hard limit and returns the
+/// new soft limit. Storage keeps one descriptor per file of a torrent, and
+/// the usual soft limit of 1024 is below the file count of some torrents;
+/// the hard limit is commonly far higher. Meant to be called once by `main`.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    // SAFETY: rlimit is plain old data; all-zero is valid and is overwritten.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is valid and writable for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit read by the call only.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        lim = raised;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(lim.rlim_cur as u64)
+}
+
+/// An `io::Error`'s message without Rust's " (os error N)" suffix, for
+/// one-line messages that name the file themselves.
+pub fn io_reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_string(),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A file in the temp dir, removed when dropped.
+    struct TempFile(PathBuf, File);
+
+    impl TempFile {
+        fn new(tag: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("shoal-sys-{}-{tag}", std::process::id()));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .unwrap();
+            TempFile(path, file)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn fallocate_sets_length_and_never_shrinks() {
+        let t = TempFile::new("fallocate");
+        fallocate(&t.1, 100_000).unwrap();
+        assert_eq!(t.1.metadata().unwrap().len(), 100_000);
+        fallocate(&t.1, 0).unwrap();
+        fallocate(&t.1, 10).unwrap();
+        assert_eq!(t.1.metadata().unwrap().len(), 100_000);
+    }
+
+    #[test]
+    fn fallocate_beyond_the_disk_fails_cleanly() {
+        let t = TempFile::new("fallocate-huge");
+        let err = fallocate(&t.1, 1 << 60).unwrap_err();
+        // EFBIG or ENOSPC from posix_fallocate, depending on the filesystem,
+        // or the free-space check of the fallback.
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::EFBIG | libc::ENOSPC))
+                || err.to_string().starts_with("not enough free space"),
+            "{err}"
+        );
+        assert_eq!(t.1.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn fallback_checks_free_space() {
+        let t = TempFile::new("fallback");
+        assert!(free_space(&t.1).unwrap() > 0);
+        let err = set_len_checked(&t.1, 1 << 60).unwrap_err().to_string();
+        // The free space moves as others write; the need does not.
+        assert!(
+            err.starts_with("not enough free space: need 1.0 EiB, have "),
+            "{err}"
+        );
+        assert_eq!(t.1.metadata().unwrap().len(), 0);
+        set_len_checked(&t.1, 4096).unwrap();
+        assert_eq!(t.1.metadata().unwrap().len(), 4096);
+    }
+
+    /// Runs in a child process (see `signals_ask_for_a_stop_then_force_quit`)
+    /// so the stop flag of the test process, which other tests may read,
+    /// stays clear. Ends by killing itself with a second SIGINT.
+    #[test]
+    fn stop_signal_child() {
+        if std::env::var_os("SHOAL_SIGNAL_CHILD").is_none() {
+            return;
+        }
+        assert!(!stop_requested());
+        install_stop_handlers();
+        // SAFETY: our SIGTERM handler is installed, so raising it runs the
+        // handler (synchronously, in this thread) instead of terminating.
+        assert_eq!(unsafe { libc::raise(libc::SIGTERM) }, 0);
+        assert!(stop_requested());
+        // SAFETY: as above, for SIGINT; SA_RESETHAND restores the default
+        // action on entry.
+        assert_eq!(unsafe { libc::raise(libc::SIGINT) }, 0);
+        assert!(stop_requested());
+        // SAFETY: SIGINT's default action is now to terminate this (child)
+        // process, which the parent test expects.
+        unsafe { libc::raise(libc::SIGINT) };
+        unreachable!("a second SIGINT should have killed the process");
+    }
+
+    #[test]
+    fn signals_ask_for_a_stop_then_force_quit() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "disk::sys::tests::stop_signal_child",
+                "--nocapture",
+            ])
+            .args(["--test-threads", "1"])
+            .env("SHOAL_SIGNAL_CHILD", "1")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGINT),
+            "child: {:?}\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !stop_requested(),
+            "the test process itself was not signalled"
+        );
+    }
+
+    #[test]
+    fn open_file_limit_does_not_go_down() {
+        // SAFETY: rlimit is plain old data; all-zero is valid.
+        let mut before: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: `before` is valid and writable for the call.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut before) },
+            0
+        );
+        let now = raise_open_file_limit().unwrap();
+        #[allow(clippy::unnecessary_cast)]
+        let before = before.rlim_cur as u64;
+        assert!(now >= before);
+    }
+}

@@ -1,0 +1,929 @@
+//! The orchestrator: one thread that owns a torrent's state and makes every
+//! decision.
+//!
+//! Owns: the peer table and known addresses (connect, back off, ban), the
+//! [`Picker`], the [`Storage`] (writes, SHA-1 verification, release), the
+//! request pipeline of each peer (depth from measured rate and round trip),
+//! interest, endgame cancels, stall detection, progress and transfer
+//! counters, and shutdown. Does not own: sockets (peer workers), tracker
+//! HTTP (the announce thread) or protocol encoding.
+//!
+//! It never blocks on a peer: commands go through bounded per-peer queues
+//! with `try_send`, and a peer whose queue is full is dropped.
+
+mod connections;
+mod download;
+mod upload;
+
+use crate::disk::hasher::Hasher;
+use crate::disk::storage::{Storage, StorageError};
+use crate::engine::choker::{Candidate, Choker};
+use crate::engine::notes::{Note, Notes, SeedUntil, Snapshot};
+use crate::engine::picker::{Picker, Received};
+use crate::engine::rate::RateMeter;
+use crate::net::announce::{self, Counters, Report};
+use crate::net::listener::Listener;
+use crate::net::peer::{self, CloseReason, Command, Event, PeerKey, Settings};
+use crate::proto::bitfield::Bitfield;
+use crate::proto::extension::DEFAULT_REQQ;
+use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
+use crate::proto::metainfo::Metainfo;
+use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The directory that receives the torrent's file or folder.
+    pub out_dir: PathBuf,
+    /// Peers to connect to without a tracker.
+    pub peers: Vec<SocketAddr>,
+    /// Connected (or connecting) peers at most.
+    pub max_peers: usize,
+    /// The port we announce.
+    pub port: u16,
+    /// Give up (exit 1) if not complete by then.
+    pub timeout: Option<Duration>,
+    /// A peer with requests outstanding that sends no block for this long
+    /// is dropped (and retried later).
+    pub peer_timeout: Duration,
+    /// Tracker retry and interval floors (tests shorten them).
+    pub announce_retry: Duration,
+    pub announce_min_interval: Duration,
+    /// Where to accept peers: `None` accepts none.
+    pub listen: Option<SocketAddr>,
+    /// Regular upload slots (see [`crate::engine::choker`]).
+    pub upload_slots: usize,
+    /// When to stop once complete.
+    pub seed: SeedLimit,
+    /// Serve data that is already complete (`shoal seed`): open it
+    /// read-only, verify it, and refuse to start if pieces are missing.
+    pub seed_only: bool,
+}
+
+/// How long to keep seeding after the download is complete. With neither
+/// limit set: `forever` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SeedLimit {
+    /// Stop once uploaded ≥ ratio × torrent size.
+    pub ratio: Option<f64>,
+    /// Stop this long after completion.
+    pub time: Option<Duration>,
+    /// Seed until interrupted.
+    pub forever: bool,
+}
+
+impl SeedLimit {
+    fn wants_seeding(&self) -> bool {
+        self.forever || self.ratio.is_some() || self.time.is_some()
+    }
+}
+
+impl Options {
+    pub fn new(out_dir: PathBuf) -> Options {
+        Options {
+            out_dir,
+            peers: Vec::new(),
+            max_peers: 50,
+            port: 6881,
+            timeout: None,
+            peer_timeout: Duration::from_secs(20),
+            announce_retry: Duration::from_secs(15),
+            announce_min_interval: Duration::from_secs(30),
+            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
+            upload_slots: crate::engine::choker::DEFAULT_SLOTS,
+            seed: SeedLimit::default(),
+            seed_only: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Summary {
+    /// All pieces verified on disk.
+    pub complete: bool,
+    /// Payload bytes received from peers (including discarded ones).
+    pub downloaded: u64,
+    pub uploaded: u64,
+    pub elapsed: Duration,
+    /// Set when the run stopped before its end: why.
+    pub stopped: Option<TorrentError>,
+}
+
+/// Why a torrent could not start, or stopped before its end.
+#[derive(Debug)]
+pub enum TorrentError {
+    /// Opening, creating, writing or reading the data failed.
+    Storage(StorageError),
+    /// `seed` of data with pieces missing or damaged.
+    Incomplete {
+        path: PathBuf,
+        missing: u32,
+        pieces: u32,
+    },
+    /// The listening socket could not be bound.
+    Listen { addr: SocketAddr, cause: io::Error },
+    /// A thread the torrent needs could not be started.
+    Spawn {
+        what: &'static str,
+        cause: io::Error,
+    },
+    /// The hasher thread is gone: no piece could be verified any more.
+    HasherStopped,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// `--timeout` passed before the download was complete.
+    TimedOut {
+        after: Duration,
+        have: u32,
+        pieces: u32,
+        connected: bool,
+    },
+}
+
+impl fmt::Display for TorrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TorrentError::Storage(e) => e.fmt(f),
+            TorrentError::Incomplete {
+                path,
+                missing,
+                pieces,
+            } => write!(
+                f,
+                "{}: {missing} of {pieces} pieces are missing or damaged; 'shoal get' can complete them",
+                path.display()
+            ),
+            TorrentError::Listen { addr, cause } => write!(
+                f,
+                "cannot listen on {addr}: {}",
+                crate::disk::sys::io_reason(cause)
+            ),
+            TorrentError::Spawn { what, cause } => write!(f, "cannot start the {what} thread: {cause}"),
+            TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
+            TorrentError::Interrupted => f.write_str("interrupted"),
+            TorrentError::TimedOut {
+                after,
+                have,
+                pieces,
+                connected,
+            } => write!(
+                f,
+                "timed out after {} with {have} of {pieces} pieces ({})",
+                crate::util::units::format_duration(*after),
+                if *connected {
+                    "peers connected"
+                } else {
+                    "no peer reachable"
+                }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TorrentError {}
+
+impl From<StorageError> for TorrentError {
+    fn from(e: StorageError) -> TorrentError {
+        TorrentError::Storage(e)
+    }
+}
+
+/// Connection attempts in flight at most: more would only queue in the
+/// kernel and delay the attempts that matter.
+const MAX_CONNECTING: usize = 8;
+/// Per-peer command queue. Larger than the deepest pipeline plus a burst
+/// of `have`s; a peer that lets it fill is not reading and is dropped.
+const COMMAND_QUEUE: usize = 4096;
+/// Peer events in flight at most (each may carry up to 64 KiB of blocks):
+/// bounds the memory between the sockets and the disk to 4 MiB; readers
+/// wait when it is full, and TCP flow control slows the senders.
+const EVENT_QUEUE: usize = 64;
+/// Request pipeline bounds, in blocks. The floor keeps a new peer busy
+/// before its rate is known. The cap is the peer's own BEP 10 `reqq`
+/// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
+/// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
+const MIN_DEPTH: usize = 8;
+const MAX_DEPTH: usize = 1000;
+/// In endgame, a peer is sent (duplicate) requests only while it has fewer
+/// than this many outstanding.
+const ENDGAME_DEPTH: usize = 16;
+/// Seconds of data to keep requested, at least: a sender that reads from
+/// disk between sends needs requests queued beyond one round trip.
+const QUEUE_TIME: f64 = 0.5;
+/// Extra bytes in flight beyond that, so that the pipe can grow.
+const HEADROOM: f64 = 256.0 * 1024.0;
+/// Addresses remembered at most: trackers (hostile ones too) can report
+/// any number, and each costs memory and a place in every dialling scan.
+const MAX_KNOWN: usize = 2000;
+/// A connection or dialled address that sent this many pieces that failed
+/// the hash is banned for the session.
+const MAX_STRIKES: u32 = 3;
+/// Failed pieces from one IP, across all its connections, that ban the IP.
+/// Higher than MAX_STRIKES: one corrupt peer must not cost good peers
+/// behind the same address (a NAT; every peer in a loopback test).
+const MAX_IP_STRIKES: u32 = 3 * MAX_STRIKES;
+/// Pieces in doubt (asked for or delivered, no verdict yet) from a peer on
+/// probation — one that has not yet sent a piece that passed the hash
+/// check, or that has a strike. A liar can make us fetch only this many
+/// pieces (plus one started) before its strikes are counted, however deep
+/// its pipeline and however far the hasher lags.
+const PROBATION_PIECES: usize = 2;
+/// The orchestrator's clock: rates, progress, timeouts.
+const TICK: Duration = Duration::from_millis(250);
+/// Requests that cross our `choke` on the wire are ignored for this long;
+/// after it, a request from a choked peer is a protocol error.
+const CHOKE_GRACE: Duration = Duration::from_secs(10);
+
+struct Peer {
+    addr: SocketAddr,
+    commands: Sender<Command>,
+    /// Set once the handshake is done.
+    socket: Option<TcpStream>,
+    /// The peer id it sent in its handshake.
+    remote_id: Option<[u8; 20]>,
+    pieces: Bitfield,
+    am_interested: bool,
+    peer_choking: bool,
+    /// Requests in flight, with when they were sent.
+    outstanding: HashMap<Block, Instant>,
+    /// Requests we cancelled in endgame: a late copy may still arrive and
+    /// is not a protocol error. Bounded by endgame's small per-peer depth.
+    late: HashSet<Block>,
+    /// Requests the peer's last `choke` voided (a copy already on the wire
+    /// is accepted). Replaced at each choke, never extended, so a peer that
+    /// chokes and unchokes in a loop cannot grow it past one pipeline.
+    voided: HashSet<Block>,
+    depth: usize,
+    /// What the peer will queue (BEP 10 `reqq`), capped.
+    max_depth: usize,
+    /// Block data received.
+    down: RateMeter,
+    /// Shortest request→block time seen (current and previous window), the
+    /// round trip without queueing.
+    min_rtt: Option<Duration>,
+    last_data: Instant,
+    downloaded: u64,
+    /// Pieces from this connection that failed the hash check.
+    strikes: u32,
+    /// A piece it sent passed the hash check. Until then, or once it has
+    /// a strike, the peer is on probation (see [`PROBATION_PIECES`]).
+    proven: bool,
+    /// Pieces it was asked for, or sent blocks of, that have no verdict
+    /// yet.
+    in_doubt: HashSet<PieceIndex>,
+    /// Our side of the upload: whether we choke it, and since when (None:
+    /// never unchoked, so a request from it is a protocol error).
+    am_choking: bool,
+    choked_at: Option<Instant>,
+    peer_interested: bool,
+    connected_at: Instant,
+    up: RateMeter,
+}
+
+impl Peer {
+    fn new(addr: SocketAddr, commands: Sender<Command>, num_pieces: u32) -> Peer {
+        Peer {
+            addr,
+            commands,
+            socket: None,
+            remote_id: None,
+            pieces: Bitfield::new(num_pieces),
+            am_interested: false,
+            peer_choking: true,
+            outstanding: HashMap::new(),
+            late: HashSet::new(),
+            voided: HashSet::new(),
+            depth: MIN_DEPTH,
+            max_depth: DEFAULT_REQQ as usize,
+            down: RateMeter::default(),
+            min_rtt: None,
+            last_data: Instant::now(),
+            downloaded: 0,
+            strikes: 0,
+            proven: false,
+            in_doubt: HashSet::new(),
+            am_choking: true,
+            choked_at: None,
+            peer_interested: false,
+            connected_at: Instant::now(),
+            up: RateMeter::default(),
+        }
+    }
+
+    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
+    /// blocks, between MIN_DEPTH and what the peer will queue.
+    /// The depth follows a rising rate at once (the rate over the last
+    /// tick; the average lags by a second), and falls with the average.
+    fn on_probation(&self) -> bool {
+        !self.proven || self.strikes > 0
+    }
+
+    fn update_depth(&mut self) {
+        let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
+        let bytes =
+            self.down.rate().max(self.down.recent()) * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
+        let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
+        self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
+    }
+}
+
+/// What we know of an address.
+struct Known {
+    /// The peer now using this address, if any.
+    active: Option<PeerKey>,
+    /// Consecutive connections that ended without data: sets the backoff.
+    failures: u32,
+    /// Pieces from this address that failed the hash check.
+    strikes: u32,
+    retry_at: Instant,
+    banned: bool,
+}
+
+/// Runs a download until complete (or timed out, or interrupted),
+/// reporting to `notes` as it goes.
+pub fn run(meta: Arc<Metainfo>, opts: Options, notes: Notes<'_>) -> Result<Summary, TorrentError> {
+    let start = Instant::now();
+    let (storage, have) = open_storage(&meta, &opts)?;
+    notes(Note::Checked {
+        have: have.count(),
+        pieces: have.len(),
+    });
+    if opts.seed_only && !have.is_complete() {
+        return Err(TorrentError::Incomplete {
+            path: opts.out_dir.join(crate::disk::storage::os_path(&meta.name)),
+            missing: have.len() - have.count(),
+            pieces: have.len(),
+        });
+    }
+    let hasher = Hasher::spawn(storage.reader()).map_err(|cause| TorrentError::Spawn {
+        what: "hasher",
+        cause,
+    })?;
+    let mut o = Orchestrator::new(meta, opts, storage, have, hasher, notes)?;
+    let result = o.run();
+    o.shutdown();
+    let summary = Summary {
+        complete: o.picker.is_complete(),
+        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
+        uploaded: o.counters.uploaded.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+        stopped: result.err(),
+    };
+    Ok(summary)
+}
+
+/// Opens (or creates) the data and finds which pieces are already good.
+fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), StorageError> {
+    let root = &opts.out_dir;
+    // Resume state that still matches the files spares the rehash.
+    let resumed = crate::disk::resume::load(meta, root);
+    let existed = opts.seed_only || existing_files(meta, root);
+    let storage = if opts.seed_only {
+        Storage::open_existing(meta.clone(), root)
+    } else {
+        Storage::create(meta.clone(), root)
+    }?;
+    let have = match resumed {
+        Some(have) => have,
+        None if existed => {
+            let threads = crate::disk::storage::available_parallelism();
+            crate::disk::storage::verify(&storage.reader(), threads, &|_| {})
+        }
+        None => Bitfield::new(meta.geometry.num_pieces()),
+    };
+    Ok((storage, have))
+}
+
+/// Whether any of the torrent's files is already on disk with data (if
+/// none is, there is nothing to check).
+fn existing_files(meta: &Metainfo, root: &std::path::Path) -> bool {
+    crate::disk::storage::file_paths(meta, root)
+        .unwrap_or_default()
+        .iter()
+        .flatten()
+        .any(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+}
+
+struct Orchestrator<'p> {
+    meta: Arc<Metainfo>,
+    opts: Options,
+    storage: Storage,
+    picker: Picker,
+    settings: Settings,
+    peers: HashMap<PeerKey, Peer>,
+    known: HashMap<SocketAddr, Known>,
+    /// Failed pieces per IP, and the IPs banned for it.
+    ip_strikes: HashMap<IpAddr, u32>,
+    banned_ips: HashSet<IpAddr>,
+    next_key: PeerKey,
+    events_tx: Sender<Event>,
+    events: Receiver<Event>,
+    reports: Receiver<Report>,
+    inbound: Receiver<TcpStream>,
+    listener: Option<Listener>,
+    /// Pieces to hash; its verdicts come on `hashed` (replaced by
+    /// `never()` if the thread is gone).
+    hasher: Hasher,
+    hashed: Receiver<crate::disk::hasher::Hashed>,
+    announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    choker: Choker,
+    last_choke: Instant,
+    last_optimistic: Instant,
+    /// When every piece was verified (None while downloading).
+    completed_at: Option<Instant>,
+    complete_at_start: bool,
+    up: RateMeter,
+    counters: Arc<Counters>,
+    notes: Notes<'p>,
+    started: Instant,
+    /// Verified bytes, for progress.
+    verified_bytes: u64,
+    down: RateMeter,
+    last_tick: Instant,
+    rtt_window_start: Instant,
+}
+
+impl<'p> Orchestrator<'p> {
+    fn new(
+        meta: Arc<Metainfo>,
+        opts: Options,
+        storage: Storage,
+        have: Bitfield,
+        hasher: Hasher,
+        notes: Notes<'p>,
+    ) -> Result<Orchestrator<'p>, TorrentError> {
+        let geometry = meta.geometry.clone();
+        let verified_bytes = geometry
+            .pieces()
+            .filter(|p| have.get(p.get()))
+            .map(|p| u64::from(geometry.piece_size(p)))
+            .sum();
+        let picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
+        let counters = Arc::new(Counters::default());
+        counters.left.store(picker.left(), Ordering::Relaxed);
+        let settings = Settings {
+            info_hash: meta.info_hash,
+            peer_id: crate::util::random::peer_id(),
+            num_pieces: geometry.num_pieces(),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(180),
+            keepalive: Duration::from_secs(120),
+            storage: Some(storage.reader()),
+        };
+        let (events_tx, events) = bounded(EVENT_QUEUE);
+        let (reports_tx, reports) = unbounded();
+        let (inbound_tx, inbound) = bounded(16);
+        let listener = match opts.listen {
+            Some(addr) => Some(
+                Listener::start(addr, inbound_tx)
+                    .map_err(|cause| TorrentError::Listen { addr, cause })?,
+            ),
+            None => None,
+        };
+        let complete_at_start = picker.is_complete();
+        let hashed = hasher.results().clone();
+        let now = Instant::now();
+        let mut o = Orchestrator {
+            meta,
+            storage,
+            picker,
+            settings,
+            peers: HashMap::new(),
+            known: HashMap::new(),
+            ip_strikes: HashMap::new(),
+            banned_ips: HashSet::new(),
+            next_key: 0,
+            events_tx,
+            events,
+            reports,
+            inbound,
+            listener,
+            hasher,
+            hashed,
+            announce: None,
+            choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
+            last_choke: now,
+            last_optimistic: now,
+            completed_at: None,
+            complete_at_start,
+            up: RateMeter::default(),
+            counters,
+            notes,
+            started: now,
+            verified_bytes,
+            down: RateMeter::default(),
+            last_tick: now,
+            rtt_window_start: now,
+            opts,
+        };
+        if let Some(l) = &o.listener {
+            let addr = l.local_addr;
+            o.opts.port = addr.port();
+            (o.notes)(Note::Listening(addr));
+        }
+        for addr in o.opts.peers.clone() {
+            o.learn(addr);
+        }
+        let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
+        if needed && !o.meta.trackers.is_empty() {
+            o.start_announce(reports_tx);
+        }
+        Ok(o)
+    }
+
+    fn start_announce(&mut self, reports: Sender<Report>) {
+        let (tx, rx) = unbounded();
+        let mut config = announce::Config::new(
+            self.meta.trackers.clone(),
+            self.meta.info_hash,
+            self.settings.peer_id,
+            self.opts.port,
+        );
+        config.retry_base = self.opts.announce_retry;
+        config.min_interval = self.opts.announce_min_interval;
+        config.address = self
+            .listener
+            .as_ref()
+            .map(|l| l.local_addr.ip())
+            .filter(|ip| !ip.is_unspecified());
+        let handle = announce::spawn(
+            config,
+            self.counters.clone(),
+            rx,
+            Box::new(move |r| {
+                let _ = reports.send(r);
+            }),
+        );
+        self.announce = Some((tx, handle));
+    }
+
+    /// The main loop. `Err` says why it stopped before completion.
+    fn run(&mut self) -> Result<(), TorrentError> {
+        let deadline = self.opts.timeout.map(|t| self.started + t);
+        self.connect_more();
+        loop {
+            if self.picker.is_complete() {
+                if self.completed_at.is_none() {
+                    self.on_complete();
+                }
+                if self.seeding_done() {
+                    return Ok(());
+                }
+            }
+            if crate::disk::sys::stop_requested() {
+                return Err(TorrentError::Interrupted);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) && !self.picker.is_complete() {
+                return Err(TorrentError::TimedOut {
+                    after: self.opts.timeout.unwrap_or_default(),
+                    have: self.picker.have().count(),
+                    pieces: self.picker.have().len(),
+                    connected: self.peers.values().any(|p| p.socket.is_some()),
+                });
+            }
+            let wait = TICK.saturating_sub(self.last_tick.elapsed());
+            // A source that has ended (no tracker, no listener) becomes
+            // `never()`: a disconnected channel is always ready, and
+            // selecting on it would spin.
+            select! {
+                recv(self.events) -> e => {
+                    if let Ok(e) = e {
+                        self.on_event(e)?;
+                    }
+                }
+                recv(self.reports) -> r => match r {
+                    Ok(r) => self.on_report(r),
+                    Err(_) => self.reports = never(),
+                },
+                recv(self.hashed) -> h => match h {
+                    Ok((piece, hash)) => self.on_hashed(piece, hash)?,
+                    Err(_) => {
+                        self.hashed = never();
+                        return Err(TorrentError::HasherStopped);
+                    }
+                },
+                recv(self.inbound) -> s => match s {
+                    Ok(s) => self.accept(s),
+                    Err(_) => self.inbound = never(),
+                },
+                default(wait) => {}
+            }
+            if self.last_tick.elapsed() >= TICK {
+                self.tick();
+            }
+        }
+    }
+
+    /// Flushes the data, then records the verified pieces (never the other
+    /// way round: the resume state must not claim unflushed pieces).
+    fn save_resume(&mut self) {
+        match self.storage.sync() {
+            Ok(()) if self.picker.have().count() > 0 => {
+                crate::disk::resume::save(&self.meta, &self.opts.out_dir, self.picker.have())
+            }
+            Ok(()) => {}
+            Err(e) => log::warn!("flushing data: {e}"),
+        }
+    }
+
+    fn on_complete(&mut self) {
+        let now = Instant::now();
+        self.completed_at = Some(now);
+        if !self.complete_at_start {
+            self.save_resume();
+        }
+        if !self.complete_at_start {
+            if let Some((tx, _)) = &self.announce {
+                let _ = tx.send(announce::Command::Completed);
+            }
+        }
+        // Seeds have nothing for each other.
+        let seeds: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.pieces.is_complete())
+            .map(|(k, _)| *k)
+            .collect();
+        for k in seeds {
+            self.drop_peer(k, "both seeds", false);
+        }
+        if self.opts.seed.wants_seeding() {
+            let limit = self.opts.seed;
+            (self.notes)(Note::Seeding(SeedUntil {
+                ratio: limit.ratio,
+                time: limit.time,
+            }));
+        }
+    }
+
+    /// Whether the seeding after completion is over.
+    fn seeding_done(&self) -> bool {
+        let limit = self.opts.seed;
+        if !limit.wants_seeding() {
+            return true;
+        }
+        let uploaded = self.counters.uploaded.load(Ordering::Relaxed) as f64;
+        let ratio_met = limit
+            .ratio
+            .is_some_and(|r| uploaded >= r * self.meta.geometry.total_len() as f64);
+        let time_met = limit
+            .time
+            .zip(self.completed_at)
+            .is_some_and(|(t, at)| at.elapsed() >= t);
+        ratio_met || time_met
+    }
+
+    fn on_report(&mut self, r: Report) {
+        match r {
+            Report::Peers { tracker, peers } => {
+                log::info!("{tracker}: {} peers", peers.len());
+                for p in peers {
+                    self.learn(p);
+                }
+                self.connect_more();
+            }
+            Report::Warning { tracker, message } => {
+                (self.notes)(Note::TrackerWarning { tracker, message })
+            }
+            Report::Error { tracker, message } => {
+                (self.notes)(Note::TrackerError { tracker, message })
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: Event) -> Result<(), TorrentError> {
+        match e {
+            Event::Connected {
+                peer,
+                id,
+                extended,
+                socket,
+            } => {
+                let have = self.picker.have().count() > 0;
+                let bitfield = self.picker.have().as_bytes().to_vec();
+                // Two connections to one peer (we dialled it as it dialled
+                // us) would only compete for the same pieces.
+                let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.socket = Some(socket);
+                    p.remote_id = Some(id);
+                    p.last_data = Instant::now();
+                    if duplicate {
+                        self.drop_peer(peer, "already connected to this peer", false);
+                    } else {
+                        // The bitfield must be the first message; the
+                        // extension handshake follows it.
+                        if have {
+                            self.send(peer, Command::Bitfield(bitfield));
+                        }
+                        if extended {
+                            let port = self.listener.as_ref().map(|l| l.local_addr.port());
+                            let ours = crate::proto::extension::our_handshake(
+                                peer::MAX_QUEUED_UPLOADS as u32,
+                                port,
+                            );
+                            self.send(peer, Command::ExtensionHandshake(ours));
+                        }
+                    }
+                } else {
+                    let _ = socket.shutdown(Shutdown::Both);
+                }
+            }
+            Event::Bitfield(peer, bits) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    self.picker.add_peer(&bits);
+                    p.pieces = bits;
+                    self.update_interest(peer);
+                    self.drop_if_both_seeds(peer);
+                }
+            }
+            Event::Have(peer, index) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if !p.pieces.get(index) {
+                        p.pieces.set(index);
+                        if let Some(piece) = self.meta.geometry.piece(index) {
+                            self.picker.peer_has(piece);
+                        }
+                        self.update_interest(peer);
+                        self.drop_if_both_seeds(peer);
+                    }
+                }
+            }
+            Event::PeerInfo(peer, info) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    log::debug!(
+                        "peer {peer} is {:?}, queues {:?} requests",
+                        info.client,
+                        info.reqq
+                    );
+                    p.max_depth = info.reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
+                    p.update_depth();
+                }
+            }
+            Event::Choke(peer) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_choking = true;
+                    // BEP 3: a choke discards our pending requests.
+                    p.voided = p.outstanding.drain().map(|(b, _)| b).collect();
+                    for b in &p.voided {
+                        self.picker.abandon(b);
+                    }
+                    self.fill_all();
+                }
+            }
+            Event::Unchoke(peer) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_choking = false;
+                    p.last_data = Instant::now();
+                    self.fill(peer);
+                }
+            }
+            Event::Interested(peer) | Event::NotInterested(peer) => {
+                let interested = matches!(e, Event::Interested(_));
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.peer_interested = interested;
+                    self.unchoke_if_free(peer);
+                }
+            }
+            Event::Request(peer, index, begin, len) => self.on_request(peer, index, begin, len),
+            Event::Cancel(peer, index, begin, len) => {
+                if let Some(b) = self.meta.geometry.checked_block(index, begin, len) {
+                    self.send(peer, Command::DropUpload(b));
+                }
+            }
+            Event::Blocks { peer, blocks } => {
+                for b in blocks {
+                    self.on_block(peer, b.piece, b.begin, b.data)?;
+                }
+            }
+            Event::Uploaded { peer, bytes } => {
+                let n = u64::from(bytes);
+                self.counters.uploaded.fetch_add(n, Ordering::Relaxed);
+                self.up.add(n);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.up.add(n);
+                }
+            }
+            Event::Closed { peer, reason } => self.on_closed(peer, reason),
+        }
+        Ok(())
+    }
+
+    /// Queues a command without blocking; a peer that cannot keep up is
+    /// dropped. Returns whether the peer is still there.
+    fn send(&mut self, peer: PeerKey, cmd: Command) -> bool {
+        let Some(p) = self.peers.get(&peer) else {
+            return false;
+        };
+        match p.commands.try_send(cmd) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.drop_peer(peer, "not reading its commands", false);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let dt = now - self.last_tick;
+        self.last_tick = now;
+        self.down.tick(dt);
+        self.up.tick(dt);
+        let new_rtt_window = now - self.rtt_window_start > Duration::from_secs(10);
+        if new_rtt_window {
+            self.rtt_window_start = now;
+        }
+        let mut stalled = Vec::new();
+        for (k, p) in &mut self.peers {
+            p.down.tick(dt);
+            p.up.tick(dt);
+            p.update_depth();
+            if new_rtt_window {
+                p.min_rtt = None; // re-measure: routes and loads change
+            }
+            if !p.outstanding.is_empty() && now - p.last_data > self.opts.peer_timeout {
+                stalled.push(*k);
+            }
+        }
+        for k in stalled {
+            let secs = self.opts.peer_timeout.as_secs_f64();
+            self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
+        }
+        // Dialling is decided here (and when a tracker reports), not per
+        // event: it scans the known addresses.
+        self.connect_more();
+        if now - self.last_choke >= crate::engine::choker::ROUND {
+            let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
+            self.rechoke(rotate);
+        }
+        self.fill_all();
+        let snapshot = self.snapshot();
+        (self.notes)(Note::Progress {
+            snapshot,
+            last: false,
+        });
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            have: self.picker.have().count(),
+            pieces: self.picker.have().len(),
+            bytes: self.verified_bytes,
+            total: self.meta.geometry.total_len(),
+            down_rate: self.down.rate(),
+            up_rate: self.up.rate(),
+            uploaded: self.counters.uploaded.load(Ordering::Relaxed),
+            peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
+            // Addresses we may dial, plus peers that dialled us.
+            known: self.known.values().filter(|k| !k.banned).count()
+                + self
+                    .peers
+                    .values()
+                    .filter(|p| !self.known.contains_key(&p.addr))
+                    .count(),
+        }
+    }
+
+    /// Stops peers and the announce thread, and flushes the data.
+    fn shutdown(&mut self) {
+        // Stop accepting. The inbound queue goes first: a listener blocked
+        // handing us a connection is woken by the disconnect, so dropping
+        // (joining) it cannot hang.
+        self.inbound = never();
+        self.listener = None;
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.forget(k, "shutting down", false);
+        }
+        let snapshot = self.snapshot();
+        (self.notes)(Note::Progress {
+            snapshot,
+            last: true,
+        });
+        if let Some((tx, handle)) = self.announce.take() {
+            if self.picker.is_complete() {
+                let _ = tx.send(announce::Command::Completed);
+            }
+            let _ = tx.send(announce::Command::Stop);
+            // The `stopped` announce gets the announce thread's own budget
+            // and no more: a tracker that hangs must not hold the exit (the
+            // thread is left to finish its request on its own).
+            let deadline = Instant::now() + announce::STOP_TIMEOUT;
+            while !handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.save_resume();
+    }
+}

@@ -1,0 +1,139 @@
+//! The orchestrator's connections: known addresses, dialling with backoff,
+//! accepting, and forgetting peers (bans included).
+
+use super::*;
+
+impl Orchestrator<'_> {
+    /// An inbound connection: run it like any peer, if there is room.
+    pub(super) fn accept(&mut self, stream: TcpStream) {
+        let Ok(addr) = stream.peer_addr() else {
+            return;
+        };
+        if self.peers.len() >= self.opts.max_peers {
+            log::debug!("refusing {addr}: {} peers already", self.peers.len());
+            return;
+        }
+        if self.banned_ips.contains(&addr.ip().to_canonical()) {
+            log::debug!("refusing {addr}: banned");
+            return;
+        }
+        self.start_peer(addr, move |key, settings, rx, events| {
+            peer::run_inbound(key, stream, settings, rx, events)
+        });
+    }
+
+    pub(super) fn learn(&mut self, addr: SocketAddr) {
+        if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
+            log::debug!("not remembering {addr}: {MAX_KNOWN} addresses known already");
+            return;
+        }
+        self.known.entry(addr).or_insert(Known {
+            active: None,
+            failures: 0,
+            strikes: 0,
+            retry_at: Instant::now(),
+            banned: false,
+        });
+    }
+
+    pub(super) fn connect_more(&mut self) {
+        if self.picker.is_complete() && !self.opts.seed.wants_seeding() {
+            return;
+        }
+        let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
+        let mut room = self
+            .opts
+            .max_peers
+            .saturating_sub(self.peers.len())
+            .min(MAX_CONNECTING.saturating_sub(connecting));
+        if room == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let ready: Vec<SocketAddr> = self
+            .known
+            .iter()
+            .filter(|(a, k)| {
+                k.active.is_none()
+                    && !k.banned
+                    && k.retry_at <= now
+                    && !self.banned_ips.contains(&a.ip().to_canonical())
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in ready {
+            if room == 0 {
+                break;
+            }
+            room -= 1;
+            self.spawn_peer(addr);
+        }
+    }
+
+    pub(super) fn spawn_peer(&mut self, addr: SocketAddr) {
+        let started = self.start_peer(addr, move |key, settings, rx, events| {
+            peer::run_outbound(key, addr, settings, rx, events)
+        });
+        if let (Some(key), Some(k)) = (started, self.known.get_mut(&addr)) {
+            k.active = Some(key);
+        }
+    }
+
+    /// Starts a peer's thread running `run` and adds the peer to the table;
+    /// returns its key, or `None` if no thread could be had.
+    fn start_peer(
+        &mut self,
+        addr: SocketAddr,
+        run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
+    ) -> Option<PeerKey> {
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = bounded(COMMAND_QUEUE);
+        let settings = self.settings.clone();
+        let events = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("peer-{key}"))
+            .spawn(move || run(key, settings, rx, events));
+        if let Err(e) = spawned {
+            log::warn!("cannot start a peer thread: {e}");
+            return None;
+        }
+        let num_pieces = self.meta.geometry.num_pieces();
+        self.peers.insert(key, Peer::new(addr, tx, num_pieces));
+        Some(key)
+    }
+
+    pub(super) fn on_closed(&mut self, peer: PeerKey, reason: CloseReason) {
+        log::debug!("peer {peer} closed: {reason}");
+        self.forget(peer, &reason.to_string(), reason.bans());
+    }
+
+    /// Drops a connected peer now (its threads end once the socket is shut).
+    pub(super) fn drop_peer(&mut self, peer: PeerKey, reason: &str, ban: bool) {
+        log::info!("dropping peer {peer}: {reason}");
+        self.forget(peer, reason, ban);
+    }
+
+    pub(super) fn forget(&mut self, peer: PeerKey, reason: &str, ban: bool) {
+        let Some(p) = self.peers.remove(&peer) else {
+            return;
+        };
+        if let Some(s) = &p.socket {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        self.picker.remove_peer(&p.pieces);
+        for b in p.outstanding.keys() {
+            self.picker.abandon(b);
+        }
+        if let Some(k) = self.known.get_mut(&p.addr) {
+            k.active = None;
+            k.banned |= ban;
+            // Back off 1 s, 2 s, 4 s … up to about 5 minutes; a peer that
+            // gave us data starts over.
+            k.failures = if p.downloaded > 0 { 0 } else { k.failures + 1 };
+            k.retry_at = Instant::now() + Duration::from_secs(1 << k.failures.min(8));
+        }
+        log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
+        self.fill_all();
+    }
+}

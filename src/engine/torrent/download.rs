@@ -1,0 +1,254 @@
+//! The download side of the orchestrator: interest, request pipelines,
+//! incoming blocks, endgame cancels, and piece verification.
+
+use super::*;
+
+impl Orchestrator<'_> {
+    pub(super) fn on_block(
+        &mut self,
+        peer: PeerKey,
+        index: u32,
+        begin: u32,
+        data: Vec<u8>,
+    ) -> Result<(), TorrentError> {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return Ok(()); // already dropped
+        };
+        let block = self.meta.geometry.piece(index).map(|piece| Block {
+            piece,
+            begin,
+            len: data.len() as u32,
+        });
+        let Some(block) = block.filter(|b| {
+            p.outstanding.contains_key(b) || p.late.contains(b) || p.voided.contains(b)
+        }) else {
+            let reason = format!(
+                "sent a block we did not request (piece {index}, offset {begin}, {} bytes)",
+                data.len()
+            );
+            self.drop_peer(peer, &reason, false);
+            return Ok(());
+        };
+        let now = Instant::now();
+        if let Some(sent) = p.outstanding.remove(&block) {
+            let rtt = now - sent;
+            p.min_rtt = Some(p.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        } else if !p.late.remove(&block) {
+            p.voided.remove(&block);
+        }
+        let n = data.len() as u64;
+        p.down.add(n);
+        p.downloaded += n;
+        p.last_data = now;
+        self.down.add(n);
+        self.counters.downloaded.fetch_add(n, Ordering::Relaxed);
+
+        if let Received::Fresh { complete } = self.picker.received(&block, peer) {
+            self.storage.write(block.piece, block.begin, &data)?;
+            // Only endgame asks two peers for one block; before it, there
+            // is nobody to cancel and no need to scan every peer per block.
+            if self.picker.in_endgame() {
+                self.cancel_elsewhere(peer, &block);
+            }
+            if complete {
+                self.finish_piece(block.piece)?;
+            }
+        }
+        self.fill(peer);
+        Ok(())
+    }
+
+    /// Endgame: others asked for the same block; tell them not to bother.
+    pub(super) fn cancel_elsewhere(&mut self, from: PeerKey, block: &Block) {
+        let holders: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, p)| **k != from && p.outstanding.contains_key(block))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in holders {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.outstanding.remove(block);
+                p.late.insert(*block);
+            }
+            self.picker.abandon(block);
+            self.send(k, Command::Cancel(*block));
+        }
+    }
+
+    /// Every block of a piece is written: unmap it (its pages stay in the
+    /// page cache) and hand it to the hasher; [`Self::on_hashed`] decides.
+    pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), TorrentError> {
+        self.storage.release(piece);
+        if self.hasher.hash(piece) {
+            Ok(())
+        } else {
+            Err(TorrentError::HasherStopped)
+        }
+    }
+
+    /// The hasher's verdict on a piece: verified, or missing again with
+    /// its senders blamed. A read error is a disk error: it stops the run.
+    pub(super) fn on_hashed(
+        &mut self,
+        piece: PieceIndex,
+        hash: Result<[u8; 20], StorageError>,
+    ) -> Result<(), TorrentError> {
+        for p in self.peers.values_mut() {
+            p.in_doubt.remove(&piece);
+        }
+        if hash? == self.meta.piece_hash(piece) {
+            for k in self.picker.verified(piece) {
+                if let Some(p) = self.peers.get_mut(&k) {
+                    p.proven = true;
+                }
+            }
+            let size = u64::from(self.meta.geometry.piece_size(piece));
+            self.verified_bytes += size;
+            self.counters.left.fetch_sub(size, Ordering::Relaxed);
+            let tell: Vec<PeerKey> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.socket.is_some() && !p.pieces.get(piece.get()))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in tell {
+                self.send(k, Command::Have(piece.get()));
+            }
+            let done: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for k in done {
+                self.update_interest(k);
+            }
+            return Ok(());
+        }
+        let blamed = self.picker.failed(piece);
+        let peers = blamed
+            .iter()
+            .filter_map(|k| self.peers.get(k).map(|p| p.addr))
+            .collect();
+        (self.notes)(Note::PieceFailed {
+            piece: piece.get(),
+            peers,
+        });
+        for k in blamed {
+            self.strike(k);
+        }
+        self.fill_all();
+        Ok(())
+    }
+
+    pub(super) fn update_interest(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let want = self.picker.wants_any(&p.pieces);
+        if want != p.am_interested {
+            p.am_interested = want;
+            let cmd = if want {
+                Command::Interested
+            } else {
+                Command::NotInterested
+            };
+            self.send(peer, cmd);
+        }
+        self.fill(peer);
+    }
+
+    /// Tops up a peer's request pipeline.
+    pub(super) fn fill(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.peer_choking || !p.am_interested || p.socket.is_none() {
+            return;
+        }
+        // In endgame every request is a duplicate of one in flight
+        // elsewhere: ask only a nearly idle peer, for a few blocks, so the
+        // last blocks come from whoever is free without downloading the
+        // tail of the torrent twice.
+        let depth = if self.picker.in_endgame() {
+            p.depth.min(ENDGAME_DEPTH)
+        } else {
+            p.depth
+        };
+        // Top up in batches (a quarter of the pipeline at least): one
+        // command, one wake-up and one write carry many requests.
+        let mut room = depth.saturating_sub(p.outstanding.len());
+        if room == 0 || (room < depth / 4 && !p.outstanding.is_empty()) {
+            return;
+        }
+        // Probation: a piece's worth of blocks at a time, and no new piece
+        // while PROBATION_PIECES are in doubt.
+        let restricted;
+        let mut offer = &p.pieces;
+        if p.on_probation() {
+            room = room.min(self.meta.geometry.piece_len().div_ceil(BLOCK_LEN) as usize);
+            if p.in_doubt.len() >= PROBATION_PIECES {
+                let mut only = Bitfield::new(p.pieces.len());
+                for piece in &p.in_doubt {
+                    only.set(piece.get());
+                }
+                restricted = only;
+                offer = &restricted;
+            }
+        }
+        let outstanding = &p.outstanding;
+        let blocks = self
+            .picker
+            .pick(offer, room, |b| outstanding.contains_key(b));
+        if blocks.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for b in &blocks {
+            p.outstanding.insert(*b, now);
+            p.in_doubt.insert(b.piece);
+        }
+        self.send(peer, Command::Requests(blocks));
+    }
+
+    pub(super) fn fill_all(&mut self) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.fill(k);
+        }
+    }
+
+    /// A piece from `peer` failed its hash. Three strikes on one connection
+    /// or one dialled address drop and ban it; strikes also add up per IP
+    /// across reconnects (an inbound peer's port changes each time), and at
+    /// MAX_IP_STRIKES the IP is banned: refused inbound, never dialled.
+    fn strike(&mut self, peer: PeerKey) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.strikes += 1;
+        let (addr, on_connection) = (p.addr, p.strikes);
+        let on_address = self.known.get_mut(&addr).map_or(0, |kn| {
+            kn.strikes += 1;
+            kn.strikes
+        });
+        let ip = addr.ip().to_canonical();
+        let on_ip = self.ip_strikes.entry(ip).or_default();
+        *on_ip += 1;
+        let (who, strikes) = if *on_ip >= MAX_IP_STRIKES {
+            self.banned_ips.insert(ip);
+            (ip.to_string(), *on_ip)
+        } else if on_connection.max(on_address) >= MAX_STRIKES {
+            (addr.to_string(), on_connection.max(on_address))
+        } else {
+            return;
+        };
+        (self.notes)(Note::PeerBanned { who, strikes });
+        let banned_ip = self.banned_ips.contains(&ip);
+        let dropped: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, q)| **k == peer || (banned_ip && q.addr.ip().to_canonical() == ip))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in dropped {
+            self.drop_peer(k, "sent corrupt data", true);
+        }
+    }
+}

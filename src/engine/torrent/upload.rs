@@ -1,0 +1,111 @@
+//! The upload side of the orchestrator: requests from peers, and who is
+//! unchoked (the decision itself is [`crate::engine::choker`]'s).
+
+use super::*;
+
+impl Orchestrator<'_> {
+    /// A peer asks for data: serve it if the request is valid and the peer
+    /// unchoked; a request out of range, over 16 KiB, for a piece we never
+    /// announced, or from a peer we never unchoked costs the connection.
+    pub(super) fn on_request(&mut self, peer: PeerKey, index: u32, begin: u32, len: u32) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(block) = self.meta.geometry.checked_block(index, begin, len) else {
+            let why = format!("bad request (piece {index}, offset {begin}, {len} bytes)");
+            return self.drop_peer(peer, &why, false);
+        };
+        if !self.picker.have().get(index) {
+            let why = format!("requested piece {index}, which we do not have");
+            return self.drop_peer(peer, &why, false);
+        }
+        if p.am_choking {
+            if p.choked_at.is_none_or(|t| t.elapsed() > CHOKE_GRACE) {
+                self.drop_peer(peer, "requested while choked", false);
+            }
+            return;
+        }
+        self.send(peer, Command::Upload(block));
+    }
+
+    /// Both sides complete: the connection serves nobody.
+    pub(super) fn drop_if_both_seeds(&mut self, peer: PeerKey) {
+        let seed = self
+            .peers
+            .get(&peer)
+            .is_some_and(|p| p.pieces.is_complete());
+        if seed && self.picker.is_complete() {
+            self.drop_peer(peer, "both seeds", false);
+        }
+    }
+
+    /// Between choke rounds, a newly interested peer gets a slot if one is
+    /// free (regular slots plus the optimistic one); nobody is choked, so
+    /// downloads are not interrupted by every change of interest.
+    pub(super) fn unchoke_if_free(&mut self, peer: PeerKey) {
+        let unchoked = self
+            .peers
+            .values()
+            .filter(|p| !p.am_choking && p.peer_interested)
+            .count();
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if p.peer_interested
+            && p.am_choking
+            && p.socket.is_some()
+            && unchoked <= self.opts.upload_slots
+        {
+            p.am_choking = false;
+            self.send(peer, Command::Unchoke);
+        }
+    }
+
+    /// Applies the choker's choice of who may download from us.
+    pub(super) fn rechoke(&mut self, rotate: bool) {
+        let now = Instant::now();
+        let seeding = self.picker.is_complete();
+        let candidates: Vec<Candidate> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some() && p.peer_interested)
+            .map(|(k, p)| Candidate {
+                peer: *k,
+                download_rate: p.down.rate(),
+                upload_rate: p.up.rate(),
+                snubbed: p.am_interested && now - p.last_data > crate::engine::choker::SNUB,
+                connected_for: now - p.connected_at,
+            })
+            .collect();
+        let chosen = self.choker.choose(&candidates, seeding, rotate);
+        let changes: Vec<(PeerKey, bool)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some())
+            .filter_map(|(k, p)| {
+                let unchoke = chosen.contains(k);
+                (unchoke == p.am_choking).then_some((*k, unchoke))
+            })
+            .collect();
+        for (k, unchoke) in changes {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.am_choking = !unchoke;
+                if !unchoke {
+                    p.choked_at = Some(now);
+                }
+            }
+            self.send(
+                k,
+                if unchoke {
+                    Command::Unchoke
+                } else {
+                    Command::Choke
+                },
+            );
+        }
+        self.last_choke = now;
+        if rotate {
+            self.last_optimistic = now;
+        }
+    }
+}

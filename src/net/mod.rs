@@ -1,0 +1,14 @@
+//! Blocking network I/O on OS threads: a peer's reader and writer, the
+//! listener, the announce thread and the UDP tracker client. Workers
+//! decode with [`crate::proto`] and report typed events and errors; they
+//! never decide.
+//!
+//! Owns: sockets and their deadlines. Does not own: any decision about a
+//! peer or a piece (that is [`crate::engine`]).
+//! Uses: [`crate::disk`] (reading blocks to upload), [`crate::proto`],
+//! [`crate::util`].
+
+pub mod announce;
+pub mod listener;
+pub mod peer;
+pub mod udp_tracker;

@@ -1,0 +1,538 @@
+//! Peer workers: the threads that own one peer's blocking `TcpStream`.
+//!
+//! Owns: connecting with a deadline, the handshake (and refusing a wrong
+//! info hash or a connection to ourselves), framing in both directions
+//! through the sans-IO [`crate::proto::wire`] codec, per-message validation
+//! that needs no torrent state (frame caps, bitfield size, piece indices in
+//! range), keep-alives, and socket timeouts. Does not own: any decision. A
+//! worker reports what the peer said as [`Event`]s and does what the
+//! orchestrator sends as [`Command`]s; it never re-queues work.
+//!
+//! Each connected peer has two threads: the reader (which also connected
+//! and shook hands; [`reader`]) and the writer ([`writer`]). The
+//! orchestrator holds a clone of the socket and shuts it down to drop a
+//! peer at once; either thread failing shuts the socket down too. The
+//! reader reports [`Event::Closed`] exactly once — also when it panics (a
+//! guard sends it while unwinding) — without waiting for the writer, which
+//! ends when the orchestrator then drops the peer's command queue.
+
+mod reader;
+mod writer;
+
+pub use writer::MAX_QUEUED_UPLOADS;
+
+use crate::disk::storage::{Reader, StorageError};
+use crate::proto::bitfield::{Bitfield, BitfieldError};
+use crate::proto::extension::{ExtensionError, PeerInfo};
+use crate::proto::geometry::Block;
+use crate::proto::metainfo::InfoHash;
+use crate::proto::wire::{self, Handshake, WireError};
+use crossbeam_channel::{Receiver, Sender};
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A connection, as the engine numbers them.
+pub type PeerKey = u64;
+
+/// Fixed settings shared by every worker of one torrent.
+#[derive(Clone)]
+pub struct Settings {
+    pub info_hash: InfoHash,
+    pub peer_id: [u8; 20],
+    pub num_pieces: u32,
+    /// TCP connect deadline: a peer that does not answer in this long is
+    /// unreachable for now.
+    pub connect_timeout: Duration,
+    /// A peer that sends nothing at all (not even a keep-alive) for this
+    /// long is gone. BEP 3 keep-alives come every ~2 minutes.
+    pub idle_timeout: Duration,
+    /// We send a keep-alive after this long without sending anything.
+    pub keepalive: Duration,
+    /// Data source for uploads.
+    pub storage: Option<Reader>,
+}
+
+/// How long the handshake may take once connected: a real peer answers in
+/// milliseconds; a slow one is not worth a slot.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer that does not read what we send for this long is dropped, so a
+/// blocked write never holds a thread for long.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One `piece` message's block.
+#[derive(Debug)]
+pub struct BlockData {
+    pub piece: u32,
+    pub begin: u32,
+    pub data: Vec<u8>,
+}
+
+/// Orchestrator → worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Choke,
+    Unchoke,
+    Interested,
+    NotInterested,
+    Have(u32),
+    Bitfield(Vec<u8>),
+    /// Send our BEP 10 extension handshake (this payload).
+    ExtensionHandshake(Vec<u8>),
+    /// Ask for these blocks (one command for a whole top-up).
+    Requests(Vec<Block>),
+    Cancel(Block),
+    /// Read this block from storage and send it.
+    Upload(Block),
+    /// The peer cancelled its request: do not send this block if it is
+    /// still queued.
+    DropUpload(Block),
+}
+
+/// Worker → orchestrator.
+#[derive(Debug)]
+pub enum Event {
+    /// Handshake done. `socket` lets the orchestrator shut the connection.
+    Connected {
+        peer: PeerKey,
+        id: [u8; 20],
+        /// The peer speaks BEP 10: send it our extension handshake.
+        extended: bool,
+        socket: TcpStream,
+    },
+    /// The peer's BEP 10 extension handshake.
+    PeerInfo(PeerKey, PeerInfo),
+    Choke(PeerKey),
+    Unchoke(PeerKey),
+    Interested(PeerKey),
+    NotInterested(PeerKey),
+    Have(PeerKey, u32),
+    /// A validated bitfield (right length, spare bits clear).
+    Bitfield(PeerKey, Bitfield),
+    Request(PeerKey, u32, u32, u32),
+    Cancel(PeerKey, u32, u32, u32),
+    /// Blocks of data, in arrival order (not yet matched against our
+    /// requests).
+    Blocks {
+        peer: PeerKey,
+        blocks: Vec<BlockData>,
+    },
+    /// Payload bytes we sent since the last report (upload accounting).
+    Uploaded {
+        peer: PeerKey,
+        bytes: u32,
+    },
+    /// The connection is over; `reason` says why.
+    Closed {
+        peer: PeerKey,
+        reason: CloseReason,
+    },
+}
+
+/// Where in a connection's life an I/O error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    Handshake,
+    Read,
+    Write,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::Handshake => "handshake",
+            Phase::Read => "read",
+            Phase::Write => "write",
+        })
+    }
+}
+
+/// A rule of the protocol the peer broke (it costs the connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// A frame the codec refused (too large, wrong size for its id, ...).
+    Wire(WireError),
+    /// A bitfield of the wrong length or with spare bits set.
+    Bitfield(BitfieldError),
+    /// A malformed BEP 10 handshake.
+    Extension(ExtensionError),
+    /// `have` or `request` for a piece past the end of the torrent.
+    PieceOutOfRange {
+        msg: &'static str,
+        index: u32,
+        num_pieces: u32,
+    },
+    /// A bitfield anywhere but first.
+    LateBitfield,
+    /// A BEP 6 message, which we did not offer.
+    FastWithoutExtension(&'static str),
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Wire(e) => e.fmt(f),
+            Violation::Bitfield(e) => e.fmt(f),
+            Violation::Extension(e) => e.fmt(f),
+            Violation::PieceOutOfRange {
+                msg,
+                index,
+                num_pieces,
+            } => write!(f, "{msg} for piece {index}, torrent has {num_pieces}"),
+            Violation::LateBitfield => f.write_str("bitfield after the first message"),
+            Violation::FastWithoutExtension(msg) => {
+                write!(f, "{msg} without the fast extension")
+            }
+        }
+    }
+}
+
+/// Why a connection ended. The engine decides on these variants (a wrong
+/// info hash or ourselves bans the address), never on their text.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The peer ended the connection, or we did (shutdown of the socket).
+    Closed,
+    /// A deadline passed: connecting, the whole handshake, or the idle
+    /// timeout between frames.
+    TimedOut(Phase),
+    /// The connection ended inside a phase (EOF mid-frame, reset, ...).
+    Io(Phase, io::Error),
+    /// The handshake named another torrent (this info hash).
+    WrongInfoHash([u8; 20]),
+    /// We dialled ourselves.
+    Ourselves,
+    /// The peer broke the protocol.
+    Protocol(Violation),
+    /// The engine stopped listening to us (it is shutting down).
+    Shutdown,
+    /// No thread could be had for the writer.
+    Spawn(io::Error),
+    /// The reader thread panicked (a bug); the guard reports it.
+    Panicked,
+}
+
+impl CloseReason {
+    /// Whether the address should never be dialled again this session.
+    pub fn bans(&self) -> bool {
+        matches!(self, CloseReason::WrongInfoHash(_) | CloseReason::Ourselves)
+    }
+
+    fn io(phase: Phase, e: io::Error) -> CloseReason {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CloseReason::TimedOut(phase),
+            _ => CloseReason::Io(phase, e),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Closed => f.write_str("closed"),
+            CloseReason::TimedOut(phase) => write!(f, "{phase}: timed out"),
+            CloseReason::Io(phase, e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                write!(f, "{phase}: connection closed")
+            }
+            CloseReason::Io(phase, e) => {
+                write!(f, "{phase}: {}", crate::disk::sys::io_reason(e))
+            }
+            CloseReason::WrongInfoHash(h) => write!(
+                f,
+                "handshake for another torrent ({})",
+                crate::util::hex::encode(h)
+            ),
+            CloseReason::Ourselves => f.write_str("connected to ourselves"),
+            CloseReason::Protocol(v) => v.fmt(f),
+            CloseReason::Shutdown => f.write_str("shutting down"),
+            CloseReason::Spawn(e) => write!(f, "cannot start the writer thread: {e}"),
+            CloseReason::Panicked => f.write_str("peer thread panicked"),
+        }
+    }
+}
+
+impl From<Violation> for CloseReason {
+    fn from(v: Violation) -> CloseReason {
+        CloseReason::Protocol(v)
+    }
+}
+
+impl From<WireError> for CloseReason {
+    fn from(e: WireError) -> CloseReason {
+        CloseReason::Protocol(Violation::Wire(e))
+    }
+}
+
+/// Why the writer stopped (logged only: the reader reports the close).
+#[derive(Debug)]
+enum WriteError {
+    Io(io::Error),
+    NoStorage,
+    Read(StorageError),
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteError::Io(e) => write!(f, "write: {}", crate::disk::sys::io_reason(e)),
+            WriteError::NoStorage => f.write_str("upload without storage"),
+            WriteError::Read(e) => write!(f, "reading block for upload: {e}"),
+        }
+    }
+}
+
+/// Sends [`Event::Closed`] when dropped, so that the reader reports its end
+/// exactly once however it ends — a panic included (the peer's slot and
+/// upload slot are freed, not leaked).
+struct CloseGuard<'a> {
+    peer: PeerKey,
+    events: &'a Sender<Event>,
+    reason: Option<CloseReason>,
+}
+
+impl Drop for CloseGuard<'_> {
+    fn drop(&mut self) {
+        let reason = self.reason.take().unwrap_or(CloseReason::Panicked);
+        let _ = self.events.send(Event::Closed {
+            peer: self.peer,
+            reason,
+        });
+    }
+}
+
+/// Connects to `addr` and runs the peer until the connection ends.
+/// Blocks: call it on its own thread.
+pub fn run_outbound(
+    peer: PeerKey,
+    addr: SocketAddr,
+    settings: Settings,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+) {
+    let mut guard = CloseGuard {
+        peer,
+        events: &events,
+        reason: None,
+    };
+    let result = TcpStream::connect_timeout(&addr, settings.connect_timeout)
+        .map_err(|e| CloseReason::io(Phase::Connect, e))
+        .and_then(|stream| {
+            let theirs = handshake(&stream, &settings, true)?;
+            serve(peer, theirs, stream, &settings, commands, guard.events)
+        });
+    guard.reason = Some(result.err().unwrap_or(CloseReason::Closed));
+}
+
+/// Runs an accepted connection (the remote already sent its handshake
+/// first, which [`handshake`] reads before answering).
+pub fn run_inbound(
+    peer: PeerKey,
+    stream: TcpStream,
+    settings: Settings,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+) {
+    let mut guard = CloseGuard {
+        peer,
+        events: &events,
+        reason: None,
+    };
+    let result = handshake(&stream, &settings, false)
+        .and_then(|theirs| serve(peer, theirs, stream, &settings, commands, guard.events));
+    guard.reason = Some(result.err().unwrap_or(CloseReason::Closed));
+}
+
+/// Exchanges handshakes. Outbound sends first; inbound reads first so it
+/// never tells a stranger which torrent it serves before they name it.
+fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handshake, CloseReason> {
+    let fail = |e| CloseReason::io(Phase::Handshake, e);
+    let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
+    let ours = Handshake::new(s.info_hash.0, s.peer_id, reserved).encode();
+    let mut stream = stream;
+    // One deadline for the whole exchange, not per read: a peer dribbling a
+    // byte every few seconds must not hold a connection slot for minutes.
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    stream
+        .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(fail)?;
+    if outbound {
+        stream.write_all(&ours).map_err(fail)?;
+    }
+    let mut buf = [0u8; wire::HANDSHAKE_LEN];
+    read_exact_by(stream, &mut buf, deadline).map_err(fail)?;
+    // The buffer holds a whole handshake, so `decode` says yes or no.
+    let theirs = match Handshake::decode(&buf)? {
+        Some(h) => h,
+        None => return Err(fail(io::ErrorKind::UnexpectedEof.into())),
+    };
+    if theirs.info_hash != s.info_hash.0 {
+        return Err(CloseReason::WrongInfoHash(theirs.info_hash));
+    }
+    if theirs.peer_id == s.peer_id {
+        return Err(CloseReason::Ourselves);
+    }
+    if !outbound {
+        stream.write_all(&ours).map_err(fail)?;
+    }
+    Ok(theirs)
+}
+
+/// `read_exact` that gives up at `deadline`, however the bytes trickle in.
+fn read_exact_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// After the handshake: start the writer, then read until the end.
+fn serve(
+    peer: PeerKey,
+    theirs: Handshake,
+    stream: TcpStream,
+    s: &Settings,
+    commands: Receiver<Command>,
+    events: &Sender<Event>,
+) -> Result<(), CloseReason> {
+    let setup = |stream: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(s.idle_timeout))?;
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        Ok((stream.try_clone()?, stream.try_clone()?))
+    };
+    let (writer_socket, handle) =
+        setup(&stream).map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+    events
+        .send(Event::Connected {
+            peer,
+            id: theirs.peer_id,
+            extended: theirs.supports_extended(),
+            socket: handle,
+        })
+        .map_err(|_| CloseReason::Shutdown)?;
+    {
+        let s = s.clone();
+        let events = events.clone();
+        std::thread::Builder::new()
+            .name(format!("peer-{peer}-w"))
+            .spawn(move || writer::run(peer, writer_socket, &s, commands, &events))
+            .map_err(CloseReason::Spawn)?;
+    }
+    let result = reader::run(peer, &stream, s.num_pieces, events);
+    // The writer is not joined: it may be asleep waiting for a command, and
+    // `Closed` must reach the orchestrator now (it frees the peer's slot).
+    // The writer ends as soon as the orchestrator drops its queue.
+    let _ = stream.shutdown(Shutdown::Both);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// Regression (issue 9): a reader that panics still reports `Closed`,
+    /// so the engine frees the peer's slot and upload slot.
+    #[test]
+    fn a_panicking_reader_still_reports_closed() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let worker = std::thread::spawn(move || {
+            let _guard = CloseGuard {
+                peer: 7,
+                events: &tx,
+                reason: None,
+            };
+            panic!("reader bug");
+        });
+        assert!(worker.join().is_err());
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::Closed { peer: 7, reason }) => {
+                assert!(matches!(reason, CloseReason::Panicked), "{reason}")
+            }
+            other => panic!("expected Closed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn close_reasons_read_as_before_and_only_two_ban() {
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        let table: Vec<(CloseReason, &str, bool)> = vec![
+            (CloseReason::Closed, "closed", false),
+            (
+                CloseReason::io(Phase::Handshake, io::ErrorKind::TimedOut.into()),
+                "handshake: timed out",
+                false,
+            ),
+            (
+                CloseReason::io(Phase::Read, eof),
+                "read: connection closed",
+                false,
+            ),
+            (
+                CloseReason::WrongInfoHash([0xab; 20]),
+                "handshake for another torrent (abababababababababababababababababababab)",
+                true,
+            ),
+            (CloseReason::Ourselves, "connected to ourselves", true),
+            (
+                Violation::LateBitfield.into(),
+                "bitfield after the first message",
+                false,
+            ),
+            (
+                Violation::PieceOutOfRange {
+                    msg: "have",
+                    index: 9,
+                    num_pieces: 4,
+                }
+                .into(),
+                "have for piece 9, torrent has 4",
+                false,
+            ),
+        ];
+        for (reason, text, bans) in table {
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(reason.bans(), bans, "{text}");
+        }
+    }
+
+    /// A peer that sends a byte every 50 ms never trips a per-read
+    /// timeout; the whole-handshake deadline still ends it.
+    #[test]
+    fn a_dribbling_handshake_times_out_on_the_deadline() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dribbler = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for _ in 0..wire::HANDSHAKE_LEN {
+                if s.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let (stream, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut buf = [0u8; wire::HANDSHAKE_LEN];
+        let err = read_exact_by(&stream, &mut buf, start + Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(2), "gave up after {took:?}");
+        drop(stream);
+        dribbler.join().unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! The writer: sends what the orchestrator commands. Uploads wait in a
+//! queue here, so a `cancel` can still remove them and our `choke` drops
+//! them; their data is read from storage on this thread, never the
+//! orchestrator's.
+
+use super::{Command, Event, PeerKey, Settings, WriteError};
+use crate::proto::extension;
+use crate::proto::geometry::Block;
+use crate::proto::wire::{self, Message};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+
+/// Requests a peer may have queued with us at once; more are ignored. We
+/// tell peers this figure as BEP 10 `reqq`; it bounds our memory.
+pub const MAX_QUEUED_UPLOADS: usize = 512;
+/// Bytes gathered into one `write` call at most.
+const WRITE_BATCH: usize = 256 * 1024;
+
+pub(super) fn run(
+    peer: PeerKey,
+    mut socket: TcpStream,
+    s: &Settings,
+    commands: Receiver<Command>,
+    events: &Sender<Event>,
+) {
+    if let Err(e) = write_loop(peer, &mut socket, s, commands, events) {
+        log::debug!("peer {peer}: {e}");
+    }
+    let _ = socket.shutdown(Shutdown::Both);
+}
+
+fn write_loop(
+    peer: PeerKey,
+    socket: &mut TcpStream,
+    s: &Settings,
+    commands: Receiver<Command>,
+    events: &Sender<Event>,
+) -> Result<(), WriteError> {
+    let mut out = Vec::with_capacity(WRITE_BATCH);
+    let mut block = Vec::new();
+    let mut uploads: VecDeque<Block> = VecDeque::new();
+    loop {
+        out.clear();
+        // Wait only when there is nothing to upload.
+        let first = if uploads.is_empty() {
+            match commands.recv_timeout(s.keepalive) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => {
+                    Message::KeepAlive.encode(&mut out);
+                    None
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        } else {
+            None
+        };
+        for cmd in first.into_iter().chain(commands.try_iter()) {
+            match cmd {
+                Command::Upload(b) if uploads.len() < MAX_QUEUED_UPLOADS => uploads.push_back(b),
+                Command::Upload(b) => {
+                    log::debug!("peer {peer}: upload queue full, ignoring {b:?}")
+                }
+                Command::DropUpload(b) => uploads.retain(|q| *q != b),
+                Command::Choke => {
+                    uploads.clear();
+                    Message::Choke.encode(&mut out);
+                }
+                other => encode(&other, &mut out),
+            }
+            if out.len() >= WRITE_BATCH {
+                break;
+            }
+        }
+        let mut bytes = 0;
+        while out.len() < WRITE_BATCH {
+            let Some(b) = uploads.pop_front() else { break };
+            let reader = s.storage.as_ref().ok_or(WriteError::NoStorage)?;
+            block.resize(b.len as usize, 0);
+            reader
+                .read(b.piece, b.begin, &mut block)
+                .map_err(WriteError::Read)?;
+            wire::encode_piece_header(b.piece.get(), b.begin, b.len, &mut out);
+            out.extend_from_slice(&block);
+            bytes += b.len;
+        }
+        if !out.is_empty() {
+            socket.write_all(&out).map_err(WriteError::Io)?;
+        }
+        if bytes > 0 {
+            let _ = events.send(Event::Uploaded { peer, bytes });
+        }
+    }
+}
+
+/// Appends one control message's frame (uploads are handled by the
+/// writer's queue).
+fn encode(cmd: &Command, out: &mut Vec<u8>) {
+    let msg = match cmd {
+        Command::Choke => Message::Choke,
+        Command::Unchoke => Message::Unchoke,
+        Command::Interested => Message::Interested,
+        Command::NotInterested => Message::NotInterested,
+        Command::Have(i) => Message::Have(*i),
+        Command::Bitfield(bytes) => Message::Bitfield(bytes),
+        Command::ExtensionHandshake(payload) => Message::Extended {
+            id: extension::HANDSHAKE_ID,
+            payload,
+        },
+        Command::Requests(blocks) => {
+            for b in blocks {
+                Message::Request {
+                    index: b.piece.get(),
+                    begin: b.begin,
+                    length: b.len,
+                }
+                .encode(out);
+            }
+            return;
+        }
+        Command::Cancel(b) => Message::Cancel {
+            index: b.piece.get(),
+            begin: b.begin,
+            length: b.len,
+        },
+        Command::Upload(_) | Command::DropUpload(_) => return,
+    };
+    msg.encode(out);
+}

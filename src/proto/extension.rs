@@ -1,0 +1,131 @@
+//! The BEP 10 extension handshake, pure: what we tell a peer that supports
+//! the extension protocol, and what we take from its answer.
+//!
+//! Owns: the handshake dictionary. shoal offers no extension messages yet
+//! (`m` is empty); it uses the handshake for `reqq`, how many requests the
+//! peer will queue from us, which caps our request pipeline to it, and
+//! `v`, the peer's client name, for logs. Does not own: the reserved bit
+//! ([`crate::proto::wire`]) or the pipeline itself (the orchestrator).
+
+use crate::proto::bencode::{self, Owned};
+use std::fmt;
+
+/// Extended message id of the handshake.
+pub const HANDSHAKE_ID: u8 = 0;
+
+/// What a peer that does not say `reqq` is assumed to queue (BEP 10's
+/// figure for libtorrent's default of its day; conservative for others).
+pub const DEFAULT_REQQ: u32 = 250;
+
+/// What we learned from a peer's extension handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerInfo {
+    /// Requests the peer will queue from us.
+    pub reqq: Option<u32>,
+    /// Client name and version (`v`), lossy UTF-8, at most 64 characters.
+    pub client: Option<String>,
+}
+
+/// Our handshake payload: no extensions, our queue size, our name, and
+/// the port we listen on (if any).
+pub fn our_handshake(reqq: u32, listen_port: Option<u16>) -> Vec<u8> {
+    let mut d = Owned::dict()
+        .insert("m", Owned::dict())
+        .insert("reqq", i64::from(reqq))
+        .insert("v", concat!("shoal ", env!("CARGO_PKG_VERSION")));
+    if let Some(p) = listen_port {
+        d = d.insert("p", i64::from(p));
+    }
+    d.encode()
+}
+
+/// Why a peer's extension handshake was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtensionError {
+    /// The payload is not bencode.
+    Bencode(bencode::Error),
+    /// The payload is bencode but not a dictionary.
+    NotADict,
+}
+
+impl fmt::Display for ExtensionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtensionError::Bencode(e) => write!(f, "extension handshake: {e}"),
+            ExtensionError::NotADict => f.write_str("extension handshake is not a dictionary"),
+        }
+    }
+}
+
+impl std::error::Error for ExtensionError {}
+
+/// Reads a peer's handshake payload. Anything malformed is an error (the
+/// peer said it speaks BEP 10); unknown keys are ignored, out-of-range
+/// numbers count as absent.
+pub fn parse_handshake(payload: &[u8]) -> Result<PeerInfo, ExtensionError> {
+    let v = bencode::decode(payload).map_err(ExtensionError::Bencode)?;
+    if v.as_dict().is_none() {
+        return Err(ExtensionError::NotADict);
+    }
+    Ok(PeerInfo {
+        reqq: v
+            .get("reqq")
+            .and_then(|n| n.as_int())
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| n > 0),
+        client: v.get("v").and_then(|c| c.as_bytes()).map(|c| {
+            String::from_utf8_lossy(c)
+                .chars()
+                .take(64)
+                .map(|ch| if ch.is_control() { '?' } else { ch })
+                .collect()
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_handshake_round_trips() {
+        let ours = our_handshake(512, Some(6881));
+        assert_eq!(
+            ours,
+            b"d1:mde1:pi6881e4:reqqi512e1:v11:shoal 0.1.0e".to_vec()
+        );
+        let back = parse_handshake(&ours).unwrap();
+        assert_eq!(back.reqq, Some(512));
+        assert_eq!(back.client.as_deref(), Some("shoal 0.1.0"));
+    }
+
+    #[test]
+    fn hostile_handshakes() {
+        let table: Vec<(&[u8], Result<PeerInfo, &str>)> = vec![
+            (b"de", Ok(PeerInfo::default())),
+            (b"d4:reqqi-5ee", Ok(PeerInfo::default())),
+            (b"d4:reqqi0ee", Ok(PeerInfo::default())),
+            (b"d4:reqqi99999999999ee", Ok(PeerInfo::default())),
+            (b"d4:reqq3:abce", Ok(PeerInfo::default())),
+            (
+                b"d1:v5:a\x1bb\xffce",
+                Ok(PeerInfo {
+                    reqq: None,
+                    client: Some("a?b\u{fffd}c".into()),
+                }),
+            ),
+            (b"le", Err("extension handshake is not a dictionary")),
+            (
+                b"d",
+                Err("extension handshake: bencode error at byte 1: input ends inside a value"),
+            ),
+        ];
+        for (input, want) in table {
+            let got = parse_handshake(input);
+            match want {
+                Ok(info) => assert_eq!(got, Ok(info)),
+                Err(msg) => assert_eq!(got.unwrap_err().to_string(), msg),
+            }
+        }
+    }
+}
