@@ -128,8 +128,11 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
         "shoal listens\n{}",
         shoal.describe()
     );
-    // Each lying connection is cut after 3 failed pieces; a pipeline's worth
-    // of blocks may already be asked for by then, but never the torrent.
+    // Each lying connection is cut after 3 failed pieces. A peer that has
+    // sent no good piece is on probation (at most 2 pieces in doubt at a
+    // time), so a liar gets only a few requests however busy the hasher is
+    // (issue 9: it used to be asked for the whole torrent on a loaded
+    // machine).
     let mut failed_connections = 0;
     for id in 0..6 {
         let o = lie(port, &t, b'a' + id, Duration::from_secs(10));
@@ -139,8 +142,8 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
             o.blocks
         );
         assert!(
-            o.blocks < t.num_pieces(),
-            "connection {id}: {} blocks of zeros",
+            o.blocks <= 12,
+            "connection {id}: {} blocks of zeros asked for",
             o.blocks
         );
         if o.blocks == 0 {

@@ -209,3 +209,55 @@ fn wait_with_rusage(pid: libc::pid_t) -> (i32, Duration) {
         tv(usage.ru_utime) + tv(usage.ru_stime),
     )
 }
+
+/// Regression (issue 9): a torrent of more files than the usual soft limit
+/// of 1024 descriptors. Storage holds one descriptor per file, so `main`
+/// raises the soft limit to the hard one; before, this failed with "Too
+/// many open files".
+#[test]
+fn three_thousand_files_under_a_soft_limit_of_1024() {
+    let names: Vec<String> = (0..3000).map(|i| format!("d{}/f{i:04}", i % 7)).collect();
+    let data: Vec<Vec<u8>> = (0..3000)
+        .map(|i| random_bytes(i, 100 + i as usize % 50))
+        .collect();
+    let files: Vec<(&str, &[u8])> = names
+        .iter()
+        .zip(&data)
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    let t = make_torrent("many", &files, 16 * 1024, None, false);
+    let tmp = TempDir::new("many-files");
+    let torrent = t.write_torrent(tmp.path());
+    let data_dir = tmp.subdir("data");
+    t.write_data(&data_dir);
+    for args in [
+        vec![
+            "check",
+            torrent.to_str().unwrap(),
+            data_dir.to_str().unwrap(),
+        ],
+        vec![
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            data_dir.to_str().unwrap(),
+            "--no-listen",
+            "-q",
+        ],
+    ] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -Sn 1024 && exec \"$0\" \"$@\"")
+            .arg(SHOAL)
+            .args(&args)
+            .output()
+            .expect("run shoal under sh");
+        assert!(
+            out.status.success(),
+            "shoal {} under ulimit -Sn 1024: {:?}\n{}",
+            args[0],
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -13,7 +13,12 @@
 
 mod connections;
 mod download;
+mod error;
+mod options;
 mod upload;
+
+pub use error::TorrentError;
+pub use options::{Options, SeedLimit};
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
@@ -30,80 +35,10 @@ use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::Metainfo;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::io;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How a run is set up.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The directory that receives the torrent's file or folder.
-    pub out_dir: PathBuf,
-    /// Peers to connect to without a tracker.
-    pub peers: Vec<SocketAddr>,
-    /// Connected (or connecting) peers at most.
-    pub max_peers: usize,
-    /// The port we announce.
-    pub port: u16,
-    /// Give up (exit 1) if not complete by then.
-    pub timeout: Option<Duration>,
-    /// A peer with requests outstanding that sends no block for this long
-    /// is dropped (and retried later).
-    pub peer_timeout: Duration,
-    /// Tracker retry and interval floors (tests shorten them).
-    pub announce_retry: Duration,
-    pub announce_min_interval: Duration,
-    /// Where to accept peers: `None` accepts none.
-    pub listen: Option<SocketAddr>,
-    /// Regular upload slots (see [`crate::engine::choker`]).
-    pub upload_slots: usize,
-    /// When to stop once complete.
-    pub seed: SeedLimit,
-    /// Serve data that is already complete (`shoal seed`): open it
-    /// read-only, verify it, and refuse to start if pieces are missing.
-    pub seed_only: bool,
-}
-
-/// How long to keep seeding after the download is complete. With neither
-/// limit set: `forever` decides.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct SeedLimit {
-    /// Stop once uploaded ≥ ratio × torrent size.
-    pub ratio: Option<f64>,
-    /// Stop this long after completion.
-    pub time: Option<Duration>,
-    /// Seed until interrupted.
-    pub forever: bool,
-}
-
-impl SeedLimit {
-    fn wants_seeding(&self) -> bool {
-        self.forever || self.ratio.is_some() || self.time.is_some()
-    }
-}
-
-impl Options {
-    pub fn new(out_dir: PathBuf) -> Options {
-        Options {
-            out_dir,
-            peers: Vec::new(),
-            max_peers: 50,
-            port: 6881,
-            timeout: None,
-            peer_timeout: Duration::from_secs(20),
-            announce_retry: Duration::from_secs(15),
-            announce_min_interval: Duration::from_secs(30),
-            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
-            upload_slots: crate::engine::choker::DEFAULT_SLOTS,
-            seed: SeedLimit::default(),
-            seed_only: false,
-        }
-    }
-}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -116,85 +51,6 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Set when the run stopped before its end: why.
     pub stopped: Option<TorrentError>,
-}
-
-/// Why a torrent could not start, or stopped before its end.
-#[derive(Debug)]
-pub enum TorrentError {
-    /// Opening, creating, writing or reading the data failed.
-    Storage(StorageError),
-    /// `seed` of data with pieces missing or damaged.
-    Incomplete {
-        path: PathBuf,
-        missing: u32,
-        pieces: u32,
-    },
-    /// The listening socket could not be bound.
-    Listen { addr: SocketAddr, cause: io::Error },
-    /// A thread the torrent needs could not be started.
-    Spawn {
-        what: &'static str,
-        cause: io::Error,
-    },
-    /// The hasher thread is gone: no piece could be verified any more.
-    HasherStopped,
-    /// SIGINT or SIGTERM.
-    Interrupted,
-    /// `--timeout` passed before the download was complete.
-    TimedOut {
-        after: Duration,
-        have: u32,
-        pieces: u32,
-        connected: bool,
-    },
-}
-
-impl fmt::Display for TorrentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TorrentError::Storage(e) => e.fmt(f),
-            TorrentError::Incomplete {
-                path,
-                missing,
-                pieces,
-            } => write!(
-                f,
-                "{}: {missing} of {pieces} pieces are missing or damaged; 'shoal get' can complete them",
-                path.display()
-            ),
-            TorrentError::Listen { addr, cause } => write!(
-                f,
-                "cannot listen on {addr}: {}",
-                crate::disk::sys::io_reason(cause)
-            ),
-            TorrentError::Spawn { what, cause } => write!(f, "cannot start the {what} thread: {cause}"),
-            TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
-            TorrentError::Interrupted => f.write_str("interrupted"),
-            TorrentError::TimedOut {
-                after,
-                have,
-                pieces,
-                connected,
-            } => write!(
-                f,
-                "timed out after {} with {have} of {pieces} pieces ({})",
-                crate::util::units::format_duration(*after),
-                if *connected {
-                    "peers connected"
-                } else {
-                    "no peer reachable"
-                }
-            ),
-        }
-    }
-}
-
-impl std::error::Error for TorrentError {}
-
-impl From<StorageError> for TorrentError {
-    fn from(e: StorageError) -> TorrentError {
-        TorrentError::Storage(e)
-    }
 }
 
 /// Connection attempts in flight at most: more would only queue in the

@@ -1,0 +1,87 @@
+//! Why a torrent could not start, or stopped before its end.
+
+use crate::disk::storage::StorageError;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a torrent could not start, or stopped before its end.
+#[derive(Debug)]
+pub enum TorrentError {
+    /// Opening, creating, writing or reading the data failed.
+    Storage(StorageError),
+    /// `seed` of data with pieces missing or damaged.
+    Incomplete {
+        path: PathBuf,
+        missing: u32,
+        pieces: u32,
+    },
+    /// The listening socket could not be bound.
+    Listen { addr: SocketAddr, cause: io::Error },
+    /// A thread the torrent needs could not be started.
+    Spawn {
+        what: &'static str,
+        cause: io::Error,
+    },
+    /// The hasher thread is gone: no piece could be verified any more.
+    HasherStopped,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// `--timeout` passed before the download was complete.
+    TimedOut {
+        after: Duration,
+        have: u32,
+        pieces: u32,
+        connected: bool,
+    },
+}
+
+impl fmt::Display for TorrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TorrentError::Storage(e) => e.fmt(f),
+            TorrentError::Incomplete {
+                path,
+                missing,
+                pieces,
+            } => write!(
+                f,
+                "{}: {missing} of {pieces} pieces are missing or damaged; 'shoal get' can complete them",
+                path.display()
+            ),
+            TorrentError::Listen { addr, cause } => write!(
+                f,
+                "cannot listen on {addr}: {}",
+                crate::disk::sys::io_reason(cause)
+            ),
+            TorrentError::Spawn { what, cause } => write!(f, "cannot start the {what} thread: {cause}"),
+            TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
+            TorrentError::Interrupted => f.write_str("interrupted"),
+            TorrentError::TimedOut {
+                after,
+                have,
+                pieces,
+                connected,
+            } => write!(
+                f,
+                "timed out after {} with {have} of {pieces} pieces ({})",
+                crate::util::units::format_duration(*after),
+                if *connected {
+                    "peers connected"
+                } else {
+                    "no peer reachable"
+                }
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TorrentError {}
+
+impl From<StorageError> for TorrentError {
+    fn from(e: StorageError) -> TorrentError {
+        TorrentError::Storage(e)
+    }
+}

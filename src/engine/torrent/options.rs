@@ -1,0 +1,72 @@
+//! How a torrent is run: what the command line (or, later, the API) sets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The directory that receives the torrent's file or folder.
+    pub out_dir: PathBuf,
+    /// Peers to connect to without a tracker.
+    pub peers: Vec<SocketAddr>,
+    /// Connected (or connecting) peers at most.
+    pub max_peers: usize,
+    /// The port we announce.
+    pub port: u16,
+    /// Give up (exit 1) if not complete by then.
+    pub timeout: Option<Duration>,
+    /// A peer with requests outstanding that sends no block for this long
+    /// is dropped (and retried later).
+    pub peer_timeout: Duration,
+    /// Tracker retry and interval floors (tests shorten them).
+    pub announce_retry: Duration,
+    pub announce_min_interval: Duration,
+    /// Where to accept peers: `None` accepts none.
+    pub listen: Option<SocketAddr>,
+    /// Regular upload slots (see [`crate::engine::choker`]).
+    pub upload_slots: usize,
+    /// When to stop once complete.
+    pub seed: SeedLimit,
+    /// Serve data that is already complete (`shoal seed`): open it
+    /// read-only, verify it, and refuse to start if pieces are missing.
+    pub seed_only: bool,
+}
+
+/// How long to keep seeding after the download is complete. With neither
+/// limit set: `forever` decides.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SeedLimit {
+    /// Stop once uploaded ≥ ratio × torrent size.
+    pub ratio: Option<f64>,
+    /// Stop this long after completion.
+    pub time: Option<Duration>,
+    /// Seed until interrupted.
+    pub forever: bool,
+}
+
+impl SeedLimit {
+    pub(super) fn wants_seeding(&self) -> bool {
+        self.forever || self.ratio.is_some() || self.time.is_some()
+    }
+}
+
+impl Options {
+    pub fn new(out_dir: PathBuf) -> Options {
+        Options {
+            out_dir,
+            peers: Vec::new(),
+            max_peers: 50,
+            port: 6881,
+            timeout: None,
+            peer_timeout: Duration::from_secs(20),
+            announce_retry: Duration::from_secs(15),
+            announce_min_interval: Duration::from_secs(30),
+            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
+            upload_slots: crate::engine::choker::DEFAULT_SLOTS,
+            seed: SeedLimit::default(),
+            seed_only: false,
+        }
+    }
+}
