@@ -67,7 +67,7 @@ use std::net::{
     IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
 };
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -197,6 +197,8 @@ struct Shared {
     swarms: Arc<Mutex<Swarms>>,
     stop: AtomicBool,
     request_timeout: Duration,
+    /// Workers holding a connection now.
+    busy: AtomicUsize,
 }
 
 /// A running tracker. Dropping it asks its threads to stop without
@@ -207,6 +209,8 @@ pub struct Server {
     udp: bool,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The workers' queue, to count what waits in it.
+    queue: Receiver<TcpStream>,
 }
 
 impl Server {
@@ -220,6 +224,16 @@ impl Server {
     /// [`Config::udp`] was off.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp.then_some(self.local_addr)
+    }
+
+    /// HTTP workers holding a connection now.
+    pub fn busy_workers(&self) -> usize {
+        self.shared.busy.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted and waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
     }
 
     /// Stops accepting, lets workers finish the request in hand (queued
@@ -279,7 +293,9 @@ pub fn start(config: Config) -> io::Result<Server> {
         stop: AtomicBool::new(false),
         request_timeout: (config.request_timeout)
             .clamp(Duration::from_millis(1), MAX_REQUEST_TIMEOUT),
+        busy: AtomicUsize::new(0),
     });
+    let (tx, rx) = bounded::<TcpStream>(queue);
     // If a spawn fails, dropping `server` sets the stop flag and dropping
     // the sender ends the workers already started.
     let mut server = Server {
@@ -287,8 +303,8 @@ pub fn start(config: Config) -> io::Result<Server> {
         udp: udp.is_some(),
         shared: Arc::clone(&shared),
         threads: Vec::with_capacity(workers + 2),
+        queue: rx.clone(),
     };
-    let (tx, rx) = bounded::<TcpStream>(queue);
     for n in 0..workers {
         let (rx, shared) = (rx.clone(), Arc::clone(&shared));
         let handle = thread::Builder::new()
@@ -407,10 +423,12 @@ fn worker(queue: &Receiver<TcpStream>, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             continue;
         }
+        shared.busy.fetch_add(1, Ordering::SeqCst);
         // A bug in a handler costs its one request, not a worker.
         if panic::catch_unwind(AssertUnwindSafe(|| serve(stream, shared))).is_err() {
             log::error!("tracker: a request handler panicked; its connection was dropped");
         }
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
