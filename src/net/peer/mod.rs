@@ -312,18 +312,12 @@ pub fn run_outbound(
     commands: Receiver<Command>,
     events: Sender<Event>,
 ) {
-    let mut guard = CloseGuard {
-        peer,
-        events: &events,
-        reason: None,
-    };
-    let result = TcpStream::connect_timeout(&addr, settings.connect_timeout)
-        .map_err(|e| CloseReason::io(Phase::Connect, e))
-        .and_then(|stream| {
-            let theirs = handshake(&stream, &settings, true)?;
-            serve(peer, theirs, stream, &settings, commands, guard.events)
-        });
-    guard.reason = Some(result.err().unwrap_or(CloseReason::Closed));
+    reporting_close(peer, &events, |events| {
+        let stream = TcpStream::connect_timeout(&addr, settings.connect_timeout)
+            .map_err(|e| CloseReason::io(Phase::Connect, e))?;
+        let theirs = handshake(&stream, &settings, true)?;
+        serve(peer, theirs, stream, &settings, commands, events)
+    });
 }
 
 /// Runs an accepted connection (the remote already sent its handshake
@@ -335,14 +329,25 @@ pub fn run_inbound(
     commands: Receiver<Command>,
     events: Sender<Event>,
 ) {
+    reporting_close(peer, &events, |events| {
+        let theirs = handshake(&stream, &settings, false)?;
+        serve(peer, theirs, stream, &settings, commands, events)
+    });
+}
+
+/// Runs a connection under a [`CloseGuard`]: `Closed` is sent once, with
+/// the reason the connection ended (or `Panicked`).
+fn reporting_close(
+    peer: PeerKey,
+    events: &Sender<Event>,
+    run: impl FnOnce(&Sender<Event>) -> Result<(), CloseReason>,
+) {
     let mut guard = CloseGuard {
         peer,
-        events: &events,
+        events,
         reason: None,
     };
-    let result = handshake(&stream, &settings, false)
-        .and_then(|theirs| serve(peer, theirs, stream, &settings, commands, guard.events));
-    guard.reason = Some(result.err().unwrap_or(CloseReason::Closed));
+    guard.reason = Some(run(events).err().unwrap_or(CloseReason::Closed));
 }
 
 /// Exchanges handshakes. Outbound sends first; inbound reads first so it
