@@ -170,8 +170,9 @@ fn silent_clients_do_not_block_others() {
         assert_eq!(status, 200);
         tracker::parse_response(&body).unwrap();
         // Answered while the silent clients still held their workers (their
-        // deadline is a minute away), not after the deadline freed one.
-        assert_eq!(server.busy_workers(), 3);
+        // deadline is a minute away), not after the deadline freed one. (The
+        // worker that answered may not have counted itself free yet.)
+        assert!(server.busy_workers() >= 3);
         for s in &silent {
             s.set_nonblocking(true).unwrap();
             let err = (&*s).read(&mut [0u8; 1]).unwrap_err();
