@@ -8,7 +8,7 @@ use crate::util::units::format_bytes;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// One tracker's answer to a scrape.
+/// One tracker's answer to a scrape (the error as printable text).
 pub type Scraped = (String, Result<ScrapeStats, String>);
 
 /// Scrapes every tracker of the torrent at once (each on its own thread, so
@@ -19,7 +19,10 @@ pub fn scrape_all(m: &Metainfo, timeout: Duration) -> Vec<Scraped> {
         let handles: Vec<_> = urls
             .iter()
             .map(|url| {
-                s.spawn(move || crate::net::announce::scrape_once(url, &m.info_hash, timeout))
+                s.spawn(move || {
+                    crate::net::announce::scrape_once(url, &m.info_hash, timeout)
+                        .map_err(|e| crate::net::announce::printable(&e.to_string()))
+                })
             })
             .collect();
         urls.iter()

@@ -21,6 +21,7 @@
 //! overall deadline; [`UdpConfig::within`] says how retransmissions fit
 //! in it.
 
+use crate::net::tracker_error::TrackerError;
 use crate::net::udp_tracker::{self, UdpConfig};
 use crate::proto::metainfo::InfoHash;
 use crate::proto::tracker::{self, Announce, Event, Response, ResponseError, ScrapeStats};
@@ -66,8 +67,6 @@ const MAX_TRACKER_ID: usize = 256;
 const MAX_MESSAGE_CHARS: usize = 300;
 
 const USER_AGENT: &str = concat!("shoal/", env!("CARGO_PKG_VERSION"));
-
-const TLS_MISSING: &str = "https trackers need shoal built with --features tls";
 
 /// Transfer totals the orchestrator keeps current; the announce thread
 /// reads them for each query.
@@ -191,7 +190,11 @@ pub fn spawn(
 /// A `udp://` tracker gets `timeout` as its overall deadline, with
 /// retransmissions as [`UdpConfig::within`] spaces them (with the default
 /// 15 s: a lost datagram is sent again after 5 s, then 10 s).
-pub fn announce_once(base: &str, req: &Announce, timeout: Duration) -> Result<Response, String> {
+pub fn announce_once(
+    base: &str,
+    req: &Announce,
+    timeout: Duration,
+) -> Result<Response, TrackerError> {
     match Scheme::of(base)? {
         Scheme::Http => http_announce(base, req, timeout),
         Scheme::Udp => udp_tracker::announce(base, req, &UdpConfig::within(timeout)),
@@ -200,19 +203,18 @@ pub fn announce_once(base: &str, req: &Announce, timeout: Duration) -> Result<Re
 
 /// One scrape (BEP 48 over HTTP(S), BEP 15 over UDP) of one torrent at the
 /// tracker whose announce URL is `base`, within `timeout`; for
-/// `shoal info --scrape`. Errors as for [`announce_once`], but already
-/// safe to print (tracker text defused and cut); a tracker that does not
-/// know the torrent is an error too.
+/// `shoal info --scrape`. Errors as for [`announce_once`]; a tracker that
+/// does not know the torrent is an error too. Print them through
+/// [`printable`]: they may carry tracker text.
 pub fn scrape_once(
     base: &str,
     info_hash: &InfoHash,
     timeout: Duration,
-) -> Result<ScrapeStats, String> {
-    let result = match Scheme::of(base)? {
+) -> Result<ScrapeStats, TrackerError> {
+    match Scheme::of(base)? {
         Scheme::Http => http_scrape(base, info_hash, timeout),
         Scheme::Udp => udp_tracker::scrape(base, info_hash, &UdpConfig::within(timeout)),
-    };
-    result.map_err(|e| printable(&e))
+    }
 }
 
 /// The protocols we speak.
@@ -223,44 +225,45 @@ enum Scheme {
 }
 
 impl Scheme {
-    fn of(base: &str) -> Result<Scheme, String> {
+    fn of(base: &str) -> Result<Scheme, TrackerError> {
         let scheme = base
             .split_once("://")
             .map(|(s, _)| s.to_ascii_lowercase())
-            .ok_or_else(|| "not a tracker URL".to_string())?;
+            .ok_or(TrackerError::NotAUrl)?;
         match scheme.as_str() {
             "http" => Ok(Scheme::Http),
             "https" if cfg!(feature = "tls") => Ok(Scheme::Http),
-            "https" => Err(TLS_MISSING.to_string()),
+            "https" => Err(TrackerError::TlsMissing),
             "udp" => Ok(Scheme::Udp),
-            other => Err(format!("unsupported tracker scheme '{}'", printable(other))),
+            other => Err(TrackerError::UnsupportedScheme(printable(other))),
         }
     }
 }
 
 /// BEP 3 over HTTP(S): GET the announce URL, parse.
-fn http_announce(base: &str, req: &Announce, timeout: Duration) -> Result<Response, String> {
+fn http_announce(base: &str, req: &Announce, timeout: Duration) -> Result<Response, TrackerError> {
     // The query is already percent-encoded byte by byte; the URL goes to
     // ureq whole, and its request line carries the query unchanged.
     let body = http_get(&req.url(base), timeout)?;
-    tracker::parse_response(&body).map_err(|e| e.to_string())
+    Ok(tracker::parse_response(&body)?)
 }
 
 /// BEP 48: GET the scrape URL for this one info hash, parse.
-fn http_scrape(base: &str, info_hash: &InfoHash, timeout: Duration) -> Result<ScrapeStats, String> {
-    let scrape = tracker::scrape_url(base)
-        .ok_or("no scrape URL: the announce URL's path does not end in /announce")?;
+fn http_scrape(
+    base: &str,
+    info_hash: &InfoHash,
+    timeout: Duration,
+) -> Result<ScrapeStats, TrackerError> {
+    let scrape = tracker::scrape_url(base).ok_or(TrackerError::NoScrapeUrl)?;
     let query = format!("info_hash={}", tracker::percent_encode(&info_hash.0));
     let body = http_get(&tracker::with_query(&scrape, &query), timeout)?;
-    tracker::parse_scrape(&body, info_hash)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "the tracker does not know this torrent".to_string())
+    tracker::parse_scrape(&body, info_hash)?.ok_or(TrackerError::UnknownTorrent)
 }
 
 /// GET `url` and read at most [`MAX_RESPONSE_BYTES`] of the body, all
 /// within `timeout`. A status other than 2xx is an error naming the code
 /// (and the bencoded `failure reason`, if the body has one).
-fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, TrackerError> {
     let agent = ureq::Agent::config_builder()
         // A 4xx/5xx is reported with its code; some trackers also put a
         // bencoded `failure reason` in the body.
@@ -284,36 +287,33 @@ fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, String> {
         .read_to_vec();
     if !status.is_success() {
         let code = status.as_u16();
-        return Err(match body.as_deref().map(tracker::parse_response) {
-            Ok(Err(ResponseError::Failure(reason))) => {
-                format!("HTTP {code}: tracker refused: {reason}")
-            }
-            _ => format!("HTTP {code}"),
-        });
+        let failure = match body.as_deref().map(tracker::parse_response) {
+            Ok(Err(ResponseError::Failure(reason))) => Some(reason),
+            _ => None,
+        };
+        return Err(TrackerError::Http { code, failure });
     }
     body.map_err(describe)
 }
 
-/// A short message for a failed HTTP exchange.
-fn describe(e: ureq::Error) -> String {
+/// What a failed HTTP exchange means for us.
+fn describe(e: ureq::Error) -> TrackerError {
     match e {
-        ureq::Error::Timeout(_) => "timed out".into(),
+        ureq::Error::Timeout(_) => TrackerError::TimedOut,
         ureq::Error::Io(e) => match e.kind() {
-            io::ErrorKind::ConnectionRefused => "connection refused".into(),
-            io::ErrorKind::ConnectionReset => "connection reset".into(),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timed out".into(),
-            io::ErrorKind::UnexpectedEof => "connection closed before the response ended".into(),
-            _ => e.to_string(),
+            io::ErrorKind::ConnectionRefused => TrackerError::ConnectionRefused,
+            io::ErrorKind::ConnectionReset => TrackerError::ConnectionReset,
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TrackerError::TimedOut,
+            io::ErrorKind::UnexpectedEof => TrackerError::ClosedEarly,
+            _ => TrackerError::Io(e.to_string()),
         },
-        ureq::Error::HostNotFound => "host not found".into(),
-        ureq::Error::BodyExceedsLimit(_) => {
-            format!("response larger than {MAX_RESPONSE_BYTES} bytes")
-        }
-        ureq::Error::TooManyRedirects => "too many redirects".into(),
+        ureq::Error::HostNotFound => TrackerError::HostNotFound(None),
+        ureq::Error::BodyExceedsLimit(_) => TrackerError::TooLarge(MAX_RESPONSE_BYTES),
+        ureq::Error::TooManyRedirects => TrackerError::TooManyRedirects,
         // Only reachable without TLS support: https, or a redirect to it.
-        ureq::Error::TlsRequired => TLS_MISSING.into(),
-        ureq::Error::Protocol(p) => format!("bad HTTP response: {p}"),
-        other => other.to_string(),
+        ureq::Error::TlsRequired => TrackerError::TlsMissing,
+        ureq::Error::Protocol(p) => TrackerError::BadHttp(p.to_string()),
+        other => TrackerError::Io(other.to_string()),
     }
 }
 
@@ -537,8 +537,8 @@ impl Session {
         self.last_answered = Some(url);
     }
 
-    fn error(&self, url: String, reason: String) {
-        let message = format!("{url}: {}", printable(&reason));
+    fn error(&self, url: String, reason: TrackerError) {
+        let message = format!("{url}: {}", printable(&reason.to_string()));
         log::debug!("announce: {message}");
         (self.report)(Report::Error {
             tracker: url,
@@ -592,7 +592,7 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 
 /// Tracker text made safe to show: control characters (terminal escapes
 /// included) replaced, and cut to [`MAX_MESSAGE_CHARS`].
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_MESSAGE_CHARS)

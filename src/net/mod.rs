@@ -11,4 +11,5 @@
 pub mod announce;
 pub mod listener;
 pub mod peer;
+pub mod tracker_error;
 pub mod udp_tracker;

@@ -34,6 +34,7 @@
 //!   datagram is larger, so none is cut short), at most [`MAX_ADDRESSES`]
 //!   addresses per host name and [`MAX_CACHED`] cached connection ids.
 
+use crate::net::tracker_error::TrackerError;
 use crate::proto::metainfo::InfoHash;
 use crate::proto::tracker::{Announce, Response, ScrapeStats};
 use crate::proto::udp_tracker::{
@@ -70,8 +71,8 @@ pub const MAX_CACHED: usize = 64;
 /// Host and port of `udp://host:port[/path][?query]`. The host is a name,
 /// an IPv4 address, or an IPv6 address in brackets. The path and query are
 /// not used (BEP 41 would send them; few trackers need it).
-pub fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| format!("bad udp tracker URL: {why}");
+pub fn parse_url(url: &str) -> Result<(String, u16), TrackerError> {
+    let bad = TrackerError::BadUdpUrl;
     let rest = url
         .get(..6)
         .filter(|s| s.eq_ignore_ascii_case("udp://"))
@@ -113,7 +114,15 @@ pub fn parse_url(url: &str) -> Result<(String, u16), String> {
 /// so it runs on a thread of its own and is abandoned at `deadline` (as
 /// ureq does for HTTP). IPv4-mapped addresses become IPv4; duplicates go;
 /// at most [`MAX_ADDRESSES`].
-pub(super) fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, String> {
+pub(super) fn resolve(
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<Vec<SocketAddr>, TrackerError> {
+    let failed = |cause: io::Error| TrackerError::Resolve {
+        host: host.to_string(),
+        cause: cause.to_string(),
+    };
     let found: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => {
@@ -124,10 +133,10 @@ pub(super) fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<So
                 .spawn(move || {
                     let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
                 })
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+                .map_err(failed)?;
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(found) => found.map_err(|e| format!("cannot resolve {host}: {e}"))?,
-                Err(_) => return Err(format!("timed out resolving {host}")),
+                Ok(found) => found.map_err(failed)?,
+                Err(_) => return Err(TrackerError::ResolveTimedOut(host.to_string())),
             }
         }
     };
@@ -139,7 +148,7 @@ pub(super) fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<So
         }
     }
     if addrs.is_empty() {
-        return Err(format!("host not found: {host}"));
+        return Err(TrackerError::HostNotFound(Some(host.to_string())));
     }
     Ok(addrs)
 }
@@ -179,7 +188,7 @@ impl UdpConfig {
 /// this protocol). Peers come in the family of the address that answered.
 /// The error is a message without the URL, e.g. `"timed out"`,
 /// `"connection refused"`, `"tracker error: unregistered torrent"`.
-pub fn announce(url: &str, req: &Announce, cfg: &UdpConfig) -> Result<Response, String> {
+pub fn announce(url: &str, req: &Announce, cfg: &UdpConfig) -> Result<Response, TrackerError> {
     exchange(
         url,
         cfg,
@@ -191,7 +200,11 @@ pub fn announce(url: &str, req: &Announce, cfg: &UdpConfig) -> Result<Response, 
 }
 
 /// Scrape figures for one torrent from the BEP 15 tracker at `url`.
-pub fn scrape(url: &str, info_hash: &InfoHash, cfg: &UdpConfig) -> Result<ScrapeStats, String> {
+pub fn scrape(
+    url: &str,
+    info_hash: &InfoHash,
+    cfg: &UdpConfig,
+) -> Result<ScrapeStats, TrackerError> {
     exchange(
         url,
         cfg,
@@ -222,7 +235,7 @@ fn exchange<T>(
     cfg: &UdpConfig,
     request: Encode,
     decode: Decode<T>,
-) -> Result<T, String> {
+) -> Result<T, TrackerError> {
     let (host, port) = parse_url(url)?;
     let cfg = UdpConfig {
         retry_base: cfg.retry_base.max(MIN_RETRY_BASE),
@@ -235,7 +248,7 @@ fn exchange<T>(
         .unwrap_or_else(|| start + Duration::from_secs(24 * 60 * 60));
     let addrs = resolve(&host, port, deadline)?;
     let mut rng = Rng::new(crate::util::random::seed());
-    let mut errors: Vec<(SocketAddr, String)> = Vec::new();
+    let mut errors: Vec<(SocketAddr, TrackerError)> = Vec::new();
     for (i, &addr) in addrs.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -246,21 +259,17 @@ fn exchange<T>(
             .and_then(|mut client| client.run(request, decode));
         match result {
             Ok(v) => return Ok(v),
-            Err(Fail::Tracker(message)) => return Err(format!("tracker error: {message}")),
-            Err(Fail::Address(message)) => {
-                log::debug!("udp tracker {addr}: {message}");
-                errors.push((addr, message));
+            Err(Fail::Tracker(message)) => return Err(TrackerError::Refused(message)),
+            Err(Fail::Address(e)) => {
+                log::debug!("udp tracker {addr}: {e}");
+                errors.push((addr, e));
             }
         }
     }
     Err(match errors.len() {
-        0 => "timed out".to_string(),
+        0 => TrackerError::TimedOut,
         1 => errors.remove(0).1,
-        _ => errors
-            .iter()
-            .map(|(a, m)| format!("{a}: {m}"))
-            .collect::<Vec<_>>()
-            .join("; "),
+        _ => TrackerError::Addresses(errors),
     })
 }
 
@@ -270,7 +279,7 @@ enum Fail {
     Tracker(String),
     /// This address did not work (socket error, refused, no answer in
     /// time): try the next.
-    Address(String),
+    Address(TrackerError),
 }
 
 /// How one send-and-wait ended without an answer.
@@ -388,11 +397,16 @@ impl<'a> Client<'a> {
         let now = Instant::now();
         let left = self.deadline.saturating_duration_since(now);
         if self.unanswered > self.cfg.max_retries {
-            let sent = self.sent;
-            return Err(self.give_up(format!("no answer after {sent} requests")));
+            return Err(Step::Fail(Fail::Address(TrackerError::NoAnswer {
+                sent: self.sent,
+                last_bad: self.last_bad.clone(),
+            })));
         }
         if left.is_zero() {
-            return Err(self.give_up("timed out".to_string()));
+            return Err(Step::Fail(Fail::Address(match self.last_bad.clone() {
+                Some(bad) => TrackerError::TimedOutWithBadReply(bad),
+                None => TrackerError::TimedOut,
+            })));
         }
         let wait = (self.cfg.retry_base)
             .saturating_mul(1 << self.unanswered.min(MAX_RETRIES))
@@ -452,22 +466,14 @@ impl<'a> Client<'a> {
             }
         }
     }
-
-    /// The final error for this address, naming the last unusable reply.
-    fn give_up(&self, why: String) -> Step {
-        Step::Fail(Fail::Address(match &self.last_bad {
-            Some(bad) => format!("{why} (last unusable reply: {bad})"),
-            None => why,
-        }))
-    }
 }
 
-/// A short message for a socket error.
-fn describe(e: &io::Error) -> String {
+/// A socket error.
+fn describe(e: &io::Error) -> TrackerError {
     match e.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        io::ErrorKind::ConnectionReset => "connection reset".into(),
-        _ => e.to_string(),
+        io::ErrorKind::ConnectionRefused => TrackerError::ConnectionRefused,
+        io::ErrorKind::ConnectionReset => TrackerError::ConnectionReset,
+        _ => TrackerError::Io(e.to_string()),
     }
 }
 

@@ -569,11 +569,11 @@ fn http_error_bodies_and_size_cap() {
     let t = Duration::from_secs(2);
     let req = plain_request();
     assert_eq!(
-        announce_once(&refusing.url, &req, t),
+        announce_once(&refusing.url, &req, t).map_err(|e| e.to_string()),
         Err("HTTP 403: tracker refused: passkey".to_string())
     );
     assert_eq!(
-        announce_once(&huge.url, &req, t),
+        announce_once(&huge.url, &req, t).map_err(|e| e.to_string()),
         Err(format!("response larger than {MAX_RESPONSE_BYTES} bytes"))
     );
 }
@@ -588,12 +588,16 @@ fn schemes_without_network() {
         ("127.0.0.1:1/announce", "not a tracker URL"),
     ];
     for (url, want) in table {
-        assert_eq!(announce_once(url, &req, t), Err(want.to_string()), "{url}");
+        assert_eq!(
+            announce_once(url, &req, t).map_err(|e| e.to_string()),
+            Err(want.to_string()),
+            "{url}"
+        );
     }
     #[cfg(not(feature = "tls"))]
     assert_eq!(
-        announce_once("HTTPS://127.0.0.1:1/announce", &req, t),
-        Err(TLS_MISSING.to_string())
+        announce_once("HTTPS://127.0.0.1:1/announce", &req, t).map_err(|e| e.to_string()),
+        Err("https trackers need shoal built with --features tls".to_string())
     );
 }
 
@@ -672,20 +676,20 @@ fn http_scrape_once() {
     );
     assert!(head.starts_with(&line), "{head}");
     assert_eq!(
-        scrape_once(&tracker.url, &InfoHash([1; 20]), t),
+        scrape_once(&tracker.url, &InfoHash([1; 20]), t).map_err(|e| e.to_string()),
         Err("the tracker does not know this torrent".to_string())
     );
     let missing = fake(|_, _| Reply::Status(404, Vec::new()));
     assert_eq!(
-        scrape_once(&missing.url, &hash, t),
+        scrape_once(&missing.url, &hash, t).map_err(|e| e.to_string()),
         Err("HTTP 404".to_string())
     );
     assert_eq!(
-        scrape_once("http://127.0.0.1:1/tracker", &hash, t),
+        scrape_once("http://127.0.0.1:1/tracker", &hash, t).map_err(|e| e.to_string()),
         Err("no scrape URL: the announce URL's path does not end in /announce".to_string())
     );
     assert_eq!(
-        scrape_once("wss://127.0.0.1:1/", &hash, t),
+        scrape_once("wss://127.0.0.1:1/", &hash, t).map_err(|e| e.to_string()),
         Err("unsupported tracker scheme 'wss'".to_string())
     );
 }
