@@ -8,11 +8,12 @@ pub mod info;
 pub mod progress;
 
 use crate::cli::progress::{Mode, Progress};
+use crate::engine::session::Session;
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::proto::metainfo::Metainfo;
 use crate::util::units::{format_bytes, parse_duration};
 use std::ffi::OsString;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -309,9 +310,17 @@ fn output_mode(p: &mut pico_args::Arguments) -> Mode {
     }
 }
 
-/// Options shared by `get` and `seed`.
-fn session_options(p: &mut pico_args::Arguments, out_dir: PathBuf) -> Result<Options, Failure> {
+/// The port we listen on by default.
+const DEFAULT_PORT: u16 = 6881;
+
+/// Options shared by `get` and `seed`: the torrent's, and where the
+/// session listens (`None`: nowhere).
+fn session_options(
+    p: &mut pico_args::Arguments,
+    out_dir: PathBuf,
+) -> Result<(Options, Option<SocketAddr>), Failure> {
     let mut opts = Options::new(out_dir);
+    let mut listen = Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
     while let Some(addr) = parse_value(p, "--peer", "peer address", |s| s.parse().ok())? {
         opts.peers.push(addr);
     }
@@ -324,7 +333,7 @@ fn session_options(p: &mut pico_args::Arguments, out_dir: PathBuf) -> Result<Opt
     }
     let port = parse_value(p, "--port", "port", |s| s.parse::<u16>().ok())?;
     let bind = parse_value(p, "--bind", "address", |s| s.parse::<IpAddr>().ok())?;
-    if let Some(addr) = opts.listen.as_mut() {
+    if let Some(addr) = listen.as_mut() {
         if let Some(port) = port {
             addr.set_port(port);
         }
@@ -333,7 +342,7 @@ fn session_options(p: &mut pico_args::Arguments, out_dir: PathBuf) -> Result<Opt
         }
     }
     if p.contains("--no-listen") {
-        opts.listen = None;
+        listen = None;
     }
     opts.timeout = parse_value(p, "--timeout", "duration", parse_duration)?;
     if let Some(t) = parse_value(p, "--peer-timeout", "duration", parse_duration)? {
@@ -343,7 +352,7 @@ fn session_options(p: &mut pico_args::Arguments, out_dir: PathBuf) -> Result<Opt
         s.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 0.0)
     })?;
     opts.seed.time = parse_value(p, "--seed-time", "duration", parse_duration)?;
-    Ok(opts)
+    Ok((opts, listen))
 }
 
 fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Failure> {
@@ -354,7 +363,7 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let opts = session_options(&mut p, out_dir)?;
+    let (opts, listen) = session_options(&mut p, out_dir)?;
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -367,29 +376,43 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         }
     };
     let meta = Arc::new(load_torrent(Path::new(&file))?);
-    run_session(meta, opts, mode)
+    run_session(meta, opts, listen, mode)
 }
 
 fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     if help_requested(&mut p, SEED_USAGE) {
         return Ok(());
     }
-    let mut opts = session_options(&mut p, PathBuf::new())?;
+    let (mut opts, listen) = session_options(&mut p, PathBuf::new())?;
     let mode = output_mode(&mut p);
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
-    run_session(meta, opts, mode)
+    run_session(meta, opts, listen, mode)
 }
 
 /// Runs a download or seed to its end and reports it.
-fn run_session(meta: Arc<Metainfo>, opts: Options, mode: Mode) -> Result<(), Failure> {
+fn run_session(
+    meta: Arc<Metainfo>,
+    opts: Options,
+    listen: Option<SocketAddr>,
+    mode: Mode,
+) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
+    let session = Session::new(listen).map_err(|e| {
+        let addr = listen.map_or_else(String::new, |a| a.to_string());
+        Failure::Failed(format!(
+            "cannot listen on {addr}: {}",
+            crate::disk::sys::io_reason(&e)
+        ))
+    })?;
     let mut progress = Progress::new(mode, meta.display_name());
-    let summary = torrent::run(meta.clone(), opts, &mut |note| progress.show(note))
-        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let summary = torrent::run(&session, meta.clone(), opts, &mut |note| {
+        progress.show(note)
+    })
+    .map_err(|e| Failure::Failed(e.to_string()))?;
     let secs = summary.elapsed.as_secs_f64();
     let total = meta.geometry.total_len();
     progress.note(

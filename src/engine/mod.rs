@@ -13,4 +13,5 @@ pub mod choker;
 pub mod notes;
 pub mod picker;
 pub mod rate;
+pub mod session;
 pub mod torrent;

@@ -26,9 +26,9 @@ use crate::engine::choker::{Candidate, Choker};
 use crate::engine::notes::{Note, Notes, SeedUntil, Snapshot};
 use crate::engine::picker::{Picker, Received};
 use crate::engine::rate::RateMeter;
+use crate::engine::session::Session;
 use crate::net::announce::{self, Counters, Report};
-use crate::net::listener::Listener;
-use crate::net::peer::{self, CloseReason, Command, Event, PeerKey, Settings};
+use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension::DEFAULT_REQQ;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
@@ -206,7 +206,12 @@ struct Known {
 
 /// Runs a download until complete (or timed out, or interrupted),
 /// reporting to `notes` as it goes.
-pub fn run(meta: Arc<Metainfo>, opts: Options, notes: Notes<'_>) -> Result<Summary, TorrentError> {
+pub fn run(
+    session: &Session,
+    meta: Arc<Metainfo>,
+    opts: Options,
+    notes: Notes<'_>,
+) -> Result<Summary, TorrentError> {
     let start = Instant::now();
     let (storage, have) = open_storage(&meta, &opts)?;
     notes(Note::Checked {
@@ -224,7 +229,7 @@ pub fn run(meta: Arc<Metainfo>, opts: Options, notes: Notes<'_>) -> Result<Summa
         what: "hasher",
         cause,
     })?;
-    let mut o = Orchestrator::new(meta, opts, storage, have, hasher, notes)?;
+    let mut o = Orchestrator::new(session, meta, opts, storage, have, hasher, notes);
     let result = o.run();
     o.shutdown();
     let summary = Summary {
@@ -284,8 +289,11 @@ struct Orchestrator<'p> {
     events_tx: Sender<Event>,
     events: Receiver<Event>,
     reports: Receiver<Report>,
-    inbound: Receiver<TcpStream>,
-    listener: Option<Listener>,
+    /// Inbound connections the session routed to us.
+    inbound: Receiver<Inbound>,
+    session: &'p Session,
+    /// Where we accept peers, if we do.
+    listen_addr: Option<SocketAddr>,
     /// Pieces to hash; its verdicts come on `hashed` (replaced by
     /// `never()` if the thread is gone).
     hasher: Hasher,
@@ -310,13 +318,14 @@ struct Orchestrator<'p> {
 
 impl<'p> Orchestrator<'p> {
     fn new(
+        session: &'p Session,
         meta: Arc<Metainfo>,
         opts: Options,
         storage: Storage,
         have: Bitfield,
         hasher: Hasher,
         notes: Notes<'p>,
-    ) -> Result<Orchestrator<'p>, TorrentError> {
+    ) -> Orchestrator<'p> {
         let geometry = meta.geometry.clone();
         let verified_bytes = geometry
             .pieces()
@@ -337,14 +346,7 @@ impl<'p> Orchestrator<'p> {
         };
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let (reports_tx, reports) = unbounded();
-        let (inbound_tx, inbound) = bounded(16);
-        let listener = match opts.listen {
-            Some(addr) => Some(
-                Listener::start(addr, inbound_tx)
-                    .map_err(|cause| TorrentError::Listen { addr, cause })?,
-            ),
-            None => None,
-        };
+        let inbound = session.register(meta.info_hash);
         let complete_at_start = picker.is_complete();
         let hashed = hasher.results().clone();
         let now = Instant::now();
@@ -362,7 +364,8 @@ impl<'p> Orchestrator<'p> {
             events,
             reports,
             inbound,
-            listener,
+            session,
+            listen_addr: session.local_addr(),
             hasher,
             hashed,
             announce: None,
@@ -381,8 +384,7 @@ impl<'p> Orchestrator<'p> {
             rtt_window_start: now,
             opts,
         };
-        if let Some(l) = &o.listener {
-            let addr = l.local_addr;
+        if let Some(addr) = o.listen_addr {
             o.opts.port = addr.port();
             (o.notes)(Note::Listening(addr));
         }
@@ -393,7 +395,7 @@ impl<'p> Orchestrator<'p> {
         if needed && !o.meta.trackers.is_empty() {
             o.start_announce(reports_tx);
         }
-        Ok(o)
+        o
     }
 
     fn start_announce(&mut self, reports: Sender<Report>) {
@@ -407,9 +409,8 @@ impl<'p> Orchestrator<'p> {
         config.retry_base = self.opts.announce_retry;
         config.min_interval = self.opts.announce_min_interval;
         config.address = self
-            .listener
-            .as_ref()
-            .map(|l| l.local_addr.ip())
+            .listen_addr
+            .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified());
         let handle = announce::spawn(
             config,
@@ -582,7 +583,7 @@ impl<'p> Orchestrator<'p> {
                             self.send(peer, Command::Bitfield(bitfield));
                         }
                         if extended {
-                            let port = self.listener.as_ref().map(|l| l.local_addr.port());
+                            let port = self.listen_addr.map(|a| a.port());
                             let ours = crate::proto::extension::our_handshake(
                                 peer::MAX_QUEUED_UPLOADS as u32,
                                 port,
@@ -753,11 +754,9 @@ impl<'p> Orchestrator<'p> {
 
     /// Stops peers and the announce thread, and flushes the data.
     fn shutdown(&mut self) {
-        // Stop accepting. The inbound queue goes first: a listener blocked
-        // handing us a connection is woken by the disconnect, so dropping
-        // (joining) it cannot hang.
+        // Stop taking connections (the session closes new ones for us).
+        self.session.unregister(&self.meta.info_hash);
         self.inbound = never();
-        self.listener = None;
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.forget(k, "shutting down", false);

@@ -1,15 +1,29 @@
-//! The listener: one thread that accepts inbound peer connections and
-//! hands them to the orchestrator.
+//! The listener: one thread that accepts inbound peer connections, and a
+//! short-lived greeter thread per connection that reads the peer's
+//! handshake (within its deadline) and hands the connection to whoever
+//! serves the info hash it names.
 //!
-//! Owns: the listening socket, and the wake-up that stops it. Does not own:
-//! the handshake or any decision about the connection.
+//! Owns: the listening socket, the wake-up that stops it, and the bound
+//! on handshakes in progress. Does not own: which torrents exist or any
+//! decision about the connection (the session's `route` callback decides;
+//! a connection it does not take is closed without a word, so a stranger
+//! never learns which torrents we serve).
 
-use crossbeam_channel::Sender;
+use crate::net::peer::{self, Inbound};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+/// Handshakes read at once at most; connections beyond are closed at once
+/// (each greeter is a thread, and a flood of silent connections must not
+/// make us start threads without bound).
+pub const MAX_GREETERS: usize = 64;
+
+/// Where a connection goes once its handshake is read: the session's
+/// routing. Called on the greeter thread; it must not block.
+pub type Route = dyn Fn(Inbound) + Send + Sync;
 
 pub struct Listener {
     pub local_addr: SocketAddr,
@@ -22,7 +36,7 @@ impl Listener {
     /// (said in the log), so that several clients on one host all listen.
     /// `[::]` (the default) is dual-stack on Linux and takes IPv4 peers too;
     /// on a host without IPv6 it falls back to `0.0.0.0`.
-    pub fn start(addr: SocketAddr, accepted: Sender<TcpStream>) -> io::Result<Listener> {
+    pub fn start(addr: SocketAddr, route: Arc<Route>) -> io::Result<Listener> {
         let socket = bind(addr).or_else(|e| match addr {
             SocketAddr::V6(v6)
                 if v6.ip().is_unspecified() && e.kind() != io::ErrorKind::AddrInUse =>
@@ -35,6 +49,7 @@ impl Listener {
         let local_addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let greeters = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || {
@@ -43,11 +58,7 @@ impl Listener {
                         break;
                     }
                     match conn {
-                        Ok(stream) => {
-                            if accepted.send(stream).is_err() {
-                                break;
-                            }
-                        }
+                        Ok(stream) => greet(stream, &route, &greeters),
                         // Out of descriptors and the like: keep serving.
                         Err(e) => log::warn!("accept: {e}"),
                     }
@@ -58,6 +69,29 @@ impl Listener {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// Reads the handshake of `stream` on a thread of its own, then routes it.
+fn greet(stream: TcpStream, route: &Arc<Route>, greeters: &Arc<AtomicUsize>) {
+    if greeters.fetch_add(1, Ordering::SeqCst) >= MAX_GREETERS {
+        greeters.fetch_sub(1, Ordering::SeqCst);
+        log::debug!("refusing a connection: {MAX_GREETERS} handshakes in progress");
+        return;
+    }
+    let (route, count) = (Arc::clone(route), Arc::clone(greeters));
+    let spawned = std::thread::Builder::new()
+        .name("greeter".into())
+        .spawn(move || {
+            match peer::read_inbound_handshake(stream) {
+                Ok(inbound) => route(inbound),
+                Err(e) => log::debug!("inbound handshake: {e}"),
+            }
+            count.fetch_sub(1, Ordering::SeqCst);
+        });
+    if let Err(e) = spawned {
+        greeters.fetch_sub(1, Ordering::SeqCst);
+        log::warn!("cannot start a greeter thread: {e}");
     }
 }
 
@@ -77,7 +111,9 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 impl Drop for Listener {
     /// Stops accepting: sets the flag, then wakes `accept` with a
-    /// connection of our own.
+    /// connection of our own. The accept thread never blocks on anything
+    /// else, so the join is prompt; greeters end within their handshake
+    /// deadline on their own.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         let mut wake = self.local_addr;
@@ -91,33 +127,5 @@ impl Drop for Listener {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::util::testutil::within;
-
-    /// Regression (issue 9): a listener blocked handing over a connection
-    /// (its queue full) stops once the receiver is gone, so shutting down
-    /// — drop the queue, then the listener — cannot hang.
-    #[test]
-    fn a_listener_blocked_on_a_full_queue_stops() {
-        within(|| {
-            let (tx, rx) = crossbeam_channel::bounded(1);
-            let l = Listener::start("127.0.0.1:0".parse().unwrap(), tx).unwrap();
-            let clients: Vec<TcpStream> = (0..3)
-                .map(|_| TcpStream::connect(l.local_addr).unwrap())
-                .collect();
-            // One queued; the listener holds the second, blocked in `send`.
-            let first = rx.recv().unwrap();
-            while rx.is_empty() {
-                std::thread::yield_now();
-            }
-            drop(rx);
-            drop(l);
-            drop((first, clients));
-        });
     }
 }

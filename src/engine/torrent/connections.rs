@@ -5,8 +5,8 @@ use super::*;
 
 impl Orchestrator<'_> {
     /// An inbound connection: run it like any peer, if there is room.
-    pub(super) fn accept(&mut self, stream: TcpStream) {
-        let Ok(addr) = stream.peer_addr() else {
+    pub(super) fn accept(&mut self, inbound: Inbound) {
+        let Ok(addr) = inbound.stream.peer_addr() else {
             return;
         };
         if self.peers.len() >= self.opts.max_peers {
@@ -18,7 +18,7 @@ impl Orchestrator<'_> {
             return;
         }
         self.start_peer(addr, move |key, settings, rx, events| {
-            peer::run_inbound(key, stream, settings, rx, events)
+            peer::run_inbound(key, inbound, settings, rx, events)
         });
     }
 

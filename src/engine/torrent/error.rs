@@ -3,7 +3,6 @@
 use crate::disk::storage::StorageError;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,8 +17,6 @@ pub enum TorrentError {
         missing: u32,
         pieces: u32,
     },
-    /// The listening socket could not be bound.
-    Listen { addr: SocketAddr, cause: io::Error },
     /// A thread the torrent needs could not be started.
     Spawn {
         what: &'static str,
@@ -50,11 +47,6 @@ impl fmt::Display for TorrentError {
                 f,
                 "{}: {missing} of {pieces} pieces are missing or damaged; 'shoal get' can complete them",
                 path.display()
-            ),
-            TorrentError::Listen { addr, cause } => write!(
-                f,
-                "cannot listen on {addr}: {}",
-                crate::disk::sys::io_reason(cause)
             ),
             TorrentError::Spawn { what, cause } => write!(f, "cannot start the {what} thread: {cause}"),
             TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),

@@ -23,8 +23,6 @@ pub struct Options {
     /// Tracker retry and interval floors (tests shorten them).
     pub announce_retry: Duration,
     pub announce_min_interval: Duration,
-    /// Where to accept peers: `None` accepts none.
-    pub listen: Option<SocketAddr>,
     /// Regular upload slots (see [`crate::engine::choker`]).
     pub upload_slots: usize,
     /// When to stop once complete.
@@ -58,12 +56,11 @@ impl Options {
             out_dir,
             peers: Vec::new(),
             max_peers: 50,
-            port: 6881,
+            port: 6881, // until the session says where it listens
             timeout: None,
             peer_timeout: Duration::from_secs(20),
             announce_retry: Duration::from_secs(15),
             announce_min_interval: Duration::from_secs(30),
-            listen: Some(SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 6881))),
             upload_slots: crate::engine::choker::DEFAULT_SLOTS,
             seed: SeedLimit::default(),
             seed_only: false,

@@ -315,22 +315,43 @@ pub fn run_outbound(
     reporting_close(peer, &events, |events| {
         let stream = TcpStream::connect_timeout(&addr, settings.connect_timeout)
             .map_err(|e| CloseReason::io(Phase::Connect, e))?;
-        let theirs = handshake(&stream, &settings, true)?;
+        let theirs = handshake(&stream, &settings)?;
         serve(peer, theirs, stream, &settings, commands, events)
     });
 }
 
-/// Runs an accepted connection (the remote already sent its handshake
-/// first, which [`handshake`] reads before answering).
+/// An accepted connection whose handshake has been read (by the
+/// listener's greeter), on its way to the torrent it names.
+#[derive(Debug)]
+pub struct Inbound {
+    pub stream: TcpStream,
+    pub theirs: Handshake,
+}
+
+/// Reads an accepted connection's handshake, within the handshake
+/// deadline. We answer only once a torrent has taken the connection
+/// ([`run_inbound`]), so a stranger never learns what we serve.
+pub fn read_inbound_handshake(stream: TcpStream) -> Result<Inbound, CloseReason> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let theirs = read_handshake(&stream, deadline)?;
+    Ok(Inbound { stream, theirs })
+}
+
+/// Runs an accepted connection: answers its handshake, then serves it.
 pub fn run_inbound(
     peer: PeerKey,
-    stream: TcpStream,
+    inbound: Inbound,
     settings: Settings,
     commands: Receiver<Command>,
     events: Sender<Event>,
 ) {
     reporting_close(peer, &events, |events| {
-        let theirs = handshake(&stream, &settings, false)?;
+        let Inbound { stream, theirs } = inbound;
+        check_handshake(&theirs, &settings)?;
+        stream
+            .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+            .and_then(|()| (&stream).write_all(&our_handshake(&settings)))
+            .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
         serve(peer, theirs, stream, &settings, commands, events)
     });
 }
@@ -350,39 +371,48 @@ fn reporting_close(
     guard.reason = Some(run(events).err().unwrap_or(CloseReason::Closed));
 }
 
-/// Exchanges handshakes. Outbound sends first; inbound reads first so it
-/// never tells a stranger which torrent it serves before they name it.
-fn handshake(stream: &TcpStream, s: &Settings, outbound: bool) -> Result<Handshake, CloseReason> {
-    let fail = |e| CloseReason::io(Phase::Handshake, e);
-    let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
-    let ours = Handshake::new(s.info_hash.0, s.peer_id, reserved).encode();
-    let mut stream = stream;
+/// Outbound: sends our handshake, reads theirs, checks it. (Inbound
+/// connections read first: [`read_inbound_handshake`], [`run_inbound`].)
+fn handshake(stream: &TcpStream, s: &Settings) -> Result<Handshake, CloseReason> {
     // One deadline for the whole exchange, not per read: a peer dribbling a
     // byte every few seconds must not hold a connection slot for minutes.
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut stream = stream;
     stream
         .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-        .map_err(fail)?;
-    if outbound {
-        stream.write_all(&ours).map_err(fail)?;
-    }
+        .and_then(|()| stream.write_all(&our_handshake(s)))
+        .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+    let theirs = read_handshake(stream, deadline)?;
+    check_handshake(&theirs, s)?;
+    Ok(theirs)
+}
+
+fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
+    let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
+    Handshake::new(s.info_hash.0, s.peer_id, reserved).encode()
+}
+
+/// Reads and decodes a handshake by `deadline`, however the bytes trickle.
+fn read_handshake(stream: &TcpStream, deadline: Instant) -> Result<Handshake, CloseReason> {
+    let fail = |e| CloseReason::io(Phase::Handshake, e);
     let mut buf = [0u8; wire::HANDSHAKE_LEN];
     read_exact_by(stream, &mut buf, deadline).map_err(fail)?;
     // The buffer holds a whole handshake, so `decode` says yes or no.
-    let theirs = match Handshake::decode(&buf)? {
-        Some(h) => h,
-        None => return Err(fail(io::ErrorKind::UnexpectedEof.into())),
-    };
+    match Handshake::decode(&buf)? {
+        Some(h) => Ok(h),
+        None => Err(fail(io::ErrorKind::UnexpectedEof.into())),
+    }
+}
+
+/// A handshake for this torrent, from someone other than ourselves.
+fn check_handshake(theirs: &Handshake, s: &Settings) -> Result<(), CloseReason> {
     if theirs.info_hash != s.info_hash.0 {
         return Err(CloseReason::WrongInfoHash(theirs.info_hash));
     }
     if theirs.peer_id == s.peer_id {
         return Err(CloseReason::Ourselves);
     }
-    if !outbound {
-        stream.write_all(&ours).map_err(fail)?;
-    }
-    Ok(theirs)
+    Ok(())
 }
 
 /// `read_exact` that gives up at `deadline`, however the bytes trickle in.

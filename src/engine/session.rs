@@ -1,0 +1,156 @@
+//! The session: what the torrents of one process share. Today that is the
+//! listening port (later also global rate limits, the DHT node and the
+//! peer/thread budget).
+//!
+//! Owns: the [`Listener`] and the routing table from info hash to the
+//! torrent serving it. An inbound connection goes to the torrent named by
+//! the info hash in its handshake; one naming a torrent we do not serve is
+//! closed before we say anything. Does not own: any torrent's state (each
+//! torrent's orchestrator takes its connections from the queue it got
+//! from [`Session::register`] and decides on them).
+
+use crate::net::listener::{Listener, Route};
+use crate::net::peer::Inbound;
+use crate::proto::metainfo::InfoHash;
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Inbound connections waiting for one torrent at most; beyond, new ones
+/// are closed (the torrent is not keeping up, or is full).
+const INBOUND_QUEUE: usize = 16;
+
+type Routes = Mutex<HashMap<InfoHash, Sender<Inbound>>>;
+
+pub struct Session {
+    routes: Arc<Routes>,
+    listener: Option<Listener>,
+}
+
+impl Session {
+    /// A session accepting peers on `listen` (`None`: accepting none).
+    pub fn new(listen: Option<SocketAddr>) -> io::Result<Session> {
+        let routes: Arc<Routes> = Arc::default();
+        let listener = match listen {
+            Some(addr) => {
+                let table = Arc::clone(&routes);
+                let route: Arc<Route> = Arc::new(move |inbound| deliver(&table, inbound));
+                Some(Listener::start(addr, route)?)
+            }
+            None => None,
+        };
+        Ok(Session { routes, listener })
+    }
+
+    /// Where we accept peers, if we do.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().map(|l| l.local_addr)
+    }
+
+    /// Routes connections for `info_hash` to the returned queue, until
+    /// [`Session::unregister`] (or the queue's receiver is dropped).
+    pub fn register(&self, info_hash: InfoHash) -> Receiver<Inbound> {
+        let (tx, rx) = bounded(INBOUND_QUEUE);
+        table(&self.routes).insert(info_hash, tx);
+        rx
+    }
+
+    pub fn unregister(&self, info_hash: &InfoHash) {
+        table(&self.routes).remove(info_hash);
+    }
+}
+
+fn table(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<InfoHash, Sender<Inbound>>> {
+    // Every change leaves the table valid, so a poisoned lock is usable.
+    routes.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Hands a connection to its torrent without blocking; anything else
+/// closes it (dropping the stream) without a reply.
+fn deliver(routes: &Routes, inbound: Inbound) {
+    let hash = InfoHash(inbound.theirs.info_hash);
+    let Some(tx) = table(routes).get(&hash).cloned() else {
+        log::debug!("inbound connection for unknown torrent {}", hash.hex());
+        return;
+    };
+    match tx.try_send(inbound) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => log::debug!("torrent {} is not accepting", hash.hex()),
+        Err(TrySendError::Disconnected(_)) => {
+            let mut t = table(routes);
+            if t.get(&hash).is_some_and(|s| s.same_channel(&tx)) {
+                t.remove(&hash);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::wire::{Handshake, HANDSHAKE_LEN};
+    use crate::util::testutil::within;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    fn dial(addr: SocketAddr, info_hash: [u8; 20]) -> TcpStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&Handshake::new(info_hash, [7; 20], [0; 8]).encode())
+            .unwrap();
+        s
+    }
+
+    /// Each connection reaches the torrent its handshake names; one for an
+    /// unknown torrent is closed without a byte of reply.
+    #[test]
+    fn inbound_connections_are_routed_by_info_hash() {
+        within(|| {
+            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let addr = session.local_addr().unwrap();
+            let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
+            let (to_a, to_b) = (session.register(a), session.register(b));
+            let _x = dial(addr, b.0);
+            let _y = dial(addr, a.0);
+            let got_b = to_b.recv().unwrap();
+            let got_a = to_a.recv().unwrap();
+            assert_eq!(got_a.theirs.info_hash, a.0);
+            assert_eq!(got_b.theirs.info_hash, b.0);
+            let mut stranger = dial(addr, [9; 20]);
+            stranger
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap();
+            let mut buf = [0u8; HANDSHAKE_LEN];
+            assert_eq!(stranger.read(&mut buf).unwrap_or(0), 0, "closed, no reply");
+            session.unregister(&a);
+            let mut closed = dial(addr, a.0);
+            closed
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .unwrap();
+            assert_eq!(closed.read(&mut buf).unwrap_or(0), 0, "unregistered");
+            assert!(to_a.try_recv().is_err());
+        });
+    }
+
+    /// A torrent that takes no connections (its queue full) costs the
+    /// newcomers their connection, never a blocked listener: dropping the
+    /// session returns at once.
+    #[test]
+    fn a_full_torrent_queue_never_blocks_the_listener() {
+        within(|| {
+            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let addr = session.local_addr().unwrap();
+            let hash = InfoHash([3; 20]);
+            let queue = session.register(hash);
+            let clients: Vec<TcpStream> =
+                (0..INBOUND_QUEUE + 4).map(|_| dial(addr, hash.0)).collect();
+            while queue.len() < INBOUND_QUEUE {
+                std::thread::yield_now();
+            }
+            drop(session);
+            drop((queue, clients));
+        });
+    }
+}
