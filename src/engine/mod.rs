@@ -9,9 +9,11 @@
 //! [`notes`] that the CLI renders).
 //! Uses: [`crate::net`], [`crate::disk`], [`crate::proto`], [`crate::util`].
 
+pub mod address_book;
 pub mod choker;
 pub mod notes;
 pub mod picker;
+pub mod pipeline;
 pub mod rate;
 pub mod session;
 pub mod torrent;

@@ -22,20 +22,21 @@ pub use options::{Options, SeedLimit};
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
+use crate::engine::address_book::{AddressBook, Ban};
 use crate::engine::choker::{Candidate, Choker};
 use crate::engine::notes::{Note, Notes, SeedUntil, Snapshot};
 use crate::engine::picker::{Picker, Received};
+use crate::engine::pipeline::{Arrival, Pipeline};
 use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
 use crate::net::announce::{self, Counters, Report};
 use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings};
 use crate::proto::bitfield::Bitfield;
-use crate::proto::extension::DEFAULT_REQQ;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::Metainfo;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,30 +64,6 @@ const COMMAND_QUEUE: usize = 4096;
 /// bounds the memory between the sockets and the disk to 4 MiB; readers
 /// wait when it is full, and TCP flow control slows the senders.
 const EVENT_QUEUE: usize = 64;
-/// Request pipeline bounds, in blocks. The floor keeps a new peer busy
-/// before its rate is known. The cap is the peer's own BEP 10 `reqq`
-/// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
-/// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
-const MIN_DEPTH: usize = 8;
-const MAX_DEPTH: usize = 1000;
-/// In endgame, a peer is sent (duplicate) requests only while it has fewer
-/// than this many outstanding.
-const ENDGAME_DEPTH: usize = 16;
-/// Seconds of data to keep requested, at least: a sender that reads from
-/// disk between sends needs requests queued beyond one round trip.
-const QUEUE_TIME: f64 = 0.5;
-/// Extra bytes in flight beyond that, so that the pipe can grow.
-const HEADROOM: f64 = 256.0 * 1024.0;
-/// Addresses remembered at most: trackers (hostile ones too) can report
-/// any number, and each costs memory and a place in every dialling scan.
-const MAX_KNOWN: usize = 2000;
-/// A connection or dialled address that sent this many pieces that failed
-/// the hash is banned for the session.
-const MAX_STRIKES: u32 = 3;
-/// Failed pieces from one IP, across all its connections, that ban the IP.
-/// Higher than MAX_STRIKES: one corrupt peer must not cost good peers
-/// behind the same address (a NAT; every peer in a loopback test).
-const MAX_IP_STRIKES: u32 = 3 * MAX_STRIKES;
 /// Pieces in doubt (asked for or delivered, no verdict yet) from a peer on
 /// probation — one that has not yet sent a piece that passed the hash
 /// check, or that has a strike. A liar can make us fetch only this many
@@ -109,23 +86,10 @@ struct Peer {
     pieces: Bitfield,
     am_interested: bool,
     peer_choking: bool,
-    /// Requests in flight, with when they were sent.
-    outstanding: HashMap<Block, Instant>,
-    /// Requests we cancelled in endgame: a late copy may still arrive and
-    /// is not a protocol error. Bounded by endgame's small per-peer depth.
-    late: HashSet<Block>,
-    /// Requests the peer's last `choke` voided (a copy already on the wire
-    /// is accepted). Replaced at each choke, never extended, so a peer that
-    /// chokes and unchokes in a loop cannot grow it past one pipeline.
-    voided: HashSet<Block>,
-    depth: usize,
-    /// What the peer will queue (BEP 10 `reqq`), capped.
-    max_depth: usize,
+    /// Our requests to it.
+    pipeline: Pipeline,
     /// Block data received.
     down: RateMeter,
-    /// Shortest request→block time seen (current and previous window), the
-    /// round trip without queueing.
-    min_rtt: Option<Duration>,
     last_data: Instant,
     downloaded: u64,
     /// Pieces from this connection that failed the hash check.
@@ -155,13 +119,8 @@ impl Peer {
             pieces: Bitfield::new(num_pieces),
             am_interested: false,
             peer_choking: true,
-            outstanding: HashMap::new(),
-            late: HashSet::new(),
-            voided: HashSet::new(),
-            depth: MIN_DEPTH,
-            max_depth: DEFAULT_REQQ as usize,
+            pipeline: Pipeline::default(),
             down: RateMeter::default(),
-            min_rtt: None,
             last_data: Instant::now(),
             downloaded: 0,
             strikes: 0,
@@ -175,33 +134,15 @@ impl Peer {
         }
     }
 
-    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
-    /// blocks, between MIN_DEPTH and what the peer will queue.
-    /// The depth follows a rising rate at once (the rate over the last
-    /// tick; the average lags by a second), and falls with the average.
+    /// See [`PROBATION_PIECES`].
     fn on_probation(&self) -> bool {
         !self.proven || self.strikes > 0
     }
 
     fn update_depth(&mut self) {
-        let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
-        let bytes =
-            self.down.rate().max(self.down.recent()) * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
-        let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
-        self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
+        self.pipeline
+            .update_depth(self.down.rate(), self.down.recent());
     }
-}
-
-/// What we know of an address.
-struct Known {
-    /// The peer now using this address, if any.
-    active: Option<PeerKey>,
-    /// Consecutive connections that ended without data: sets the backoff.
-    failures: u32,
-    /// Pieces from this address that failed the hash check.
-    strikes: u32,
-    retry_at: Instant,
-    banned: bool,
 }
 
 /// Runs a download until complete (or timed out, or interrupted),
@@ -281,10 +222,8 @@ struct Orchestrator<'p> {
     picker: Picker,
     settings: Settings,
     peers: HashMap<PeerKey, Peer>,
-    known: HashMap<SocketAddr, Known>,
-    /// Failed pieces per IP, and the IPs banned for it.
-    ip_strikes: HashMap<IpAddr, u32>,
-    banned_ips: HashSet<IpAddr>,
+    /// Known addresses, backoff, strikes and bans.
+    book: AddressBook,
     next_key: PeerKey,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
@@ -356,9 +295,7 @@ impl<'p> Orchestrator<'p> {
             picker,
             settings,
             peers: HashMap::new(),
-            known: HashMap::new(),
-            ip_strikes: HashMap::new(),
-            banned_ips: HashSet::new(),
+            book: AddressBook::default(),
             next_key: 0,
             events_tx,
             events,
@@ -622,7 +559,7 @@ impl<'p> Orchestrator<'p> {
                         info.client,
                         info.reqq
                     );
-                    p.max_depth = info.reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
+                    p.pipeline.set_peer_queue(info.reqq);
                     p.update_depth();
                 }
             }
@@ -630,9 +567,8 @@ impl<'p> Orchestrator<'p> {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = true;
                     // BEP 3: a choke discards our pending requests.
-                    p.voided = p.outstanding.drain().map(|(b, _)| b).collect();
-                    for b in &p.voided {
-                        self.picker.abandon(b);
+                    for b in p.pipeline.choked() {
+                        self.picker.abandon(&b);
                     }
                     self.fill_all();
                 }
@@ -707,9 +643,9 @@ impl<'p> Orchestrator<'p> {
             p.up.tick(dt);
             p.update_depth();
             if new_rtt_window {
-                p.min_rtt = None; // re-measure: routes and loads change
+                p.pipeline.forget_rtt();
             }
-            if !p.outstanding.is_empty() && now - p.last_data > self.opts.peer_timeout {
+            if !p.pipeline.is_empty() && now - p.last_data > self.opts.peer_timeout {
                 stalled.push(*k);
             }
         }
@@ -743,11 +679,11 @@ impl<'p> Orchestrator<'p> {
             uploaded: self.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
             // Addresses we may dial, plus peers that dialled us.
-            known: self.known.values().filter(|k| !k.banned).count()
+            known: self.book.usable()
                 + self
                     .peers
                     .values()
-                    .filter(|p| !self.known.contains_key(&p.addr))
+                    .filter(|p| !self.book.knows(&p.addr))
                     .count(),
         }
     }

@@ -13,7 +13,7 @@ impl Orchestrator<'_> {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
-        if self.banned_ips.contains(&addr.ip().to_canonical()) {
+        if self.book.ip_banned(addr.ip()) {
             log::debug!("refusing {addr}: banned");
             return;
         }
@@ -23,17 +23,7 @@ impl Orchestrator<'_> {
     }
 
     pub(super) fn learn(&mut self, addr: SocketAddr) {
-        if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
-            log::debug!("not remembering {addr}: {MAX_KNOWN} addresses known already");
-            return;
-        }
-        self.known.entry(addr).or_insert(Known {
-            active: None,
-            failures: 0,
-            strikes: 0,
-            retry_at: Instant::now(),
-            banned: false,
-        });
+        self.book.learn(addr, Instant::now());
     }
 
     pub(super) fn connect_more(&mut self) {
@@ -49,19 +39,7 @@ impl Orchestrator<'_> {
         if room == 0 {
             return;
         }
-        let now = Instant::now();
-        let ready: Vec<SocketAddr> = self
-            .known
-            .iter()
-            .filter(|(a, k)| {
-                k.active.is_none()
-                    && !k.banned
-                    && k.retry_at <= now
-                    && !self.banned_ips.contains(&a.ip().to_canonical())
-            })
-            .map(|(a, _)| *a)
-            .collect();
-        for addr in ready {
+        for addr in self.book.ready(Instant::now()) {
             if room == 0 {
                 break;
             }
@@ -74,8 +52,8 @@ impl Orchestrator<'_> {
         let started = self.start_peer(addr, move |key, settings, rx, events| {
             peer::run_outbound(key, addr, settings, rx, events)
         });
-        if let (Some(key), Some(k)) = (started, self.known.get_mut(&addr)) {
-            k.active = Some(key);
+        if let Some(key) = started {
+            self.book.dialled(addr, key);
         }
     }
 
@@ -122,17 +100,11 @@ impl Orchestrator<'_> {
             let _ = s.shutdown(Shutdown::Both);
         }
         self.picker.remove_peer(&p.pieces);
-        for b in p.outstanding.keys() {
+        for b in p.pipeline.outstanding() {
             self.picker.abandon(b);
         }
-        if let Some(k) = self.known.get_mut(&p.addr) {
-            k.active = None;
-            k.banned |= ban;
-            // Back off 1 s, 2 s, 4 s … up to about 5 minutes; a peer that
-            // gave us data starts over.
-            k.failures = if p.downloaded > 0 { 0 } else { k.failures + 1 };
-            k.retry_at = Instant::now() + Duration::from_secs(1 << k.failures.min(8));
-        }
+        self.book
+            .ended(p.addr, p.downloaded > 0, ban, Instant::now());
         log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
         self.fill_all();
     }

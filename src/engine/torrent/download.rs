@@ -14,14 +14,14 @@ impl Orchestrator<'_> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return Ok(()); // already dropped
         };
+        let now = Instant::now();
         let block = self.meta.geometry.piece(index).map(|piece| Block {
             piece,
             begin,
             len: data.len() as u32,
         });
-        let Some(block) = block.filter(|b| {
-            p.outstanding.contains_key(b) || p.late.contains(b) || p.voided.contains(b)
-        }) else {
+        let Some(block) = block.filter(|b| p.pipeline.arrived(b, now) != Arrival::Unrequested)
+        else {
             let reason = format!(
                 "sent a block we did not request (piece {index}, offset {begin}, {} bytes)",
                 data.len()
@@ -29,13 +29,6 @@ impl Orchestrator<'_> {
             self.drop_peer(peer, &reason, false);
             return Ok(());
         };
-        let now = Instant::now();
-        if let Some(sent) = p.outstanding.remove(&block) {
-            let rtt = now - sent;
-            p.min_rtt = Some(p.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        } else if !p.late.remove(&block) {
-            p.voided.remove(&block);
-        }
         let n = data.len() as u64;
         p.down.add(n);
         p.downloaded += n;
@@ -63,13 +56,12 @@ impl Orchestrator<'_> {
         let holders: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(k, p)| **k != from && p.outstanding.contains_key(block))
+            .filter(|(k, p)| **k != from && p.pipeline.is_asked(block))
             .map(|(k, _)| *k)
             .collect();
         for k in holders {
             if let Some(p) = self.peers.get_mut(&k) {
-                p.outstanding.remove(block);
-                p.late.insert(*block);
+                p.pipeline.cancel(block);
             }
             self.picker.abandon(block);
             self.send(k, Command::Cancel(*block));
@@ -163,18 +155,10 @@ impl Orchestrator<'_> {
             return;
         }
         // In endgame every request is a duplicate of one in flight
-        // elsewhere: ask only a nearly idle peer, for a few blocks, so the
-        // last blocks come from whoever is free without downloading the
-        // tail of the torrent twice.
-        let depth = if self.picker.in_endgame() {
-            p.depth.min(ENDGAME_DEPTH)
-        } else {
-            p.depth
-        };
-        // Top up in batches (a quarter of the pipeline at least): one
-        // command, one wake-up and one write carry many requests.
-        let mut room = depth.saturating_sub(p.outstanding.len());
-        if room == 0 || (room < depth / 4 && !p.outstanding.is_empty()) {
+        // elsewhere: only a nearly idle peer is asked, so the last blocks
+        // come from whoever is free without fetching the tail twice.
+        let mut room = p.pipeline.room(self.picker.in_endgame());
+        if room == 0 {
             return;
         }
         // Probation: a piece's worth of blocks at a time, and no new piece
@@ -192,16 +176,14 @@ impl Orchestrator<'_> {
                 offer = &restricted;
             }
         }
-        let outstanding = &p.outstanding;
-        let blocks = self
-            .picker
-            .pick(offer, room, |b| outstanding.contains_key(b));
+        let pipeline = &p.pipeline;
+        let blocks = self.picker.pick(offer, room, |b| pipeline.is_asked(b));
         if blocks.is_empty() {
             return;
         }
         let now = Instant::now();
         for b in &blocks {
-            p.outstanding.insert(*b, now);
+            p.pipeline.sent(*b, now);
             p.in_doubt.insert(b.piece);
         }
         self.send(peer, Command::Requests(blocks));
@@ -224,27 +206,18 @@ impl Orchestrator<'_> {
         };
         p.strikes += 1;
         let (addr, on_connection) = (p.addr, p.strikes);
-        let on_address = self.known.get_mut(&addr).map_or(0, |kn| {
-            kn.strikes += 1;
-            kn.strikes
-        });
-        let ip = addr.ip().to_canonical();
-        let on_ip = self.ip_strikes.entry(ip).or_default();
-        *on_ip += 1;
-        let (who, strikes) = if *on_ip >= MAX_IP_STRIKES {
-            self.banned_ips.insert(ip);
-            (ip.to_string(), *on_ip)
-        } else if on_connection.max(on_address) >= MAX_STRIKES {
-            (addr.to_string(), on_connection.max(on_address))
-        } else {
+        let Some(ban) = self.book.strike(addr, on_connection) else {
             return;
         };
+        let (who, strikes, ip) = match ban {
+            Ban::Ip(ip, n) => (ip.to_string(), n, Some(ip)),
+            Ban::Address(a, n) => (a.to_string(), n, None),
+        };
         (self.notes)(Note::PeerBanned { who, strikes });
-        let banned_ip = self.banned_ips.contains(&ip);
         let dropped: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(k, q)| **k == peer || (banned_ip && q.addr.ip().to_canonical() == ip))
+            .filter(|(k, q)| **k == peer || ip.is_some_and(|ip| q.addr.ip().to_canonical() == ip))
             .map(|(k, _)| *k)
             .collect();
         for k in dropped {

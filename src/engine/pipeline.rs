@@ -1,0 +1,262 @@
+//! One peer's request pipeline, pure: which of our requests are in flight,
+//! how many may be, and which blocks from the peer we asked for.
+//!
+//! Owns: the outstanding requests (with when each was sent), the ones we
+//! cancelled in endgame (`late`: a copy may still arrive) and the ones the
+//! peer's last `choke` voided (a copy already on the wire is accepted);
+//! the depth, from the measured rate and round trip; and the peer's own
+//! cap (BEP 10 `reqq`). Does not own: which blocks to ask for (the picker)
+//! or the peer's rate (a [`crate::engine::rate::RateMeter`]).
+
+use crate::proto::extension::DEFAULT_REQQ;
+use crate::proto::geometry::{Block, BLOCK_LEN};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Request pipeline bounds, in blocks. The floor keeps a new peer busy
+/// before its rate is known. The cap is the peer's own BEP 10 `reqq`
+/// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
+/// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
+pub const MIN_DEPTH: usize = 8;
+pub const MAX_DEPTH: usize = 1000;
+/// In endgame, a peer is sent (duplicate) requests only while it has fewer
+/// than this many outstanding.
+pub const ENDGAME_DEPTH: usize = 16;
+/// Seconds of data to keep requested, at least: a sender that reads from
+/// disk between sends needs requests queued beyond one round trip.
+const QUEUE_TIME: f64 = 0.5;
+/// Extra bytes in flight beyond that, so that the pipe can grow.
+const HEADROOM: f64 = 256.0 * 1024.0;
+
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Requests in flight, with when they were sent.
+    outstanding: HashMap<Block, Instant>,
+    /// Requests we cancelled in endgame: a late copy may still arrive and
+    /// is not a protocol error. Bounded by endgame's small per-peer depth.
+    late: HashSet<Block>,
+    /// Requests the peer's last `choke` voided. Replaced at each choke,
+    /// never extended, so a peer that chokes and unchokes in a loop cannot
+    /// grow it past one pipeline.
+    voided: HashSet<Block>,
+    depth: usize,
+    /// What the peer will queue (BEP 10 `reqq`), capped.
+    max_depth: usize,
+    /// Shortest request→block time seen (current and previous window), the
+    /// round trip without queueing.
+    min_rtt: Option<Duration>,
+}
+
+/// What became of a block the peer sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// We asked for it.
+    Expected,
+    /// Cancelled or voided by a choke, but asked for once: accepted.
+    Late,
+    /// We never asked this peer for it: a protocol error.
+    Unrequested,
+}
+
+impl Default for Pipeline {
+    fn default() -> Pipeline {
+        Pipeline {
+            outstanding: HashMap::new(),
+            late: HashSet::new(),
+            voided: HashSet::new(),
+            depth: MIN_DEPTH,
+            max_depth: DEFAULT_REQQ as usize,
+            min_rtt: None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The peer says how many requests it will queue (`None`: it does
+    /// not say).
+    pub fn set_peer_queue(&mut self, reqq: Option<u32>) {
+        self.max_depth = reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
+    }
+
+    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
+    /// blocks, between MIN_DEPTH and what the peer will queue. `recent`
+    /// (the rate over the last tick) lets the depth follow a rising rate at
+    /// once; the average `rate` lags by a second, and the depth falls with
+    /// it.
+    pub fn update_depth(&mut self, rate: f64, recent: f64) {
+        let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
+        let bytes = rate.max(recent) * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
+        let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
+        self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Starts a new round-trip window: routes and loads change.
+    pub fn forget_rtt(&mut self) {
+        self.min_rtt = None;
+    }
+
+    /// Requests worth sending now: none unless at least a quarter of the
+    /// pipeline is free (one command, wake-up and write carry many
+    /// requests), or the pipe is empty. In endgame, only a nearly idle
+    /// peer gets (duplicate) requests.
+    pub fn room(&self, endgame: bool) -> usize {
+        let depth = if endgame {
+            self.depth.min(ENDGAME_DEPTH)
+        } else {
+            self.depth
+        };
+        let room = depth.saturating_sub(self.outstanding.len());
+        if room < depth / 4 && !self.outstanding.is_empty() {
+            0
+        } else {
+            room
+        }
+    }
+
+    pub fn is_asked(&self, block: &Block) -> bool {
+        self.outstanding.contains_key(block)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.outstanding.is_empty()
+    }
+
+    pub fn outstanding(&self) -> impl Iterator<Item = &Block> {
+        self.outstanding.keys()
+    }
+
+    pub fn sent(&mut self, block: Block, at: Instant) {
+        self.outstanding.insert(block, at);
+    }
+
+    /// A block arrived at `now`; the round trip of an expected one is
+    /// measured.
+    pub fn arrived(&mut self, block: &Block, now: Instant) -> Arrival {
+        if let Some(sent) = self.outstanding.remove(block) {
+            let rtt = now - sent;
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            Arrival::Expected
+        } else if self.late.remove(block) || self.voided.remove(block) {
+            Arrival::Late
+        } else {
+            Arrival::Unrequested
+        }
+    }
+
+    /// Endgame: another peer delivered this block; we cancel ours (a copy
+    /// may still come).
+    pub fn cancel(&mut self, block: &Block) -> bool {
+        if self.outstanding.remove(block).is_some() {
+            self.late.insert(*block);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The peer choked us: BEP 3 says our requests are void. Returns them
+    /// (the picker must offer them again).
+    pub fn choked(&mut self) -> Vec<Block> {
+        self.voided = self.outstanding.drain().map(|(b, _)| b).collect();
+        self.voided.iter().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::geometry::Geometry;
+
+    fn blocks(n: u32) -> Vec<Block> {
+        let g = Geometry::new(BLOCK_LEN, [(u64::from(n * BLOCK_LEN), false)]).unwrap();
+        g.pieces().map(|p| g.block(p, 0)).collect()
+    }
+
+    #[test]
+    fn depth_follows_rate_and_round_trip_within_bounds() {
+        let mut p = Pipeline::default();
+        let now = Instant::now();
+        let [b] = blocks(1)[..] else { unreachable!() };
+        p.sent(b, now);
+        assert_eq!(
+            p.arrived(&b, now + Duration::from_millis(100)),
+            Arrival::Expected
+        );
+        // 10 MB/s × max(0.2 s, 0.5 s) + 256 KiB = 5,262,144 bytes = 322 blocks.
+        p.update_depth(10e6, 0.0);
+        assert_eq!(
+            p.depth(),
+            DEFAULT_REQQ as usize,
+            "capped by the default reqq"
+        );
+        p.set_peer_queue(Some(2000));
+        p.update_depth(10e6, 0.0);
+        assert_eq!(p.depth(), 322);
+        // A rising rate is followed at once; MAX_DEPTH caps any peer.
+        p.update_depth(0.0, 1e9);
+        assert_eq!(p.depth(), MAX_DEPTH);
+        // Idle: the floor.
+        p.update_depth(0.0, 0.0);
+        assert_eq!(p.depth(), 16, "256 KiB of headroom");
+        p.set_peer_queue(Some(1));
+        p.update_depth(0.0, 0.0);
+        assert_eq!(p.depth(), MIN_DEPTH);
+    }
+
+    #[test]
+    fn top_ups_come_in_quarters_and_endgame_asks_idle_peers_only() {
+        let mut p = Pipeline::default();
+        p.set_peer_queue(Some(2000));
+        p.update_depth(0.0, 1e9);
+        assert_eq!(p.room(false), MAX_DEPTH);
+        assert_eq!(p.room(true), ENDGAME_DEPTH);
+        let now = Instant::now();
+        let all = blocks(800);
+        for b in &all {
+            p.sent(*b, now);
+        }
+        assert_eq!(p.room(false), 0, "200 free: under a quarter");
+        for b in &all[..50] {
+            p.arrived(b, now);
+        }
+        assert_eq!(p.room(false), 250, "a quarter free");
+        assert_eq!(p.room(true), 0, "endgame: busy peers get no duplicates");
+    }
+
+    #[test]
+    fn a_choke_voids_requests_but_late_copies_are_accepted_once() {
+        let mut p = Pipeline::default();
+        let now = Instant::now();
+        let bs = blocks(3);
+        for b in &bs {
+            p.sent(*b, now);
+        }
+        assert_eq!(p.choked().len(), 3);
+        assert!(p.is_empty());
+        assert_eq!(p.arrived(&bs[0], now), Arrival::Late);
+        assert_eq!(p.arrived(&bs[0], now), Arrival::Unrequested);
+        // A second choke replaces the voided set; it never grows.
+        p.sent(bs[1], now);
+        assert_eq!(p.choked(), vec![bs[1]]);
+        assert_eq!(p.arrived(&bs[2], now), Arrival::Unrequested);
+    }
+
+    #[test]
+    fn an_endgame_cancel_leaves_the_block_acceptable() {
+        let mut p = Pipeline::default();
+        let now = Instant::now();
+        let [b, c] = blocks(2)[..] else {
+            unreachable!()
+        };
+        p.sent(b, now);
+        assert!(p.cancel(&b));
+        assert!(!p.cancel(&c), "never asked");
+        assert!(!p.is_asked(&b));
+        assert_eq!(p.arrived(&b, now), Arrival::Late);
+        assert_eq!(p.arrived(&c, now), Arrival::Unrequested);
+    }
+}
