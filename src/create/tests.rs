@@ -4,22 +4,7 @@ use crate::proto::metainfo::Metainfo;
 use std::process::Command;
 
 /// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("shoal-create-{}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::util::testutil::TempDir;
 
 /// Deterministic junk: `n` bytes from `seed`.
 fn data(seed: u64, n: usize) -> Vec<u8> {
@@ -72,7 +57,7 @@ fn hashes(m: &Metainfo) -> Vec<[u8; 20]> {
 
 #[test]
 fn single_file_with_odd_size() {
-    let tmp = TempDir::new("single");
+    let tmp = TempDir::new("create-single");
     let bytes = data(1, 5 * 16384 + 1234);
     let file = tmp.0.join("disk image.bin");
     write(&file, &bytes);
@@ -122,7 +107,7 @@ fn single_file_with_odd_size() {
 
 #[test]
 fn one_tracker_no_announce_list_several_web_seeds_a_list() {
-    let tmp = TempDir::new("keys");
+    let tmp = TempDir::new("create-keys");
     let file = tmp.0.join("f");
     write(&file, &data(2, 100));
     let opts = Options {
@@ -172,7 +157,7 @@ fn tree(root: &Path) -> Vec<(Vec<&'static str>, Vec<u8>)> {
 
 #[test]
 fn directory_sorted_hashed_and_deterministic() {
-    let tmp = TempDir::new("dir");
+    let tmp = TempDir::new("create-dir");
     let root = tmp.0.join("release");
     let files = tree(&root);
     let order: Vec<String> = files.iter().map(|(p, _)| p.join("/")).collect();
@@ -236,7 +221,7 @@ fn directory_sorted_hashed_and_deterministic() {
 
 #[test]
 fn pieces_larger_than_a_chunk() {
-    let tmp = TempDir::new("bigpiece");
+    let tmp = TempDir::new("create-bigpiece");
     let file = tmp.0.join("big");
     let bytes = data(9, 3 * CHUNK + 12345);
     write(&file, &bytes);
@@ -250,7 +235,7 @@ fn pieces_larger_than_a_chunk() {
 
 #[test]
 fn names_of_dot_and_dot_dot() {
-    let tmp = TempDir::new("names");
+    let tmp = TempDir::new("create-names");
     let root = tmp.0.join("named");
     write(&root.join("sub").join("f"), b"x");
     for path in [root.join("."), root.join("sub").join(".."), root.join("")] {
@@ -293,7 +278,7 @@ fn auto_piece_len_table() {
 
 #[test]
 fn errors_name_the_path_and_the_cause() {
-    let tmp = TempDir::new("errors");
+    let tmp = TempDir::new("create-errors");
     let empty = tmp.0.join("empty");
     fs::create_dir_all(empty.join("sub").join("deeper")).unwrap();
     let zeros = tmp.0.join("zeros");
@@ -356,7 +341,7 @@ fn errors_name_the_path_and_the_cause() {
 /// had been read already (`first`).
 #[test]
 fn a_file_changing_during_hashing_is_an_error() {
-    let tmp = TempDir::new("changing");
+    let tmp = TempDir::new("create-changing");
     let root = tmp.0.join("d");
     let first = root.join("a");
     let later = root.join("b");
@@ -410,7 +395,7 @@ fn libtorrent_agrees_on_the_info_hash() {
     ) {
         return;
     }
-    let tmp = TempDir::new("libtorrent");
+    let tmp = TempDir::new("create-libtorrent");
     let root = tmp.0.join("shared");
     tree(&root);
     let single = tmp.0.join("one.bin");
@@ -453,7 +438,7 @@ fn mktorrent_makes_the_same_info_hash() {
     if !have("mktorrent", Command::new("mktorrent").arg("-h"), false) {
         return;
     }
-    let tmp = TempDir::new("mktorrent");
+    let tmp = TempDir::new("create-mktorrent");
     let root = tmp.0.join("shared");
     let files = [
         ("z.bin", data(13, 50000)),

@@ -4,22 +4,7 @@ use crate::proto::bencode::Owned;
 use crate::proto::geometry::BLOCK_LEN;
 
 /// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("shoal-storage-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::util::testutil::TempDir;
 
 /// (path components, length, is padding)
 type Spec<'a> = (&'a [&'a str], u64, bool);
@@ -167,7 +152,7 @@ fn valid(b: &Bitfield) -> Vec<u32> {
 
 #[test]
 fn create_write_verify_and_read_back() {
-    let tmp = TempDir::new("roundtrip");
+    let tmp = TempDir::new("storage-roundtrip");
     let f = multi();
     let root = tmp.0.join("downloads");
     let mut storage = Storage::create(f.meta.clone(), &root).unwrap();
@@ -221,7 +206,7 @@ fn create_write_verify_and_read_back() {
 
 #[test]
 fn verify_finds_corrupt_missing_and_short_files() {
-    let tmp = TempDir::new("verify");
+    let tmp = TempDir::new("storage-verify");
     let f = multi();
     let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
     write_all(&mut storage, &f);
@@ -290,7 +275,7 @@ fn verify_finds_corrupt_missing_and_short_files() {
 
 #[test]
 fn piece_spanning_three_files_writes_correctly() {
-    let tmp = TempDir::new("three");
+    let tmp = TempDir::new("storage-three");
     let f = fixture(
         "three",
         PIECE,
@@ -311,7 +296,7 @@ fn piece_spanning_three_files_writes_correctly() {
 
 #[test]
 fn single_file_keeps_existing_data_and_longer_files() {
-    let tmp = TempDir::new("single");
+    let tmp = TempDir::new("storage-single");
     let f = fixture("s.bin", 16_384, &[(&[], 50_000, false)], true);
     let path = tmp.0.join("s.bin");
     // Piece 1 already there, and 100 bytes past the torrent's end.
@@ -331,7 +316,7 @@ fn single_file_keeps_existing_data_and_longer_files() {
 
 #[test]
 fn pieces_larger_than_a_hash_chunk() {
-    let tmp = TempDir::new("large");
+    let tmp = TempDir::new("storage-large");
     let piece_len = (3 << 20) / 2 + 7;
     let f = fixture(
         "big",
@@ -355,7 +340,7 @@ fn pieces_larger_than_a_hash_chunk() {
 
 #[test]
 fn errors_name_the_file_and_the_reason() {
-    let tmp = TempDir::new("errors");
+    let tmp = TempDir::new("storage-errors");
     let f = multi();
 
     // The download directory is a file.
@@ -444,7 +429,7 @@ fn error_messages_drop_the_os_error_number() {
 
 #[test]
 fn resolve_root_accepts_the_parent_or_the_data_itself() {
-    let tmp = TempDir::new("resolve");
+    let tmp = TempDir::new("storage-resolve");
     let d = &tmp.0;
     let multi = fixture(
         "m",
