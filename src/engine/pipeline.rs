@@ -27,6 +27,8 @@ pub const ENDGAME_DEPTH: usize = 16;
 const QUEUE_TIME: f64 = 0.5;
 /// Extra bytes in flight beyond that, so that the pipe can grow.
 const HEADROOM: f64 = 256.0 * 1024.0;
+/// Voided requests remembered at most (two full pipelines).
+const MAX_VOIDED: usize = 2 * MAX_DEPTH;
 
 #[derive(Debug)]
 pub struct Pipeline {
@@ -35,10 +37,15 @@ pub struct Pipeline {
     /// Requests we cancelled in endgame: a late copy may still arrive and
     /// is not a protocol error. Bounded by endgame's small per-peer depth.
     late: HashSet<Block>,
-    /// Requests the peer's last `choke` voided. Replaced at each choke,
-    /// never extended, so a peer that chokes and unchokes in a loop cannot
-    /// grow it past one pipeline.
-    voided: HashSet<Block>,
+    /// Requests the peer's chokes voided, with how many copies each may
+    /// still bring: the peer may have read a request after its unchoke and
+    /// serve it, and we may have asked for the block again since, so one
+    /// block can come several times. Bounded: past [`MAX_VOIDED`] copies
+    /// it is cleared, so a peer that chokes and unchokes in a loop cannot
+    /// grow it.
+    voided: HashMap<Block, u32>,
+    /// Copies in `voided`, summed.
+    voided_copies: usize,
     depth: usize,
     /// What the peer will queue (BEP 10 `reqq`), capped.
     max_depth: usize,
@@ -63,7 +70,8 @@ impl Default for Pipeline {
         Pipeline {
             outstanding: HashMap::new(),
             late: HashSet::new(),
-            voided: HashSet::new(),
+            voided: HashMap::new(),
+            voided_copies: 0,
             depth: MIN_DEPTH,
             max_depth: DEFAULT_REQQ as usize,
             min_rtt: None,
@@ -140,11 +148,24 @@ impl Pipeline {
             let rtt = now - sent;
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             Arrival::Expected
-        } else if self.late.remove(block) || self.voided.remove(block) {
+        } else if self.late.remove(block) || self.take_voided(block) {
             Arrival::Late
         } else {
             Arrival::Unrequested
         }
+    }
+
+    /// Takes one owed copy of `block` from the voided requests.
+    fn take_voided(&mut self, block: &Block) -> bool {
+        let Some(copies) = self.voided.get_mut(block) else {
+            return false;
+        };
+        *copies -= 1;
+        if *copies == 0 {
+            self.voided.remove(block);
+        }
+        self.voided_copies -= 1;
+        true
     }
 
     /// Endgame: another peer delivered this block; we cancel ours (a copy
@@ -161,8 +182,16 @@ impl Pipeline {
     /// The peer choked us: BEP 3 says our requests are void. Returns them
     /// (the picker must offer them again).
     pub fn choked(&mut self) -> Vec<Block> {
-        self.voided = self.outstanding.drain().map(|(b, _)| b).collect();
-        self.voided.iter().copied().collect()
+        let void: Vec<Block> = self.outstanding.drain().map(|(b, _)| b).collect();
+        if self.voided_copies + void.len() > MAX_VOIDED {
+            self.voided.clear();
+            self.voided_copies = 0;
+        }
+        for b in &void {
+            *self.voided.entry(*b).or_default() += 1;
+        }
+        self.voided_copies += void.len();
+        void
     }
 }
 
@@ -239,10 +268,41 @@ mod tests {
         assert!(p.is_empty());
         assert_eq!(p.arrived(&bs[0], now), Arrival::Late);
         assert_eq!(p.arrived(&bs[0], now), Arrival::Unrequested);
-        // A second choke replaces the voided set; it never grows.
+        // Asked again after the choke: the old request's copy and the new
+        // one may both come, also across a second choke.
         p.sent(bs[1], now);
-        assert_eq!(p.choked(), vec![bs[1]]);
+        assert_eq!(p.arrived(&bs[1], now), Arrival::Expected);
+        p.sent(bs[2], now);
+        assert_eq!(p.choked(), vec![bs[2]]);
+        assert_eq!(p.arrived(&bs[1], now), Arrival::Late);
+        assert_eq!(p.arrived(&bs[2], now), Arrival::Late);
+        // bs[2] was voided twice and one copy came: one is still owed.
+        // Asked and voided twice more: three copies may come, no more.
+        p.sent(bs[2], now);
+        p.choked();
+        p.sent(bs[2], now);
+        p.choked();
+        for _ in 0..3 {
+            assert_eq!(p.arrived(&bs[2], now), Arrival::Late);
+        }
         assert_eq!(p.arrived(&bs[2], now), Arrival::Unrequested);
+    }
+
+    /// A peer that chokes and unchokes in a loop cannot make us remember
+    /// more than MAX_VOIDED requests.
+    #[test]
+    fn voided_requests_are_bounded() {
+        let mut p = Pipeline::default();
+        let now = Instant::now();
+        let bs = blocks(3 * MAX_DEPTH as u32);
+        for round in bs.chunks(MAX_DEPTH / 2) {
+            for b in round {
+                p.sent(*b, now);
+            }
+            p.choked();
+            assert!(p.voided_copies <= MAX_VOIDED);
+            assert_eq!(p.voided.values().sum::<u32>() as usize, p.voided_copies);
+        }
     }
 
     #[test]

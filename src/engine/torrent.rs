@@ -17,6 +17,9 @@ mod error;
 mod options;
 mod upload;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::TorrentError;
 pub use options::{Options, SeedLimit};
 

@@ -16,10 +16,13 @@ pub fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     });
     match rx.recv_timeout(PATIENCE) {
         Ok(v) => v,
-        Err(_) => match handle.join() {
+        // The thread panicked (it ended without sending): pass that on.
+        Err(_) if handle.is_finished() => match handle.join() {
             Err(p) => std::panic::resume_unwind(p),
-            Ok(()) => panic!("test took longer than {PATIENCE:?}"),
+            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
         },
+        // Still running: a hang. Fail now, never wait for it.
+        Err(_) => panic!("test took longer than {PATIENCE:?}"),
     }
 }
 

@@ -59,7 +59,7 @@ impl Orchestrator<'_> {
 
     /// Starts a peer's thread running `run` and adds the peer to the table;
     /// returns its key, or `None` if no thread could be had.
-    fn start_peer(
+    pub(super) fn start_peer(
         &mut self,
         addr: SocketAddr,
         run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,

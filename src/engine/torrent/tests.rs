@@ -1,0 +1,241 @@
+//! The orchestrator driven in-process by fake peers that speak events and
+//! commands over the same channels as real peer threads (no sockets for
+//! the protocol, no spawned binary): honest peers in endgame, a liar, a
+//! peer that chokes and unchokes in a loop, and a dead hasher.
+
+use super::*;
+use crate::net::peer::BlockData;
+use crate::proto::bencode::Owned;
+use crate::util::testutil::{within, TempDir};
+use sha1::{Digest, Sha1};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicUsize;
+
+const PIECE: u32 = 16 * 1024;
+
+struct Fixture {
+    meta: Arc<Metainfo>,
+    data: Arc<Vec<u8>>,
+    dir: TempDir,
+}
+
+/// A single-file torrent of `pieces` one-block pieces of known bytes.
+fn fixture(tag: &str, pieces: u32) -> Fixture {
+    let data: Vec<u8> = (0..pieces * PIECE).map(|i| (i * 7 % 251) as u8).collect();
+    let hashes: Vec<u8> = data
+        .chunks(PIECE as usize)
+        .flat_map(|c| <[u8; 20]>::from(Sha1::digest(c)))
+        .collect();
+    let info = Owned::dict()
+        .insert("length", i64::from(pieces * PIECE))
+        .insert("name", "t.bin")
+        .insert("piece length", i64::from(PIECE))
+        .insert("pieces", hashes);
+    let bytes = Owned::dict().insert("info", info).encode();
+    Fixture {
+        meta: Arc::new(Metainfo::from_bytes(&bytes).unwrap()),
+        data: Arc::new(data),
+        dir: TempDir::new(&format!("engine-{tag}")),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Behaviour {
+    Honest,
+    /// Answers every request with zeros.
+    Liar,
+    /// Chokes (voiding our requests) and unchokes again after every batch
+    /// of requests, answering only the first block of each.
+    ChokeCycler,
+}
+
+/// A fake peer with every piece, behaving as told; counts the blocks we
+/// ask it for.
+struct Fake {
+    addr: SocketAddr,
+    behaviour: Behaviour,
+    asked: Arc<AtomicUsize>,
+}
+
+impl Fake {
+    fn new(ip: u8, behaviour: Behaviour) -> Fake {
+        Fake {
+            addr: SocketAddr::from(([10, 0, 0, ip], 6881)),
+            behaviour,
+            asked: Arc::default(),
+        }
+    }
+
+    /// The peer's thread: what `peer::run_outbound` would be.
+    fn run(
+        &self,
+        data: Arc<Vec<u8>>,
+    ) -> impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static {
+        let (behaviour, asked, id) = (self.behaviour, self.asked.clone(), self.addr.ip());
+        move |peer, settings, commands, events| {
+            // A real socket only so the orchestrator has one to shut down.
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let socket = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let _other_end = listener.accept().unwrap();
+            let mut peer_id = [0u8; 20];
+            peer_id[..4].copy_from_slice(&id.to_string().as_bytes()[..4]);
+            peer_id[19] = peer as u8;
+            let all = Bitfield::full(settings.num_pieces);
+            let hello = [
+                Event::Connected {
+                    peer,
+                    id: peer_id,
+                    extended: false,
+                    socket,
+                },
+                Event::Bitfield(peer, all),
+                Event::Unchoke(peer),
+            ];
+            for e in hello {
+                let _ = events.send(e);
+            }
+            for cmd in commands {
+                let Command::Requests(blocks) = cmd else {
+                    continue;
+                };
+                asked.fetch_add(blocks.len(), Ordering::SeqCst);
+                let answer: Vec<&Block> = match behaviour {
+                    Behaviour::ChokeCycler => blocks.iter().take(1).collect(),
+                    _ => blocks.iter().collect(),
+                };
+                let blocks = answer
+                    .into_iter()
+                    .map(|b| {
+                        let at = (u64::from(b.piece.get()) * u64::from(PIECE)) as usize
+                            + b.begin as usize;
+                        BlockData {
+                            piece: b.piece.get(),
+                            begin: b.begin,
+                            data: match behaviour {
+                                Behaviour::Liar => vec![0; b.len as usize],
+                                _ => data[at..at + b.len as usize].to_vec(),
+                            },
+                        }
+                    })
+                    .collect();
+                let _ = events.send(Event::Blocks { peer, blocks });
+                if behaviour == Behaviour::ChokeCycler {
+                    let _ = events.send(Event::Choke(peer));
+                    let _ = events.send(Event::Unchoke(peer));
+                }
+            }
+            let _ = events.send(Event::Closed {
+                peer,
+                reason: CloseReason::Closed,
+            });
+        }
+    }
+}
+
+/// Runs a download of `f` from `fakes` with `hasher`; returns how it ended
+/// and the notes.
+fn download(f: &Fixture, fakes: &[Fake], hasher: Option<Hasher>) -> (Summary, Vec<Note>) {
+    let session = Session::new(None).unwrap();
+    let opts = Options::new(f.dir.0.clone());
+    let (storage, have) = open_storage(&f.meta, &opts).unwrap();
+    let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
+    let mut notes = Vec::new();
+    let mut sink = |n| notes.push(n);
+    let mut o = Orchestrator::new(
+        &session,
+        f.meta.clone(),
+        opts,
+        storage,
+        have,
+        hasher,
+        &mut sink,
+    );
+    for fake in fakes {
+        o.start_peer(fake.addr, fake.run(f.data.clone()));
+    }
+    let result = o.run();
+    o.shutdown();
+    let summary = Summary {
+        complete: o.picker.is_complete(),
+        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
+        uploaded: 0,
+        elapsed: Duration::ZERO,
+        stopped: result.err(),
+    };
+    drop(o);
+    (summary, notes)
+}
+
+fn assert_on_disk(f: &Fixture) {
+    let got = std::fs::read(f.dir.0.join("t.bin")).unwrap();
+    assert!(got == *f.data, "the data on disk is the torrent's");
+}
+
+#[test]
+fn three_honest_peers_finish_through_endgame() {
+    within(|| {
+        let f = fixture("endgame", 48);
+        let fakes = [
+            Fake::new(1, Behaviour::Honest),
+            Fake::new(2, Behaviour::Honest),
+            Fake::new(3, Behaviour::Honest),
+        ];
+        let (summary, _) = download(&f, &fakes, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert!(summary.stopped.is_none());
+        assert_on_disk(&f);
+        let asked: usize = fakes.iter().map(|p| p.asked.load(Ordering::SeqCst)).sum();
+        // Endgame duplicates are few: each block asked of 3 peers at most.
+        assert!((48..=3 * 48).contains(&asked), "{asked} blocks asked");
+    });
+}
+
+#[test]
+fn a_liar_is_banned_on_probation_and_an_honest_peer_finishes() {
+    within(|| {
+        let f = fixture("liar", 64);
+        let fakes = [
+            Fake::new(1, Behaviour::Liar),
+            Fake::new(2, Behaviour::Honest),
+        ];
+        let (summary, notes) = download(&f, &fakes, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert_on_disk(&f);
+        let liar = fakes[0].asked.load(Ordering::SeqCst);
+        // Probation: at most 2 pieces in doubt at a time, so 3 strikes
+        // cost at most a few pieces, never a pipeline's worth.
+        assert!(liar <= 8, "the liar was asked for {liar} blocks");
+        assert!(notes.iter().any(|n| matches!(n, Note::PieceFailed { .. })));
+        assert!(
+            notes
+                .iter()
+                .any(|n| matches!(n, Note::PeerBanned { who, .. } if who.starts_with("10.0.0.1"))),
+            "{notes:?}"
+        );
+    });
+}
+
+#[test]
+fn a_choke_storm_neither_stalls_nor_grows_state() {
+    within(|| {
+        let f = fixture("chokes", 32);
+        let fakes = [Fake::new(1, Behaviour::ChokeCycler)];
+        let (summary, _) = download(&f, &fakes, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert_on_disk(&f);
+    });
+}
+
+/// Regression (issue 9): with the hasher gone, the torrent stops with an
+/// error instead of spinning on a dead channel or waiting forever.
+#[test]
+fn a_dead_hasher_stops_the_torrent() {
+    within(|| {
+        let f = fixture("hasher", 8);
+        let dead = Hasher::spawn_with(|_, _| panic!("hasher bug")).unwrap();
+        let fakes = [Fake::new(1, Behaviour::Honest)];
+        let (summary, _) = download(&f, &fakes, Some(dead));
+        assert!(!summary.complete);
+        assert!(matches!(summary.stopped, Some(TorrentError::HasherStopped)));
+    });
+}
