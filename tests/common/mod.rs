@@ -1,28 +1,24 @@
 //! Test harness shared by the integration tests: temporary directories,
 //! deterministic data, torrents built in memory ([`torrent`]), fake peers
-//! ([`seeder`]) and a fake HTTP tracker ([`tracker`]) on 127.0.0.1, external
-//! processes that die with the test ([`process`]), and running the `shoal`
-//! binary with a deadline.
+//! (one that listens and seeds, [`seeder`]; one that dials and is driven
+//! message by message, [`peer`]) and a fake HTTP tracker ([`tracker`]) on
+//! 127.0.0.1, external processes that die with the test ([`process`],
+//! [`daemon`]), real peers and trackers for interop ([`interop`]), and
+//! running the `shoal` binary with a deadline.
 //!
 //! Every blocking step here has a deadline, so a hung test fails in seconds
 //! and leaves no thread or process behind for long.
-//!
-//! Each test file uses a different subset of this module, hence:
-#![allow(dead_code)]
 
 pub mod daemon;
 pub mod interop;
-pub mod leecher;
+pub mod peer;
 pub mod process;
 pub mod seeder;
 pub mod torrent;
 pub mod tracker;
 
-#[allow(unused_imports)]
 pub use seeder::{Behaviour, FakeSeeder, SeederConfig};
-#[allow(unused_imports)]
 pub use torrent::{make_torrent, Torrent};
-#[allow(unused_imports)]
 pub use tracker::{FakeTracker, TrackerMode};
 
 use std::io::Read;
@@ -334,25 +330,6 @@ pub fn list_files(root: &Path) -> Vec<PathBuf> {
         walk(root, root, &mut out);
     } else {
         out.push(PathBuf::new());
-    }
-    out.sort();
-    out
-}
-
-/// Every directory under `root` (relative, sorted), `root` excluded.
-pub fn list_dirs(root: &Path) -> Vec<PathBuf> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                out.push(path.strip_prefix(root).unwrap().to_path_buf());
-                walk(root, &path, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if root.is_dir() {
-        walk(root, root, &mut out);
     }
     out.sort();
     out

@@ -116,11 +116,6 @@ impl SeederConfig {
         self.pieces = Some(pieces);
         self
     }
-
-    pub fn lifetime(mut self, d: Duration) -> SeederConfig {
-        self.lifetime = d;
-        self
-    }
 }
 
 /// What a seeder saw and did, shared with the test.
@@ -324,10 +319,6 @@ impl FakeSeeder {
 
     pub fn stats(&self) -> &SeederStats {
         &self.shared.stats
-    }
-
-    pub fn stats_arc(&self) -> Arc<SeederStats> {
-        Arc::clone(&self.shared.stats)
     }
 }
 

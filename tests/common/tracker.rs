@@ -24,8 +24,6 @@ pub enum TrackerMode {
     /// Accepts the connection, reads the request, never answers (until the
     /// client gives up or the tracker stops).
     Hang,
-    /// A 200 response whose body is not bencode.
-    Garbage,
 }
 
 struct Shared {
@@ -223,7 +221,6 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         TrackerMode::Failure(msg) => Owned::dict()
             .insert("failure reason", msg.as_str())
             .encode(),
-        TrackerMode::Garbage => b"<html>this is not bencode</html>".to_vec(),
         TrackerMode::Hang => {
             // Hold the connection open until the client leaves or we stop.
             while !shared.stop.load(Ordering::SeqCst) {

@@ -3,7 +3,7 @@
 
     make bench                          everything (several GiB under a temp dir)
     tests/tools/bench.py --quick        256 MiB only, 3 runs (no big case)
-    tests/tools/bench.py --smoke        tiny, a few seconds (tests/bench_smoke.rs)
+    tests/tools/bench.py --smoke        tiny, a few seconds (tests/suite/bench_smoke.rs)
     tests/tools/bench.py --cases swarm,hash --sizes 256M --pieces 4M --runs 5
 
 Cases (--cases, comma-separated; default all of them):
@@ -410,7 +410,7 @@ class Helper:
 def start_opentracker(workdir, port, info_hashes, limit):
     """opentracker in whitelist mode on 127.0.0.1:PORT (TCP and UDP). As root
     it chroots into its dir and drops to `nobody`, hence the 0755 dir and the
-    relative whitelist path (as in tests/interop.rs)."""
+    relative whitelist path (as in tests/common/interop.rs)."""
     d = os.path.join(workdir, "opentracker")
     os.makedirs(d, exist_ok=True)
     os.chmod(d, 0o755)

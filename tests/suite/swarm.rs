@@ -7,12 +7,8 @@
 //! Every process runs under `timeout` and is stopped by its PID when the
 //! test ends (common::daemon, common::process).
 
-// This test uses none of the torrent builders that common re-exports.
-#[allow(unused_imports)]
-mod common;
-
-use common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
-use common::{assert_same_files, free_port, json_num, random_bytes, run_shoal, TempDir};
+use crate::common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
+use crate::common::{assert_same_files, free_port, json_num, random_bytes, run_shoal, TempDir};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

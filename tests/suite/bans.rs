@@ -5,14 +5,12 @@
 //! input"; found in review: strikes used to be kept per dialled address
 //! only, so an inbound liar was never banned).
 
-mod common;
-
-use common::process::External;
-use common::{free_port, make_torrent, random_bytes, wait_until, TempDir, Torrent};
-use shoal::proto::wire::{self, Decoded, Handshake, Message};
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use crate::common::peer::{FakePeer, Got};
+use crate::common::process::External;
+use crate::common::{free_port, make_torrent, random_bytes, wait_until, TempDir, Torrent};
+use shoal::proto::wire::{Message, MAX_BLOCK};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 /// What one lying connection achieved.
 struct Outcome {
@@ -20,70 +18,40 @@ struct Outcome {
     closed: bool,
     /// Blocks of zeros shoal asked for (and got).
     blocks: u32,
+    /// What ended it (for messages).
+    end: Got,
 }
 
 /// Connects, offers every piece, and answers each request with zeros
 /// until shoal closes the connection or `within` passes.
-fn lie(port: u16, t: &Torrent, id: u8, within: Duration) -> Outcome {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let mut peer_id = *b"-XX0001-liarliarliar";
-    peer_id[19] = id;
-    let mut hello = Handshake::new(t.info_hash, peer_id, [0; 8])
-        .encode()
-        .to_vec();
-    Message::Bitfield(&vec![0xff; t.num_pieces().div_ceil(8) as usize]).encode(&mut hello);
-    Message::Unchoke.encode(&mut hello);
-    let mut outcome = Outcome {
-        closed: false,
+fn lie(port: u16, t: &Torrent, within: Duration) -> Outcome {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Closed before a single request.
+    let refused = || Outcome {
+        closed: true,
         blocks: 0,
+        end: Got::Closed,
     };
-    if s.write_all(&hello).is_err() {
-        outcome.closed = true;
-        return outcome;
+    let mut liar = match FakePeer::try_connect(addr, t.info_hash) {
+        Ok(liar) => liar,
+        Err(Got::Closed) => return refused(),
+        Err(other) => panic!("shoal did not answer the handshake: {}", other.brief()),
+    };
+    let all = vec![0xff; t.num_pieces().div_ceil(8) as usize];
+    if liar
+        .send(&[Message::Bitfield(&all), Message::Unchoke])
+        .is_err()
+    {
+        return refused();
     }
-    let zeros = vec![0u8; 16384];
-    let (mut buf, mut handshake_seen) = (Vec::new(), false);
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        let mut chunk = [0u8; 65536];
-        match s.read(&mut chunk) {
-            Ok(0) => outcome.closed = true,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(_) => outcome.closed = true,
-        }
-        if outcome.closed {
-            break;
-        }
-        if !handshake_seen {
-            if buf.len() < 68 {
-                continue;
-            }
-            buf.drain(..68);
-            handshake_seen = true;
-        }
-        let mut reply = Vec::new();
-        while let Ok(Decoded::Message(m, used)) = wire::decode(&buf) {
-            if let Message::Request {
-                index,
-                begin,
-                length,
-            } = m
-            {
-                let data = &zeros[..length as usize];
-                Message::Piece { index, begin, data }.encode(&mut reply);
-                outcome.blocks += 1;
-            }
-            buf.drain(..used);
-        }
-        if !reply.is_empty() && s.write_all(&reply).is_err() {
-            outcome.closed = true;
-            break;
-        }
+    let zeros = vec![0u8; MAX_BLOCK as usize];
+    let (blocks, end) =
+        liar.answer_requests(within, |_, _, length| zeros[..length as usize].to_vec());
+    Outcome {
+        closed: end == Got::Closed,
+        blocks,
+        end,
     }
-    outcome
 }
 
 #[test]
@@ -135,11 +103,12 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
     // machine).
     let mut failed_connections = 0;
     for id in 0..6 {
-        let o = lie(port, &t, b'a' + id, Duration::from_secs(10));
+        let o = lie(port, &t, Duration::from_secs(10));
         assert!(
             o.closed,
-            "connection {id} was never cut off ({} blocks of zeros taken)",
-            o.blocks
+            "connection {id} was never cut off ({} blocks of zeros taken, then {})",
+            o.blocks,
+            o.end.brief()
         );
         assert!(
             o.blocks <= 12,

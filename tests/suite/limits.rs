@@ -2,10 +2,9 @@
 //! than the torrent (a 32-bit image, `ulimit -v`), and Ctrl-C in the middle
 //! of a download (issue 3: "Storage", "Shutdown").
 
-mod common;
-
-use common::process::{signal, External};
-use common::{
+use crate::common;
+use crate::common::process::{signal, External};
+use crate::common::{
     json_num, make_torrent, random_bytes, Behaviour, FakeSeeder, FakeTracker, SeederConfig,
     TempDir, Torrent,
 };

@@ -7,11 +7,10 @@
 //! "Tracker is V4 only!"), so the `[::1]` case uses `shoal tracker`.
 //! Missing tools: SKIPPED loudly, a failure under `CI=true`.
 
-mod common;
-
-use common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
-use common::interop::{tools_present, LtPeer, OpenTracker};
-use common::{free_port, make_torrent, random_bytes, run_shoal, TempDir, Torrent};
+use crate::common;
+use crate::common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
+use crate::common::interop::{tools_present, LtPeer, OpenTracker};
+use crate::common::{free_port, make_torrent, random_bytes, run_shoal, TempDir, Torrent};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -3,10 +3,9 @@
 //! whose UDP one answers, `shoal info --scrape` over both schemes, and HTTP
 //! over IPv6 loopback.
 
-mod common;
-
-use common::process::External;
-use common::{free_port, json_num, random_bytes, run_shoal, TempDir};
+use crate::common;
+use crate::common::process::External;
+use crate::common::{free_port, json_num, random_bytes, run_shoal, TempDir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -7,11 +7,9 @@
 //! Every `shoal` process runs under `timeout` and is stopped by its PID
 //! (common::daemon, common::process); every wait has a deadline.
 
-mod common;
-
-use common::daemon::Daemon;
-use common::leecher::{blocks_of, FakeLeecher, Got};
-use common::{
+use crate::common::daemon::Daemon;
+use crate::common::peer::{blocks_of, FakePeer, Got};
+use crate::common::{
     json_num, json_str, make_torrent, random_bytes, run_get, run_shoal, Behaviour, FakeSeeder, Run,
     TempDir, Torrent,
 };
@@ -263,7 +261,7 @@ fn misbehaving_leechers_are_dropped_and_others_still_served() {
     let (mut seeder, addr) = s.seed(&[]);
     seeder.expect_event("seeding", Duration::from_secs(10));
 
-    let mut steady = FakeLeecher::connect(addr, t.info_hash);
+    let mut steady = FakePeer::connect(addr, t.info_hash);
     let bf = steady.expect_bitfield(SERVE_WITHIN);
     assert_eq!(
         bf,
@@ -276,7 +274,7 @@ fn misbehaving_leechers_are_dropped_and_others_still_served() {
     let cases = abuses(&t);
     let mut failures = Vec::new();
     for (k, (name, before, offence)) in cases.iter().enumerate() {
-        let mut bad = FakeLeecher::connect(addr, t.info_hash);
+        let mut bad = FakePeer::connect(addr, t.info_hash);
         bad.expect_bitfield(SERVE_WITHIN);
         if *before == Before::Unchoked {
             if let Err(e) = bad.try_interested(SERVE_WITHIN) {
@@ -295,7 +293,7 @@ fn misbehaving_leechers_are_dropped_and_others_still_served() {
         let i = (k as u32 + 1) % t.num_pieces();
         steady.fetch_piece(&t, i, SERVE_WITHIN);
         // ...and a new one.
-        let mut good = FakeLeecher::connect(addr, t.info_hash);
+        let mut good = FakePeer::connect(addr, t.info_hash);
         good.expect_bitfield(SERVE_WITHIN);
         good.interested(SERVE_WITHIN);
         good.fetch_piece(&t, t.num_pieces() - 1 - i, SERVE_WITHIN);
@@ -323,7 +321,7 @@ fn leechers_that_leave_free_their_slots() {
     let (mut seeder, addr) = s.seed(&["--upload-slots", "2"]);
     seeder.expect_event("seeding", Duration::from_secs(10));
     for k in 0..6 {
-        let mut l = FakeLeecher::connect(addr, t.info_hash);
+        let mut l = FakePeer::connect(addr, t.info_hash);
         l.expect_bitfield(SERVE_WITHIN);
         if let Err(e) = l.try_interested(SERVE_WITHIN) {
             panic!(
@@ -358,7 +356,7 @@ const CANCELLED: std::ops::Range<u32> = 17..30;
 /// `have 31`, asks again for one cancelled block (the sentinel), all in
 /// one write, then reads until the sentinel arrives.
 fn cancel_round(addr: SocketAddr, t: &Torrent, uploader: &Daemon) -> CancelRound {
-    let mut l = FakeLeecher::connect(addr, t.info_hash);
+    let mut l = FakePeer::connect(addr, t.info_hash);
     l.expect_bitfield(SERVE_WITHIN);
     l.interested(SERVE_WITHIN);
     let req = |i: u32| {
@@ -729,7 +727,7 @@ fn check_and_seed_accept_both_data_path_forms() {
 
             let (mut seeder, addr) = Daemon::seed("shoal seed", &torrent, &data, &[], tmp.path());
             seeder.expect_event("seeding", Duration::from_secs(10));
-            let mut l = FakeLeecher::connect(addr, t.info_hash);
+            let mut l = FakePeer::connect(addr, t.info_hash);
             l.expect_bitfield(SERVE_WITHIN);
             l.interested(SERVE_WITHIN);
             l.fetch_piece(&t, t.num_pieces() - 1, SERVE_WITHIN);

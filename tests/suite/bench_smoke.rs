@@ -8,12 +8,10 @@
 //! When `/usr/bin/python3 -c 'import libtorrent'` fails or `opentracker`,
 //! `openssl` or `sha1sum` is missing, the test prints `SKIPPED: ...` to
 //! stderr and passes — except under `CI=true`, where it fails (as in
-//! tests/interop.rs).
+//! tests/suite/interop.rs).
 
-mod common;
-
-use common::interop::{tools_present_with, PYTHON};
-use common::TempDir;
+use crate::common::interop::{tools_present_with, PYTHON};
+use crate::common::TempDir;
 use std::process::Command;
 
 const BENCH_PY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/bench.py");

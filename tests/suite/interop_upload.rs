@@ -11,12 +11,10 @@
 //! Every helper process runs under `timeout` and is stopped by its PID when
 //! the test ends, passed or failed (common::process::External).
 
-mod common;
-
-use common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
-use common::interop::{tools_present, LtPeer, OpenTracker, PYTHON};
-use common::process::External;
-use common::{
+use crate::common::daemon::{shoal_tracker, wait_for_seeders, Daemon};
+use crate::common::interop::{tools_present, LtPeer, OpenTracker, PYTHON};
+use crate::common::process::External;
+use crate::common::{
     assert_same_files, free_port, list_files, make_torrent, random_bytes, run_shoal, TempDir,
     Torrent,
 };

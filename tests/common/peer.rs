@@ -1,15 +1,19 @@
-//! `FakeLeecher`: one BEP 3 connection to a seeder under test, driven step
-//! by step from the test thread and built from `shoal::proto::wire` alone — so it
-//! can behave well (interested, wait for unchoke, request, verify) or send
-//! exactly the bytes a misbehaving peer would.
+//! `FakePeer`: one BEP 3 connection dialled to the peer under test, driven
+//! step by step from the test thread and built from `shoal::proto::wire`
+//! alone. The peer under test is a seeder (`shoal seed`, a `shoal get` that
+//! uploads, or the harness's own [`FakeSeeder`](super::FakeSeeder)) or a
+//! `shoal get` that listens. So the fake can behave well (interested, wait
+//! for unchoke, request, verify), send exactly the bytes a misbehaving peer
+//! would, or play a seeder that answers requests with bytes of the test's
+//! choosing (a liar). It is the only wire-level fake peer that dials out.
 //!
 //! No threads: every read waits at most [`READ_POLL`] and every helper takes
-//! a deadline, so a seeder that never answers fails the test in seconds.
+//! a deadline, so a peer that never answers fails the test in seconds.
 //! The connection closes on drop.
 
 use super::torrent::Torrent;
 use sha1::{Digest, Sha1};
-use shoal::proto::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::wire::{self, Decoded, Handshake, Message, WireError};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +22,11 @@ use std::time::{Duration, Instant};
 /// How long one blocking read waits before the helpers look at their
 /// deadlines again.
 const READ_POLL: Duration = Duration::from_millis(50);
-/// Connecting and the handshake: a seeder on 127.0.0.1 answers in
+/// Connecting and the handshake: a peer on 127.0.0.1 answers in
 /// milliseconds; this is for a loaded CI machine.
 const HANDSHAKE_WITHIN: Duration = Duration::from_secs(10);
 
-/// A message from the seeder, owned; or what happened instead.
+/// A message from the peer under test, owned; or what happened instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
     KeepAlive,
@@ -32,6 +36,11 @@ pub enum Got {
     NotInterested,
     Have(u32),
     Bitfield(Vec<u8>),
+    Request {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     Piece {
         index: u32,
         begin: u32,
@@ -39,12 +48,12 @@ pub enum Got {
     },
     /// Any other message, by name.
     Other(&'static str),
-    /// The seeder closed the connection (end of file or reset).
+    /// The peer closed the connection (end of file or reset).
     Closed,
     /// Nothing within the wait.
     Quiet,
     /// Bytes that shoal::proto::wire refuses.
-    Malformed(String),
+    Malformed(WireError),
 }
 
 impl Got {
@@ -60,67 +69,90 @@ impl Got {
     }
 }
 
-pub struct FakeLeecher {
+pub struct FakePeer {
     stream: TcpStream,
     buf: Vec<u8>,
-    /// The seeder's handshake.
+    /// The other side's handshake.
     pub theirs: Handshake,
+    /// Messages received so far, keep-alives not counted.
+    messages: u64,
     /// Blocks (`piece` messages) received so far.
     pub blocks: u64,
     /// Everything but blocks and keep-alives, in order (for messages).
     pub seen: Vec<String>,
 }
 
-impl FakeLeecher {
+impl FakePeer {
     /// Connects and shakes hands (no extension bits: plain BEP 3), with a
-    /// fresh peer id, so that two leechers never look like one peer
-    /// connecting twice. Panics if the seeder does not answer with the same
-    /// info hash in time.
-    pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> FakeLeecher {
+    /// fresh peer id, so that two fakes never look like one peer connecting
+    /// twice. Panics if the peer does not answer with the same info hash in
+    /// time.
+    pub fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> FakePeer {
+        match FakePeer::try_connect(addr, info_hash) {
+            Ok(p) => {
+                assert_eq!(
+                    p.theirs.info_hash, info_hash,
+                    "the peer at {addr} answered with another info hash"
+                );
+                p
+            }
+            Err(Got::Closed) => panic!("the peer at {addr} closed during the handshake"),
+            Err(Got::Quiet) => {
+                panic!("no handshake from the peer at {addr} within {HANDSHAKE_WITHIN:?}")
+            }
+            Err(e) => panic!("bad handshake from the peer at {addr}: {e:?}"),
+        }
+    }
+
+    /// Like [`connect`](Self::connect), but whatever info hash the peer
+    /// answers with is accepted (it is in `theirs`), and a peer that does
+    /// not answer is `Err`: [`Got::Closed`] when it closed the connection
+    /// first, [`Got::Quiet`] when no handshake came in time,
+    /// [`Got::Malformed`] when it was not one. Panics only if the TCP
+    /// connection cannot be made.
+    pub fn try_connect(addr: SocketAddr, info_hash: [u8; 20]) -> Result<FakePeer, Got> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let mut peer_id = *b"-FL0001-000000000000";
+        let mut peer_id = *b"-FP0001-000000000000";
         let tag = format!("{:06}{:06}", std::process::id() % 1_000_000, n % 1_000_000);
         peer_id[8..].copy_from_slice(tag.as_bytes());
 
         let stream = TcpStream::connect_timeout(&addr, HANDSHAKE_WITHIN)
-            .unwrap_or_else(|e| panic!("connect to the seeder at {addr}: {e}"));
+            .unwrap_or_else(|e| panic!("connect to the peer at {addr}: {e}"));
         stream.set_read_timeout(Some(READ_POLL)).unwrap();
         stream
             .set_write_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
-        let mut l = FakeLeecher {
+        let mut p = FakePeer {
             stream,
             buf: Vec::new(),
             theirs: Handshake::new([0; 20], [0; 20], [0; 8]),
+            messages: 0,
             blocks: 0,
             seen: Vec::new(),
         };
         let hs = Handshake::new(info_hash, peer_id, [0; 8]);
-        l.stream
-            .write_all(&hs.encode())
-            .unwrap_or_else(|e| panic!("send handshake to {addr}: {e}"));
+        if p.stream.write_all(&hs.encode()).is_err() {
+            return Err(Got::Closed);
+        }
         let end = Instant::now() + HANDSHAKE_WITHIN;
         loop {
-            match Handshake::decode(&l.buf) {
+            match Handshake::decode(&p.buf) {
                 Ok(Some(theirs)) => {
-                    l.buf.drain(..wire::HANDSHAKE_LEN);
-                    assert_eq!(
-                        theirs.info_hash, info_hash,
-                        "the seeder at {addr} answered with another info hash"
-                    );
-                    l.theirs = theirs;
-                    return l;
+                    p.buf.drain(..wire::HANDSHAKE_LEN);
+                    p.theirs = theirs;
+                    return Ok(p);
                 }
                 Ok(None) => {}
-                Err(e) => panic!("bad handshake from the seeder at {addr}: {e}"),
+                Err(e) => return Err(Got::Malformed(e)),
             }
-            assert!(
-                Instant::now() < end,
-                "no handshake from the seeder at {addr} within {HANDSHAKE_WITHIN:?}"
-            );
-            assert!(l.fill(), "the seeder at {addr} closed during the handshake");
+            if Instant::now() >= end {
+                return Err(Got::Quiet);
+            }
+            if !p.fill() {
+                return Err(Got::Closed);
+            }
         }
     }
 
@@ -139,8 +171,8 @@ impl FakeLeecher {
         }
     }
 
-    /// Sends the messages in one write. An error means the seeder has
-    /// closed the connection already (which some tests expect).
+    /// Sends the messages in one write. An error means the peer has closed
+    /// the connection already (which some tests expect).
     pub fn send(&mut self, msgs: &[Message<'_>]) -> std::io::Result<()> {
         let mut out = Vec::new();
         for m in msgs {
@@ -159,7 +191,7 @@ impl FakeLeecher {
         let end = Instant::now() + wait;
         loop {
             match wire::decode(&self.buf) {
-                Err(e) => return Got::Malformed(e.to_string()),
+                Err(e) => return Got::Malformed(e),
                 Ok(Decoded::Message(m, used)) => {
                     let got = match m {
                         Message::KeepAlive => Got::KeepAlive,
@@ -169,6 +201,15 @@ impl FakeLeecher {
                         Message::NotInterested => Got::NotInterested,
                         Message::Have(i) => Got::Have(i),
                         Message::Bitfield(b) => Got::Bitfield(b.to_vec()),
+                        Message::Request {
+                            index,
+                            begin,
+                            length,
+                        } => Got::Request {
+                            index,
+                            begin,
+                            length,
+                        },
                         Message::Piece { index, begin, data } => Got::Piece {
                             index,
                             begin,
@@ -178,9 +219,15 @@ impl FakeLeecher {
                     };
                     self.buf.drain(..used);
                     match &got {
-                        Got::Piece { .. } => self.blocks += 1,
                         Got::KeepAlive => {}
-                        other => self.seen.push(other.brief()),
+                        Got::Piece { .. } => {
+                            self.messages += 1;
+                            self.blocks += 1;
+                        }
+                        other => {
+                            self.messages += 1;
+                            self.seen.push(other.brief());
+                        }
                     }
                     return got;
                 }
@@ -195,20 +242,23 @@ impl FakeLeecher {
         }
     }
 
-    /// The next message that is not a keep-alive, `have` or `bitfield`.
+    /// The next message that is not a keep-alive or `have`, nor the
+    /// `bitfield` that opens the connection (a `bitfield` anywhere else is
+    /// returned: BEP 3 allows it only first).
     pub fn next_significant(&mut self, wait: Duration) -> Got {
         let end = Instant::now() + wait;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.next(left) {
-                Got::KeepAlive | Got::Have(_) | Got::Bitfield(_) => {}
+                Got::KeepAlive | Got::Have(_) => {}
+                Got::Bitfield(_) if self.messages == 1 => {}
                 other => return other,
             }
         }
     }
 
-    /// Waits for the seeder's `bitfield` (a seeder sends it first): once it
-    /// is here, the seeder has taken the connection on as a peer.
+    /// Waits for the peer's `bitfield` (a seeder sends it first): once it is
+    /// here, the peer has taken the connection on.
     pub fn expect_bitfield(&mut self, wait: Duration) -> Vec<u8> {
         let end = Instant::now() + wait;
         loop {
@@ -217,7 +267,7 @@ impl FakeLeecher {
                 Got::KeepAlive => {}
                 Got::Bitfield(b) => return b,
                 other => panic!(
-                    "expected the seeder's bitfield first, got {} (seen: {:?})",
+                    "expected the peer's bitfield first, got {} (seen: {:?})",
                     other.brief(),
                     self.seen
                 ),
@@ -252,9 +302,52 @@ impl FakeLeecher {
     /// shorter), collects them, and checks the piece's SHA-1 against the
     /// torrent. Panics on anything but blocks of that piece.
     pub fn fetch_piece(&mut self, t: &Torrent, i: u32, wait: Duration) -> Vec<u8> {
-        let len = t.piece_range(i).len() as u32;
-        let reqs: Vec<Message<'_>> = blocks_of(t, i)
-            .map(|(begin, length)| Message::Request {
+        let (piece, got, stop) = self.collect_piece(t, i, wait);
+        if let Some(other) = stop {
+            panic!(
+                "fetching piece {i}: got {} with {} of {} blocks in (seen: {:?})",
+                other.brief(),
+                got.iter().filter(|g| **g).count(),
+                got.len(),
+                self.seen
+            );
+        }
+        let hash: [u8; 20] = Sha1::digest(&piece).into();
+        assert_eq!(
+            hash, t.hashes[i as usize],
+            "piece {i} from the peer fails its SHA-1"
+        );
+        piece
+    }
+
+    /// Requests every block of piece `i` like [`fetch_piece`](Self::fetch_piece)
+    /// but checks no hash and tolerates an answer cut short: returns the
+    /// bytes that came, from the start of the piece up to the first block
+    /// missing, and what stopped the blocks coming — `None` once the piece
+    /// is complete, else the first message that was not a block of it
+    /// (`Quiet` when `wait` passed first). Panics on a block of another
+    /// piece, at an offset not asked for, of the wrong length, or twice.
+    pub fn fetch_blocks(&mut self, t: &Torrent, i: u32, wait: Duration) -> (Vec<u8>, Option<Got>) {
+        let (mut piece, got, stop) = self.collect_piece(t, i, wait);
+        let prefix = got.iter().take_while(|g| **g).count() as u32 * wire::MAX_BLOCK;
+        piece.truncate(piece.len().min(prefix as usize));
+        (piece, stop)
+    }
+
+    /// Sends a request for each block of piece `i` and reads until every
+    /// block is in or something else comes: the piece (zeros where blocks
+    /// are missing), which blocks came, and what stopped it early.
+    fn collect_piece(
+        &mut self,
+        t: &Torrent,
+        i: u32,
+        wait: Duration,
+    ) -> (Vec<u8>, Vec<bool>, Option<Got>) {
+        let len = t.piece_range(i).len();
+        let blocks: Vec<(u32, u32)> = blocks_of(t, i).collect();
+        let reqs: Vec<Message<'_>> = blocks
+            .iter()
+            .map(|&(begin, length)| Message::Request {
                 index: i,
                 begin,
                 length,
@@ -262,8 +355,8 @@ impl FakeLeecher {
             .collect();
         self.send(&reqs)
             .unwrap_or_else(|e| panic!("send requests for piece {i}: {e}"));
-        let mut piece = vec![0u8; len as usize];
-        let mut got = vec![false; reqs.len()];
+        let mut piece = vec![0u8; len];
+        let mut got = vec![false; blocks.len()];
         let end = Instant::now() + wait;
         while got.iter().any(|g| !g) {
             let left = end.saturating_duration_since(Instant::now());
@@ -274,27 +367,24 @@ impl FakeLeecher {
                         begin % wire::MAX_BLOCK == 0 && k < got.len() && !got[k],
                         "piece {i}: unexpected or repeated block at offset {begin}"
                     );
+                    assert_eq!(
+                        data.len(),
+                        blocks[k].1 as usize,
+                        "piece {i}: the block at offset {begin} has the wrong length"
+                    );
                     piece[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
                     got[k] = true;
                 }
-                other => panic!(
-                    "fetching piece {i}: got {} with {} of {} blocks in (seen: {:?})",
-                    other.brief(),
-                    got.iter().filter(|g| **g).count(),
-                    got.len(),
-                    self.seen
-                ),
+                Got::Piece { index, begin, .. } => {
+                    panic!("fetching piece {i}: got a block of piece {index} at {begin}")
+                }
+                other => return (piece, got, Some(other)),
             }
         }
-        let hash: [u8; 20] = Sha1::digest(&piece).into();
-        assert_eq!(
-            hash, t.hashes[i as usize],
-            "piece {i} from the seeder fails its SHA-1"
-        );
-        piece
+        (piece, got, None)
     }
 
-    /// Reads (and drops) whatever comes until the seeder closes the
+    /// Reads (and drops) whatever comes until the peer closes the
     /// connection; `Ok(how long it took)`, or `Err` with what came instead
     /// when it is still open after `wait`.
     pub fn closed_within(&mut self, wait: Duration) -> Result<Duration, String> {
@@ -312,12 +402,50 @@ impl FakeLeecher {
                         self.seen
                     ))
                 }
-                Got::Malformed(e) => return Err(format!("malformed bytes from the seeder: {e}")),
+                Got::Malformed(e) => return Err(format!("malformed bytes from the peer: {e}")),
                 got => {
                     if other.len() < 20 {
                         other.push(got.brief());
                     }
                 }
+            }
+        }
+    }
+
+    /// Plays a seeder: answers each `request` with a `piece` message
+    /// holding `block(index, begin, length)` — a liar, when those bytes are
+    /// wrong — and ignores everything else, until the peer closes the
+    /// connection or `within` passes. Returns how many requests it answered
+    /// and what ended it: [`Got::Closed`], [`Got::Quiet`] (still open after
+    /// `within`) or [`Got::Malformed`].
+    pub fn answer_requests(
+        &mut self,
+        within: Duration,
+        mut block: impl FnMut(u32, u32, u32) -> Vec<u8>,
+    ) -> (u32, Got) {
+        let end = Instant::now() + within;
+        let mut answered = 0;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Got::Request {
+                    index,
+                    begin,
+                    length,
+                } => {
+                    answered += 1;
+                    let data = block(index, begin, length);
+                    let piece = Message::Piece {
+                        index,
+                        begin,
+                        data: &data,
+                    };
+                    if self.send(&[piece]).is_err() {
+                        return (answered, Got::Closed);
+                    }
+                }
+                stop @ (Got::Closed | Got::Quiet | Got::Malformed(_)) => return (answered, stop),
+                _ => {}
             }
         }
     }

@@ -4,20 +4,20 @@
 //!
 //! Every run of the binary has a deadline (`run_get` kills it and fails the
 //! test), every fake peer a lifetime, and every download is checked byte for
-//! byte against the source. The `harness_*` tests check the fakes themselves
-//! with a tiny client built from `shoal::proto::wire`.
+//! byte against the source. The `harness_*` tests check the fakes themselves,
+//! the seeder through the fake peer that dials it (tests/common/peer.rs).
 
-mod common;
-
-use common::seeder::SeederStats;
-use common::tracker::{query_param, query_param_bytes};
-use common::{
+use crate::common;
+use crate::common::peer::{FakePeer, Got};
+use crate::common::seeder::SeederStats;
+use crate::common::tracker::{query_param, query_param_bytes};
+use crate::common::{
     dead_addr, free_port, json_num, json_str_array, make_torrent, random_bytes, run_get, run_shoal,
     Behaviour, FakeSeeder, FakeTracker, Run, SeederConfig, TempDir, Torrent, TrackerMode,
 };
 use sha1::{Digest, Sha1};
 use shoal::proto::bitfield::Bitfield;
-use shoal::proto::wire::{self, Decoded, Handshake, Message};
+use shoal::proto::wire::{self, Message};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -650,165 +650,15 @@ fn bad_usage_exits_2() {
 }
 
 // ---------------------------------------------------------------------------
-// The harness itself: the fakes checked with a tiny client from shoal::proto::wire.
+// The harness itself: the fakes checked with the fake peer from
+// tests/common/peer.rs.
 
-/// A minimal leecher connection for the harness tests.
-struct MiniClient {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-/// A message from the seeder, owned.
-#[derive(Debug, PartialEq, Eq)]
-enum Got {
-    KeepAlive,
-    Choke,
-    Unchoke,
-    Have(u32),
-    Bitfield(Vec<u8>),
-    Piece(u32, u32, Vec<u8>),
-    Other(&'static str),
-    /// The seeder closed the connection.
-    Closed,
-    /// Nothing within the wait.
-    Quiet,
-    /// Bytes that shoal::proto::wire refuses.
-    Malformed(wire::WireError),
-}
-
-impl MiniClient {
-    fn connect(addr: SocketAddr, info_hash: [u8; 20]) -> (MiniClient, Handshake) {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let hs = Handshake::new(info_hash, *b"-MC0001-harnesstest1", [0; 8]);
-        stream.write_all(&hs.encode()).unwrap();
-        let mut c = MiniClient {
-            stream,
-            buf: Vec::new(),
-        };
-        let end = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(theirs) = Handshake::decode(&c.buf).unwrap() {
-                c.buf.drain(..wire::HANDSHAKE_LEN);
-                return (c, theirs);
-            }
-            assert!(Instant::now() < end, "no handshake from the seeder");
-            assert!(c.fill(), "seeder closed during the handshake");
-        }
-    }
-
-    /// Reads once (waiting up to 50 ms); false when the peer closed.
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn send(&mut self, m: Message<'_>) {
-        let mut out = Vec::new();
-        m.encode(&mut out);
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next message, waiting up to `wait`.
-    fn next(&mut self, wait: Duration) -> Got {
-        let end = Instant::now() + wait;
-        loop {
-            match wire::decode(&self.buf) {
-                Err(e) => return Got::Malformed(e),
-                Ok(Decoded::Message(m, used)) => {
-                    let got = match m {
-                        Message::KeepAlive => Got::KeepAlive,
-                        Message::Choke => Got::Choke,
-                        Message::Unchoke => Got::Unchoke,
-                        Message::Have(i) => Got::Have(i),
-                        Message::Bitfield(b) => Got::Bitfield(b.to_vec()),
-                        Message::Piece { index, begin, data } => {
-                            Got::Piece(index, begin, data.to_vec())
-                        }
-                        other => Got::Other(other.name()),
-                    };
-                    self.buf.drain(..used);
-                    return got;
-                }
-                Ok(Decoded::NeedMore(_)) => {}
-            }
-            if Instant::now() > end {
-                return Got::Quiet;
-            }
-            if !self.fill() {
-                return Got::Closed;
-            }
-        }
-    }
-
-    /// Skips keep-alives and `have`s until something else comes.
-    fn next_significant(&mut self, wait: Duration) -> Got {
-        let end = Instant::now() + wait;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            match self.next(left) {
-                Got::KeepAlive | Got::Have(_) => {}
-                other => return other,
-            }
-        }
-    }
-
-    /// Requests every block of piece `i` and returns the blocks received
-    /// in order, stopping early on anything that is not a block (or on
-    /// [`Got::Quiet`] after 2 s without one).
-    fn fetch_piece(&mut self, t: &Torrent, i: u32) -> (Vec<u8>, Got) {
-        let len = t.piece_range(i).len() as u32;
-        let mut begin = 0;
-        while begin < len {
-            let length = (len - begin).min(wire::MAX_BLOCK);
-            self.send(Message::Request {
-                index: i,
-                begin,
-                length,
-            });
-            begin += length;
-        }
-        let mut piece = vec![0u8; len as usize];
-        let mut got = 0;
-        while got < len {
-            match self.next_significant(Duration::from_secs(2)) {
-                Got::Piece(index, begin, data) => {
-                    assert_eq!(index, i);
-                    piece[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
-                    got += data.len() as u32;
-                }
-                other => {
-                    piece.truncate(got as usize);
-                    return (piece, other);
-                }
-            }
-        }
-        (piece, Got::Quiet)
-    }
-
-    /// Sends interested and waits for unchoke.
-    fn interested(&mut self) {
-        self.send(Message::Interested);
-        assert_eq!(self.next_significant(Duration::from_secs(5)), Got::Unchoke);
-    }
-}
+/// A piece from a fake seeder on 127.0.0.1 comes in milliseconds; this is
+/// for a loaded machine.
+const PIECE_WITHIN: Duration = Duration::from_secs(5);
+/// How long [`harness_misbehaving_seeders_misbehave`] waits for the blocks
+/// that a stalling seeder never sends.
+const STALL_WAIT: Duration = Duration::from_secs(2);
 
 fn sha1(b: &[u8]) -> [u8; 20] {
     Sha1::digest(b).into()
@@ -898,21 +748,22 @@ fn harness_write_data_and_compare() {
 fn harness_good_seeder_serves_pieces() {
     let t = single("h1.bin", 52, 100_000, 32 * KIB as u32, None);
     let seeder = FakeSeeder::start(&t, Behaviour::Good);
-    let (mut c, theirs) = MiniClient::connect(seeder.addr(), t.info_hash);
-    assert_eq!(theirs.info_hash, t.info_hash);
+    let mut c = FakePeer::connect(seeder.addr(), t.info_hash);
+    assert_eq!(c.theirs.info_hash, t.info_hash);
     assert_eq!(
         c.next(Duration::from_secs(2)),
         Got::Bitfield(Bitfield::full(t.num_pieces()).as_bytes().to_vec())
     );
     // Requests before unchoke are dropped.
-    c.send(Message::Request {
+    c.send(&[Message::Request {
         index: 0,
         begin: 0,
         length: 16384,
-    });
-    c.interested();
+    }])
+    .unwrap();
+    c.interested(Duration::from_secs(5));
     for i in [0, t.num_pieces() - 1] {
-        let (piece, _) = c.fetch_piece(&t, i);
+        let piece = c.fetch_piece(&t, i, PIECE_WITHIN);
         assert_eq!(sha1(&piece), t.hashes[i as usize], "piece {i}");
     }
     let st = seeder.stats();
@@ -922,20 +773,17 @@ fn harness_good_seeder_serves_pieces() {
     assert_eq!(st.requests_for(0), 3);
     assert_eq!(st.connections(), 1);
     // A bad request closes the connection and is counted.
-    c.send(Message::Request {
+    c.send(&[Message::Request {
         index: 0,
         begin: 0,
         length: 32768,
-    });
+    }])
+    .unwrap();
     assert_eq!(c.next_significant(Duration::from_secs(2)), Got::Closed);
     assert_eq!(SeederStats::get(&st.bad_requests), 1);
-    // A client with the wrong info hash is refused.
-    let mut s = TcpStream::connect(seeder.addr()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    s.write_all(&Handshake::new([9; 20], [1; 20], [0; 8]).encode())
-        .unwrap();
-    let mut b = [0u8; 1];
-    assert!(matches!(s.read(&mut b), Ok(0) | Err(_)));
+    // A client with the wrong info hash is refused: closed, no handshake.
+    let refused = FakePeer::try_connect(seeder.addr(), [9; 20]).map(|p| p.theirs);
+    assert_eq!(refused.err(), Some(Got::Closed));
     // Cancel removes a queued request: ask for many blocks slowly, cancel
     // the last before its turn.
     drop(seeder);
@@ -943,24 +791,30 @@ fn harness_good_seeder_serves_pieces() {
         &t,
         SeederConfig::new(Behaviour::Good).block_delay(Duration::from_millis(100)),
     );
-    let (mut c, _) = MiniClient::connect(slow.addr(), t.info_hash);
+    let mut c = FakePeer::connect(slow.addr(), t.info_hash);
     assert!(matches!(c.next(Duration::from_secs(2)), Got::Bitfield(_)));
-    c.interested();
+    c.interested(Duration::from_secs(5));
     for begin in [0, 16384] {
-        c.send(Message::Request {
+        c.send(&[Message::Request {
             index: 1,
             begin,
             length: 16384,
-        });
+        }])
+        .unwrap();
     }
-    c.send(Message::Cancel {
+    c.send(&[Message::Cancel {
         index: 1,
         begin: 16384,
         length: 16384,
-    });
+    }])
+    .unwrap();
     assert!(matches!(
         c.next_significant(Duration::from_secs(2)),
-        Got::Piece(1, 0, _)
+        Got::Piece {
+            index: 1,
+            begin: 0,
+            ..
+        }
     ));
     assert_eq!(c.next_significant(Duration::from_millis(500)), Got::Quiet);
     assert_eq!(SeederStats::get(&slow.stats().cancels), 1);
@@ -971,78 +825,79 @@ fn harness_misbehaving_seeders_misbehave() {
     let t = single("h2.bin", 53, 200_000, 64 * KIB as u32, None);
     let n = t.num_pieces();
     let quiet = Duration::from_millis(300);
+    let unchoke = Duration::from_secs(5);
 
     let s = FakeSeeder::start(&t, Behaviour::CorruptPiece(1));
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     assert!(matches!(c.next(quiet), Got::Bitfield(_)));
-    c.interested();
-    assert_eq!(sha1(&c.fetch_piece(&t, 0).0), t.hashes[0]);
-    let bad = c.fetch_piece(&t, 1).0;
+    c.interested(unchoke);
+    assert_eq!(sha1(&c.fetch_piece(&t, 0, PIECE_WITHIN)), t.hashes[0]);
+    let bad = c.fetch_blocks(&t, 1, PIECE_WITHIN).0;
     assert_eq!(bad.len(), t.piece(1).len());
     assert_ne!(sha1(&bad), t.hashes[1]);
     let diff = bad.iter().zip(t.piece(1)).filter(|(a, b)| a != b).count();
     assert_eq!(diff, 4, "one byte per block");
 
     let s = FakeSeeder::start(&t, Behaviour::DisconnectAfterBlocks(3));
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     c.next(quiet);
-    c.interested();
-    let (got, after) = c.fetch_piece(&t, 0);
-    assert_eq!((got.len(), after), (3 * 16384, Got::Closed));
+    c.interested(unchoke);
+    let (got, after) = c.fetch_blocks(&t, 0, PIECE_WITHIN);
+    assert_eq!((got.len(), after), (3 * 16384, Some(Got::Closed)));
 
     let s = FakeSeeder::start(&t, Behaviour::ChokeAfterBlocks(2));
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     c.next(quiet);
-    c.interested();
-    let (got, after) = c.fetch_piece(&t, 0);
-    assert_eq!((got.len(), after), (2 * 16384, Got::Choke));
+    c.interested(unchoke);
+    let (got, after) = c.fetch_blocks(&t, 0, PIECE_WITHIN);
+    assert_eq!((got.len(), after), (2 * 16384, Some(Got::Choke)));
     assert_eq!(c.next(quiet), Got::Quiet, "queued requests dropped");
-    c.send(Message::Interested);
+    c.send(&[Message::Interested]).unwrap();
     assert_eq!(c.next(quiet), Got::Quiet, "never unchokes again");
 
     let s = FakeSeeder::start(&t, Behaviour::Garbage);
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     assert!(matches!(
         c.next(quiet),
         Got::Malformed(wire::WireError::FrameTooLarge { .. })
     ));
 
     let s = FakeSeeder::start(&t, Behaviour::Stall);
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     c.next(quiet);
-    c.interested();
-    let (got, after) = c.fetch_piece(&t, 0);
-    assert_eq!((got.len(), after), (0, Got::Quiet));
+    c.interested(unchoke);
+    let (got, after) = c.fetch_blocks(&t, 0, STALL_WAIT);
+    assert_eq!((got.len(), after), (0, Some(Got::Quiet)));
     assert_eq!(s.stats().requests(), 4);
     assert_eq!(c.next(Duration::from_millis(1500)), Got::KeepAlive);
 
     let s = FakeSeeder::start(&t, Behaviour::WrongInfoHash);
-    let (_, theirs) = MiniClient::connect(s.addr(), t.info_hash);
-    assert_ne!(theirs.info_hash, t.info_hash);
+    let c = FakePeer::try_connect(s.addr(), t.info_hash).expect("a handshake");
+    assert_ne!(c.theirs.info_hash, t.info_hash);
 
     let s = FakeSeeder::start(&t, Behaviour::HaveOnly);
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     for i in 0..n {
         assert_eq!(c.next(quiet), Got::Have(i));
     }
     assert_eq!(c.next(quiet), Got::Quiet);
 
     let s = FakeSeeder::start(&t, Behaviour::Silent);
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     assert_eq!(c.next(quiet), Got::Quiet);
 
     let s = FakeSeeder::with(
         &t,
         SeederConfig::new(Behaviour::Good).unchoke_delay(Duration::from_millis(500)),
     );
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     c.next(quiet);
     let asked = Instant::now();
-    c.interested();
+    c.interested(unchoke);
     assert!(asked.elapsed() >= Duration::from_millis(450));
 
     let s = FakeSeeder::with(&t, SeederConfig::new(Behaviour::Good).pieces(vec![1]));
-    let (mut c, _) = MiniClient::connect(s.addr(), t.info_hash);
+    let mut c = FakePeer::connect(s.addr(), t.info_hash);
     let mut want = Bitfield::new(n);
     want.set(1);
     assert_eq!(c.next(quiet), Got::Bitfield(want.as_bytes().to_vec()));

@@ -9,10 +9,9 @@
 //! Every helper process runs under `timeout` and is stopped by its PID when
 //! the test ends, passed or failed (common::process::External).
 
-mod common;
-
-use common::interop::{tools_present, LtPeer, OpenTracker};
-use common::{
+use crate::common;
+use crate::common::interop::{tools_present, LtPeer, OpenTracker};
+use crate::common::{
     assert_same_files, free_port, json_num, make_torrent, random_bytes, run_get, TempDir, Torrent,
 };
 use std::path::PathBuf;

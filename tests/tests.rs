@@ -1,0 +1,31 @@
+//! Every integration test, in one binary (as ripgrep does): `tests/common`
+//! is compiled once, and a helper no test uses is a warning. The modules
+//! live in `tests/suite/`, out of reach of cargo's discovery of
+//! `tests/*.rs`; `cargo test --test tests get::` runs one of them.
+
+mod common;
+
+#[path = "suite/bans.rs"]
+mod bans;
+#[path = "suite/bench_smoke.rs"]
+mod bench_smoke;
+#[path = "suite/fixtures.rs"]
+mod fixtures;
+#[path = "suite/fuzz.rs"]
+mod fuzz;
+#[path = "suite/get.rs"]
+mod get;
+#[path = "suite/interop.rs"]
+mod interop;
+#[path = "suite/interop_trackers.rs"]
+mod interop_trackers;
+#[path = "suite/interop_upload.rs"]
+mod interop_upload;
+#[path = "suite/limits.rs"]
+mod limits;
+#[path = "suite/swarm.rs"]
+mod swarm;
+#[path = "suite/trackers.rs"]
+mod trackers;
+#[path = "suite/upload.rs"]
+mod upload;
