@@ -167,6 +167,15 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
+/// Whether a socket read ended for no reason of the peer's: its timeout
+/// passed, or a signal interrupted it. The caller just waits again.
+pub fn is_wait_over(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
 /// An `io::Error`'s message without Rust's " (os error N)" suffix, for
 /// one-line messages that name the file themselves.
 pub fn io_reason(e: &io::Error) -> String {

@@ -427,16 +427,7 @@ impl<'a> Client<'a> {
             }
             let (n, from) = match self.socket.recv_from(&mut self.buf) {
                 Ok(got) => got,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if crate::disk::sys::is_wait_over(&e) => continue,
                 Err(e) => return Err(Step::Fail(Fail::Address(describe(&e)))),
             };
             if from.ip() != self.tracker.ip() || from.port() != self.tracker.port() {

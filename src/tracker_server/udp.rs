@@ -147,16 +147,14 @@ pub(super) fn serve(socket: &UdpSocket, shared: &Shared) {
     while !shared.stop.load(Ordering::SeqCst) {
         let (n, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
+            // ICMP errors for earlier replies, where reported, are no
+            // reason to stop either.
             Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                        // ICMP errors for earlier replies, where reported.
-                        | io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                ) =>
+                if crate::disk::sys::is_wait_over(&e)
+                    || matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset
+                    ) =>
             {
                 continue
             }

@@ -433,14 +433,20 @@ fn reannounce_respects_trackers_min_interval() {
     run.stop();
 }
 
-#[test]
-fn completed_once_then_stopped_then_exit() {
+/// A download announced to one tracker, which has just completed.
+fn started_then_completed() -> (Fake, Running) {
     let tracker = good(1800);
     let counters = Counters::default();
     counters.left.store(1, Ordering::Relaxed);
     let run = start(config(vec![vec![tracker.url.clone()]]), counters);
     run.wait_for(is_peers);
     run.commands.send(Command::Completed).unwrap();
+    (tracker, run)
+}
+
+#[test]
+fn completed_once_then_stopped_then_exit() {
+    let (tracker, run) = started_then_completed();
     let head = next_request(&tracker); // started
     assert_eq!(param(&head, "event"), Some("started"));
     let head = next_request(&tracker);
@@ -464,12 +470,7 @@ fn events(fake: &Fake) -> Vec<String> {
 
 #[test]
 fn completed_owed_at_stop_goes_before_stopped() {
-    let tracker = good(1800);
-    let counters = Counters::default();
-    counters.left.store(1, Ordering::Relaxed);
-    let run = start(config(vec![vec![tracker.url.clone()]]), counters);
-    run.wait_for(is_peers);
-    run.commands.send(Command::Completed).unwrap();
+    let (tracker, run) = started_then_completed();
     run.stop();
     assert_eq!(events(&tracker), ["started", "completed", "stopped"]);
 }
