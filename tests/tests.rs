@@ -21,6 +21,8 @@ mod interop;
 mod interop_trackers;
 #[path = "suite/interop_upload.rs"]
 mod interop_upload;
+#[path = "suite/layers.rs"]
+mod layers;
 #[path = "suite/limits.rs"]
 mod limits;
 #[path = "suite/swarm.rs"]
