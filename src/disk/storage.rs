@@ -87,6 +87,9 @@ impl Storage {
     /// checked against the hashes later). A file longer than its torrent
     /// length is left as it is; only its first bytes are used.
     pub fn create(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
+        // Writes go through maps: a file truncated under one must cost an
+        // error, not the process.
+        crate::disk::sys::install_bus_guard();
         let paths = file_paths(&meta, root)?;
         let mut files = Vec::with_capacity(paths.len());
         for (info, path) in meta.files.iter().zip(&paths) {
@@ -198,7 +201,15 @@ impl Storage {
             }
             let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
             let src = (from - begin) as usize..(to - begin) as usize;
+            let faults = crate::disk::sys::bus_faults();
             map[dst].copy_from_slice(&data[src]);
+            if crate::disk::sys::bus_faults() != faults {
+                // The file shrank under the map: the SIGBUS guard put a
+                // throw-away page where the data went.
+                return Err(StorageError::Truncated {
+                    path: self.shared.path_of(s.file),
+                });
+            }
         }
         Ok(())
     }
@@ -597,6 +608,9 @@ pub enum StorageError {
         len: usize,
         piece_len: u32,
     },
+    /// A file was truncated (or its pages became unreadable) while we wrote
+    /// to it through its map ([`Storage::write`]); the write was lost.
+    Truncated { path: PathBuf },
     /// A write to storage opened with [`Storage::open_existing`].
     ReadOnly { piece: PieceIndex },
     /// A path component that could leave the download directory. The
@@ -613,7 +627,8 @@ impl StorageError {
             | StorageError::Preallocate { path, .. }
             | StorageError::Map { path, .. }
             | StorageError::Read { path, .. }
-            | StorageError::Sync { path, .. } => Some(path),
+            | StorageError::Sync { path, .. }
+            | StorageError::Truncated { path } => Some(path),
             _ => None,
         }
     }
@@ -663,6 +678,11 @@ impl fmt::Display for StorageError {
             } => write!(
                 f,
                 "{len} bytes at offset {begin} do not fit in piece {piece} ({piece_len} bytes)"
+            ),
+            StorageError::Truncated { path } => write!(
+                f,
+                "{}: truncated or unreadable while writing",
+                path.display()
             ),
             StorageError::ReadOnly { piece } => {
                 write!(

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::io::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Allocates disk blocks for the first `len` bytes of `file`, growing it to
 /// `len` if it is shorter (never shrinking it), so that a full disk is an
@@ -134,6 +134,81 @@ pub fn install_stop_handlers() {
         // SIGKILL/SIGSTOP, neither of which can happen here.
         debug_assert_eq!(rc, 0, "sigaction({signal})");
     }
+}
+
+/// Page faults on a mapped file page that no longer exists (the file was
+/// truncated under the map), as the SIGBUS guard counted them.
+static BUS_FAULTS: AtomicUsize = AtomicUsize::new(0);
+/// The page size, read once when the guard is installed.
+static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// SIGBUS handler: for a fault on a mapped page past the end of its file
+/// (`BUS_ADRERR`), maps a private zero page over the faulting page, so the
+/// copy that faulted completes into memory nobody reads, and counts the
+/// fault; the writer sees the count change and reports an error instead
+/// of dying. Any other SIGBUS gets the default action back and recurs
+/// (the process dies as it would have). `mmap` is a plain system call
+/// here: no lock, no allocation.
+extern "C" fn on_bus_error(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
+    let page = PAGE_SIZE.load(Ordering::Relaxed);
+    // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    let replaced = page != 0 && code == libc::BUS_ADRERR && {
+        let start = addr & !(page - 1);
+        // SAFETY: the page is inside a mapping of ours that faulted; mapping
+        // anonymous memory over it with MAP_FIXED replaces only that page.
+        let p = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                -1,
+                0,
+            )
+        };
+        p != libc::MAP_FAILED
+    };
+    if replaced {
+        BUS_FAULTS.fetch_add(1, Ordering::SeqCst);
+    } else {
+        // SAFETY: restoring the default action is async-signal-safe; the
+        // faulting instruction then runs again and the signal kills us.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+}
+
+/// Installs the SIGBUS guard (once; later calls do nothing). Writes go
+/// through memory maps, and a file truncated under a map turns the next
+/// write to a page past its new end into SIGBUS, which would kill the
+/// process; with the guard the write is lost and [`bus_faults`] counts it.
+pub fn install_bus_guard() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        PAGE_SIZE.store(usize::try_from(page).unwrap_or(4096), Ordering::Relaxed);
+        // SAFETY: as for the stop handlers: all-zero is a valid sigaction.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = on_bus_error
+            as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+            as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO;
+        // SAFETY: `action.sa_mask` is a valid sigset_t to initialise.
+        unsafe { libc::sigemptyset(&mut action.sa_mask) };
+        // SAFETY: `action` is fully initialised; the handler is above.
+        let rc = unsafe { libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) };
+        debug_assert_eq!(rc, 0, "sigaction(SIGBUS)");
+    });
+}
+
+/// How many mapped-page faults the SIGBUS guard has absorbed so far.
+pub fn bus_faults() -> usize {
+    BUS_FAULTS.load(Ordering::SeqCst)
 }
 
 /// Whether SIGINT or SIGTERM arrived since [`install_stop_handlers`].

@@ -480,3 +480,40 @@ fn readers_cross_threads_and_storage_moves() {
     send_sync::<StorageError>();
     assert!(available_parallelism() >= 1);
 }
+
+/// Regression (issue 11): a file truncated under a piece's map used to kill
+/// the process with SIGBUS on the next write. The guard turns it into an
+/// error naming the file, and the process lives on.
+#[test]
+fn a_file_truncated_under_the_map_is_an_error_not_a_crash() {
+    let f = fixture(
+        "trunc",
+        64 * 1024,
+        &[(&["big.bin"], 256 * 1024, false)],
+        true,
+    );
+    let dir = TempDir::new("storage-truncate");
+    let mut storage = Storage::create(f.meta.clone(), &dir.0).unwrap();
+    let first = piece(&f, 1);
+    storage
+        .write(first, 0, &f.data[64 * 1024..80 * 1024])
+        .unwrap();
+    let path = storage.path(0).unwrap().to_path_buf();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let err = storage
+        .write(first, 16 * 1024, &f.data[80 * 1024..96 * 1024])
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("{}: truncated or unreadable while writing", path.display())
+    );
+    // A piece mapped after the truncation fails to map, also cleanly.
+    assert!(storage
+        .write(piece(&f, 2), 0, &f.data[..16 * 1024])
+        .is_err());
+}
