@@ -153,6 +153,16 @@ impl Progress {
                     .finish(),
                 format!("banned {who}: {strikes} pieces failed the hash check"),
             ),
+            Note::FileChanged { path } => (
+                Object::new()
+                    .str("event", "file_changed")
+                    .str("path", &path.display().to_string())
+                    .finish(),
+                format!(
+                    "{}: changed by someone else while shoal ran; its pieces will be checked again",
+                    path.display()
+                ),
+            ),
             Note::TrackerWarning { tracker, message } => (
                 tracker_json("tracker_warning", &tracker, &message),
                 format!("tracker warning: {tracker}: {message}"),

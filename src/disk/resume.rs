@@ -15,8 +15,11 @@
 //! have <bitfield as hex>
 //! ```
 //!
-//! It is trusted only if the info hash matches and every file still has the
-//! recorded length and modification time; anything else (a missing or
+//! It is written only when every data file is as shoal left it (the
+//! orchestrator checks with `Storage::changed_files`; otherwise it removes
+//! the resume file with [`discard`]), so it never vouches for bytes someone
+//! else changed. It is trusted only if the info hash matches and every file
+//! still has the recorded length and modification time; anything else (a missing or
 //! damaged resume file, a touched data file) means a full check. It is
 //! written to a temporary name and renamed, so a crash leaves the old state
 //! or the new one, never half of one.
@@ -93,6 +96,17 @@ pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) {
     })();
     if let Err(e) = result {
         log::info!("cannot save resume state under {}: {e}", root.display());
+    }
+}
+
+/// Removes the resume state (the data changed under us: the next start
+/// must check it). A missing file is fine.
+pub fn discard(meta: &Metainfo, root: &Path) {
+    let p = path(meta, root);
+    match std::fs::remove_file(&p) {
+        Ok(()) => log::warn!("{}: removed, the data changed", p.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", p.display()),
     }
 }
 

@@ -68,6 +68,43 @@ pub struct Storage {
     read_only: bool,
     /// The maps of pieces being written, until [`Storage::release`].
     maps: HashMap<PieceIndex, Vec<Window>>,
+    /// Each file as we found it when opening it (`None`: padding, or
+    /// missing), so that a change by someone else can be told from ours.
+    stamps: Vec<Option<Stamp>>,
+    /// Files we wrote to (their modification time is ours to change).
+    written: Vec<bool>,
+}
+
+/// How someone else changed a data file under us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Another file is at its path now (or none is): our handle points to
+    /// the old one.
+    Replaced,
+    /// Truncated, or written to by someone else, in place.
+    Modified,
+}
+
+/// What a data file looked like: enough to tell that someone else replaced,
+/// truncated or rewrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+    dev: u64,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            dev: m.dev(),
+            ino: m.ino(),
+        }
+    }
 }
 
 /// One file slice of a mapped piece: `map` covers exactly the slice's bytes
@@ -162,10 +199,21 @@ impl Storage {
         files: Vec<Option<File>>,
         read_only: bool,
     ) -> Storage {
+        let stamps: Vec<Option<Stamp>> = files
+            .iter()
+            .map(|f| {
+                f.as_ref()
+                    .and_then(|f| f.metadata().ok())
+                    .map(|m| Stamp::of(&m))
+            })
+            .collect();
+        let written = vec![false; files.len()];
         Storage {
             shared: Arc::new(Files { meta, paths, files }),
             read_only,
             maps: HashMap::new(),
+            stamps,
+            written,
         }
     }
 
@@ -201,6 +249,7 @@ impl Storage {
             }
             let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
             let src = (from - begin) as usize..(to - begin) as usize;
+            self.written[s.file] = true;
             let faults = crate::disk::sys::bus_faults();
             map[dst].copy_from_slice(&data[src]);
             if crate::disk::sys::bus_faults() != faults {
@@ -251,6 +300,54 @@ impl Storage {
                 })?;
             }
         }
+        Ok(())
+    }
+
+    /// Files among `files` (indices into the torrent's list) that someone
+    /// else changed since we opened them, and how. Their verified pieces
+    /// can no longer be vouched for. A file missing when we opened it is
+    /// not checked.
+    pub fn changed_files(&self, files: std::ops::Range<usize>) -> Vec<(usize, Change)> {
+        files
+            .filter_map(|i| {
+                let (Some(Some(then)), Some(Some(path))) =
+                    (self.stamps.get(i), self.shared.paths.get(i))
+                else {
+                    return None;
+                };
+                let Ok(now) = std::fs::metadata(path).map(|m| Stamp::of(&m)) else {
+                    return Some((i, Change::Replaced));
+                };
+                if (now.dev, now.ino) != (then.dev, then.ino) {
+                    Some((i, Change::Replaced))
+                } else if now.len < self.shared.meta.files[i].length
+                    || (!self.written[i] && (now.len, now.mtime) != (then.len, then.mtime))
+                {
+                    Some((i, Change::Modified))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// File `file` was modified in place by someone else and its pieces
+    /// given up: restores its length (the space reserved again) and takes
+    /// it as it is now, to be written anew.
+    pub fn reclaim(&mut self, file: usize) -> Result<(), StorageError> {
+        let (Some(Some(handle)), Some(Some(path))) =
+            (self.shared.files.get(file), self.shared.paths.get(file))
+        else {
+            return Ok(());
+        };
+        let len = self.shared.meta.files[file].length;
+        crate::disk::sys::fallocate(handle, len).map_err(|cause| StorageError::Preallocate {
+            path: path.clone(),
+            len,
+            cause,
+        })?;
+        self.stamps[file] = handle.metadata().ok().map(|m| Stamp::of(&m));
+        self.written[file] = true;
         Ok(())
     }
 

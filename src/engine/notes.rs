@@ -5,6 +5,7 @@
 //! Owns: the vocabulary of reports. Does not own: pacing or rendering.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The figures of one progress report.
@@ -60,6 +61,12 @@ pub enum Note {
     TrackerError {
         tracker: String,
         message: String,
+    },
+    /// A data file was changed by someone else while we ran: its verified
+    /// pieces were given up (to be fetched again), and resume state will
+    /// not vouch for it.
+    FileChanged {
+        path: PathBuf,
     },
     /// The download is complete and seeding goes on.
     Seeding(SeedUntil),

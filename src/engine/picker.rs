@@ -317,6 +317,17 @@ impl Picker {
     }
 
     /// The piece's hash matched: it is verified.
+    /// A verified piece is missing again (its file changed under us);
+    /// returns whether it was verified.
+    pub fn unverify(&mut self, piece: PieceIndex) -> bool {
+        if !self.have.get(piece.get()) {
+            return false;
+        }
+        self.have.clear(piece.get());
+        self.untouched += 1;
+        true
+    }
+
     /// Marks a piece verified; returns the peers that sent its blocks.
     pub fn verified(&mut self, piece: PieceIndex) -> Vec<PeerKey> {
         if self.have.get(piece.get()) {

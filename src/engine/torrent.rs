@@ -14,6 +14,7 @@
 mod connections;
 mod download;
 mod error;
+mod files;
 mod options;
 mod upload;
 
@@ -40,6 +41,7 @@ use crate::proto::metainfo::Metainfo;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,6 +257,12 @@ struct Orchestrator<'p> {
     verified_bytes: u64,
     down: RateMeter,
     last_tick: Instant,
+    /// The file watch: when it last ran, and the next file to check.
+    last_watch: Instant,
+    watch_next: usize,
+    /// Pieces we had verified (and announced) but gave up because their
+    /// file changed: a peer's request for one is not its fault.
+    lost: Bitfield,
     rtt_window_start: Instant,
 }
 
@@ -321,6 +329,9 @@ impl<'p> Orchestrator<'p> {
             verified_bytes,
             down: RateMeter::default(),
             last_tick: now,
+            last_watch: now,
+            watch_next: 0,
+            lost: Bitfield::new(geometry.num_pieces()),
             rtt_window_start: now,
             opts,
         };
@@ -414,21 +425,13 @@ impl<'p> Orchestrator<'p> {
                 },
                 default(wait) => {}
             }
+            if self.last_watch.elapsed() >= files::WATCH_EVERY {
+                self.last_watch = Instant::now();
+                self.watch_files()?;
+            }
             if self.last_tick.elapsed() >= TICK {
                 self.tick();
             }
-        }
-    }
-
-    /// Flushes the data, then records the verified pieces (never the other
-    /// way round: the resume state must not claim unflushed pieces).
-    fn save_resume(&mut self) {
-        match self.storage.sync() {
-            Ok(()) if self.picker.have().count() > 0 => {
-                crate::disk::resume::save(&self.meta, &self.opts.out_dir, self.picker.have())
-            }
-            Ok(()) => {}
-            Err(e) => log::warn!("flushing data: {e}"),
         }
     }
 

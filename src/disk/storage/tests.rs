@@ -517,3 +517,51 @@ fn a_file_truncated_under_the_map_is_an_error_not_a_crash() {
         .write(piece(&f, 2), 0, &f.data[..16 * 1024])
         .is_err());
 }
+
+/// What counts as changed by someone else: our own writes do not; a
+/// truncation, a rewrite of a file we only read, or a replacement do.
+#[test]
+fn changes_by_others_are_told_from_ours() {
+    use crate::disk::storage::Change;
+    use std::os::unix::fs::FileExt;
+    let f = fixture(
+        "changes",
+        16 * 1024,
+        &[(&["c.bin"], 64 * 1024, false)],
+        true,
+    );
+    let dir = TempDir::new("storage-changes");
+    let mut storage = Storage::create(f.meta.clone(), &dir.0).unwrap();
+    let path = storage.path(0).unwrap().to_path_buf();
+    assert!(storage.changed_files(0..1).is_empty());
+    storage
+        .write(piece(&f, 0), 0, &f.data[..16 * 1024])
+        .unwrap();
+    storage.release(piece(&f, 0));
+    storage.sync().unwrap();
+    assert!(storage.changed_files(0..1).is_empty(), "our own write");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(100).unwrap();
+    assert_eq!(storage.changed_files(0..1), [(0, Change::Modified)]);
+    storage.reclaim(0).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * 1024);
+    assert!(storage.changed_files(0..1).is_empty(), "taken as it is now");
+    drop(storage);
+
+    // Read-only: any rewrite counts, and so does a replacement.
+    let seeding = Storage::open_existing(f.meta.clone(), &dir.0).unwrap();
+    assert!(seeding.changed_files(0..1).is_empty());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(b"x", 5)
+        .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    file.set_modified(later).unwrap();
+    assert_eq!(seeding.changed_files(0..1), [(0, Change::Modified)]);
+    let other = dir.0.join("other");
+    std::fs::write(&other, vec![0u8; 64 * 1024]).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    assert_eq!(seeding.changed_files(0..1), [(0, Change::Replaced)]);
+}

@@ -1,6 +1,6 @@
 //! Why a torrent could not start, or stopped before its end.
 
-use crate::disk::storage::StorageError;
+use crate::disk::storage::{Change, StorageError};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -22,6 +22,9 @@ pub enum TorrentError {
         what: &'static str,
         cause: io::Error,
     },
+    /// A data file was changed by someone else while we ran, so we can no
+    /// longer vouch for its pieces (`seed` serves only verified bytes).
+    DataChanged { path: PathBuf, change: Change },
     /// The hasher thread is gone: no piece could be verified any more.
     HasherStopped,
     /// SIGINT or SIGTERM.
@@ -49,6 +52,15 @@ impl fmt::Display for TorrentError {
                 path.display()
             ),
             TorrentError::Spawn { what, cause } => write!(f, "cannot start the {what} thread: {cause}"),
+            TorrentError::DataChanged { path, change } => write!(
+                f,
+                "{}: {} while shoal ran; its pieces are no longer vouched for (start again to check them)",
+                path.display(),
+                match change {
+                    Change::Replaced => "replaced or removed",
+                    Change::Modified => "truncated or rewritten",
+                }
+            ),
             TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
             TorrentError::Interrupted => f.write_str("interrupted"),
             TorrentError::TimedOut {

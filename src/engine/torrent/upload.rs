@@ -16,6 +16,9 @@ impl Orchestrator<'_> {
             return self.drop_peer(peer, &why, false);
         };
         if !self.picker.have().get(index) {
+            if self.lost.get(index) {
+                return; // we announced it, then its file changed: not their fault
+            }
             let why = format!("requested piece {index}, which we do not have");
             return self.drop_peer(peer, &why, false);
         }
