@@ -18,7 +18,7 @@
 //! The encoder ([`Owned`]) sorts keys and writes integers without leading
 //! zeros, so shoal never writes non-canonical bencode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 /// Nesting deeper than this is refused; keeps `llll…` from exhausting the
@@ -210,14 +210,25 @@ impl<'a> Decoder<'a> {
             b'd' => {
                 self.pos += 1;
                 let mut pairs: Vec<(&'a [u8], Value<'a>)> = Vec::new();
+                // Keys in order (canonical bencode, the common case) cannot
+                // repeat, so each is only compared with the last; from the
+                // first key out of order on, a set finds repeats. Linear
+                // either way: a scan of all earlier keys per key made a
+                // dictionary of 150,000 keys cost half a minute.
+                let mut seen: Option<HashSet<&'a [u8]>> = None;
                 while self.peek()? != b'e' {
                     let key_at = self.pos;
                     if !self.peek()?.is_ascii_digit() {
                         return self.err(key_at, ErrorKind::KeyNotString);
                     }
                     let key = self.bytes()?;
-                    if pairs.iter().any(|(k, _)| *k == key) {
-                        return self.err(key_at, ErrorKind::DuplicateKey(key.to_vec()));
+                    let in_order = seen.is_none() && pairs.last().is_none_or(|(k, _)| *k < key);
+                    if !in_order {
+                        let set =
+                            seen.get_or_insert_with(|| pairs.iter().map(|(k, _)| *k).collect());
+                        if !set.insert(key) {
+                            return self.err(key_at, ErrorKind::DuplicateKey(key.to_vec()));
+                        }
                     }
                     let v = self.value(depth + 1)?;
                     pairs.push((key, v));
@@ -390,6 +401,34 @@ impl From<Vec<Owned>> for Owned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (issue 11, item 5): duplicate keys used to be found by
+    /// scanning every earlier key, so 200,000 keys took minutes. Keys in
+    /// order, out of order, and a repeat at the very end: all linear, well
+    /// inside the test's deadline.
+    #[test]
+    fn huge_dictionaries_decode_in_linear_time() {
+        crate::util::testutil::within(|| {
+            let keys: Vec<String> = (0..200_000).map(|i| format!("{i:08}")).collect();
+            let dict = |keys: Vec<&String>| {
+                let mut d = b"d".to_vec();
+                for k in keys {
+                    d.extend_from_slice(format!("8:{k}i0e").as_bytes());
+                }
+                d.push(b'e');
+                d
+            };
+            let sorted = dict(keys.iter().collect());
+            assert_eq!(decode(&sorted).unwrap().as_dict().unwrap().len(), 200_000);
+            let reversed = dict(keys.iter().rev().collect());
+            assert_eq!(decode(&reversed).unwrap().as_dict().unwrap().len(), 200_000);
+            let repeat = dict(keys.iter().chain([&keys[7]]).collect());
+            assert_eq!(
+                decode(&repeat).unwrap_err().kind,
+                ErrorKind::DuplicateKey(b"00000007".to_vec())
+            );
+        });
+    }
 
     fn err(input: &[u8]) -> Error {
         decode(input).expect_err("should fail")
