@@ -240,13 +240,8 @@ fn positionals<const N: usize>(
 
 /// Reads and parses a torrent file; errors name the file.
 pub fn load_torrent(path: &Path) -> Result<Metainfo, Failure> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Failure::Failed(format!(
-            "{}: {}",
-            path.display(),
-            crate::disk::sys::io_reason(&e)
-        ))
-    })?;
+    let bytes = crate::disk::torrent_file::read(path)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))?;
     Metainfo::from_bytes(&bytes).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
 }
 

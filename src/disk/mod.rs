@@ -10,3 +10,4 @@ pub mod hasher;
 pub mod resume;
 pub mod storage;
 pub mod sys;
+pub mod torrent_file;
