@@ -163,6 +163,17 @@ impl Progress {
                     path.display()
                 ),
             ),
+            Note::ResumeNotSaved { path, reason } => (
+                Object::new()
+                    .str("event", "resume_not_saved")
+                    .str("path", &path.display().to_string())
+                    .str("reason", &reason)
+                    .finish(),
+                format!(
+                    "warning: cannot save resume state {}: {reason} (the next start checks the data)",
+                    path.display()
+                ),
+            ),
             Note::TrackerWarning { tracker, message } => (
                 tracker_json("tracker_warning", &tracker, &message),
                 format!("tracker warning: {tracker}: {message}"),

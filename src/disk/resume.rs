@@ -80,23 +80,23 @@ fn parse(text: &str, meta: &Metainfo, now: &[Option<(u64, u128)>]) -> Option<Bit
 }
 
 /// Records `have`. Call only after the data of every piece in it was
-/// flushed. Failing to save costs a rehash later, nothing else, so errors
-/// are only logged.
-pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) {
+/// flushed. Failing to save costs a rehash later, nothing else: the caller
+/// warns with the error, and no temporary file is left behind.
+pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) -> std::io::Result<()> {
+    let dest = path(meta, root);
+    let tmp = dest.with_extension("shoal-resume.tmp");
     let result = (|| -> std::io::Result<()> {
         let paths = crate::disk::storage::file_paths(meta, root)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let stamps =
             stamps(&paths).ok_or_else(|| std::io::Error::other("a data file is missing"))?;
-        let text = render(meta, &stamps, have);
-        let dest = path(meta, root);
-        let tmp = dest.with_extension("shoal-resume.tmp");
-        std::fs::write(&tmp, text)?;
+        std::fs::write(&tmp, render(meta, &stamps, have))?;
         std::fs::rename(&tmp, &dest)
     })();
-    if let Err(e) = result {
-        log::info!("cannot save resume state under {}: {e}", root.display());
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
+    result
 }
 
 /// Removes the resume state (the data changed under us: the next start
@@ -183,7 +183,7 @@ mod tests {
         std::fs::create_dir_all(root.join("d")).unwrap();
         std::fs::write(root.join("d/a"), vec![1u8; 20000]).unwrap();
         let have = Bitfield::full(2);
-        save(&m, &root, &have);
+        save(&m, &root, &have).unwrap();
         assert_eq!(load(&m, &root), Some(have));
         assert!(path(&m, &root).ends_with(".d.shoal-resume"));
         // A touched data file makes the state stale.
@@ -195,5 +195,19 @@ mod tests {
         f.set_modified(later).unwrap();
         assert_eq!(load(&m, &root), None);
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Regression (issue 11, item 9): a failed save (a full disk, here a
+    /// directory in the way) is reported and leaves no temporary file.
+    #[test]
+    fn a_failed_save_says_so_and_leaves_nothing() {
+        let m = meta();
+        let dir = crate::util::testutil::TempDir::new("resume-fail");
+        std::fs::create_dir_all(dir.0.join("d")).unwrap();
+        std::fs::write(dir.0.join("d/a"), vec![1u8; 20000]).unwrap();
+        std::fs::create_dir_all(path(&m, &dir.0).join("in-the-way")).unwrap();
+        assert!(save(&m, &dir.0, &Bitfield::full(2)).is_err());
+        let tmp = path(&m, &dir.0).with_extension("shoal-resume.tmp");
+        assert!(!tmp.exists(), "{} left behind", tmp.display());
     }
 }

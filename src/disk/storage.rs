@@ -129,35 +129,51 @@ impl Storage {
         crate::disk::sys::install_bus_guard();
         let paths = file_paths(&meta, root)?;
         let mut files = Vec::with_capacity(paths.len());
-        for (info, path) in meta.files.iter().zip(&paths) {
-            let Some(path) = path else {
-                files.push(None);
-                continue;
-            };
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|cause| StorageError::Create {
-                    path: dir.to_path_buf(),
-                    cause,
-                })?;
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|cause| StorageError::Create {
-                    path: path.clone(),
-                    cause,
-                })?;
-            crate::disk::sys::fallocate(&file, info.length).map_err(|cause| {
-                StorageError::Preallocate {
-                    path: path.clone(),
-                    len: info.length,
-                    cause,
+        // Files this call creates: removed again if it fails, so a failed
+        // start (a full disk) leaves nothing behind.
+        let mut created: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (info, path) in meta.files.iter().zip(&paths) {
+                let Some(path) = path else {
+                    files.push(None);
+                    continue;
+                };
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|cause| StorageError::Create {
+                        path: dir.to_path_buf(),
+                        cause,
+                    })?;
                 }
-            })?;
-            files.push(Some(file));
+                let existed = path.exists();
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|cause| StorageError::Create {
+                        path: path.clone(),
+                        cause,
+                    })?;
+                if !existed {
+                    created.push(path.clone());
+                }
+                crate::disk::sys::fallocate(&file, info.length).map_err(|cause| {
+                    StorageError::Preallocate {
+                        path: path.clone(),
+                        len: info.length,
+                        cause,
+                    }
+                })?;
+                files.push(Some(file));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for path in created {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
         }
         Ok(Storage::new(meta, paths, files, false))
     }

@@ -68,6 +68,12 @@ pub enum Note {
     FileChanged {
         path: PathBuf,
     },
+    /// The resume state could not be written (a full disk, say): the next
+    /// start checks the data instead.
+    ResumeNotSaved {
+        path: PathBuf,
+        reason: String,
+    },
     /// The download is complete and seeding goes on.
     Seeding(SeedUntil),
     /// Periodic figures (the engine sends one per tick; the renderer

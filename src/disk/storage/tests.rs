@@ -565,3 +565,25 @@ fn changes_by_others_are_told_from_ours() {
     std::fs::rename(&other, &path).unwrap();
     assert_eq!(seeding.changed_files(0..1), [(0, Change::Replaced)]);
 }
+
+/// Regression (issue 11, item 9): when space cannot be reserved, the files
+/// this start created are removed again (a 0-byte file used to stay).
+#[test]
+fn a_failed_preallocation_leaves_no_file_behind() {
+    let piece_len: i64 = 1 << 24;
+    let len: i64 = 1 << 40;
+    let info = Owned::dict()
+        .insert("name", "prealloc")
+        .insert("length", len)
+        .insert("piece length", piece_len)
+        .insert("pieces", vec![0u8; 20 * (len / piece_len) as usize]);
+    let bytes = Owned::dict().insert("info", info).encode();
+    let meta = Arc::new(Metainfo::from_bytes(&bytes).unwrap());
+    let dir = TempDir::new("storage-prealloc");
+    let err = match Storage::create(meta, &dir.0) {
+        Err(e) => e,
+        Ok(_) => return eprintln!("SKIPPED: this file system reserved 1 TiB"),
+    };
+    assert!(matches!(err, StorageError::Preallocate { .. }), "{err}");
+    assert!(!dir.0.join("prealloc").exists(), "the created file is gone");
+}

@@ -86,7 +86,13 @@ impl Orchestrator<'_> {
             }
             crate::disk::resume::discard(&self.meta, &self.opts.out_dir);
         } else if self.picker.have().count() > 0 {
-            crate::disk::resume::save(&self.meta, &self.opts.out_dir, self.picker.have());
+            let dir = &self.opts.out_dir;
+            if let Err(e) = crate::disk::resume::save(&self.meta, dir, self.picker.have()) {
+                (self.notes)(Note::ResumeNotSaved {
+                    path: crate::disk::resume::path(&self.meta, dir),
+                    reason: crate::disk::sys::io_reason(&e),
+                });
+            }
         }
     }
 }
