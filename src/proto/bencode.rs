@@ -114,6 +114,10 @@ pub enum ErrorKind {
     TooDeep,
     /// Bytes left over after the top-level value.
     TrailingGarbage,
+    /// More values than the caller allows ([`decode_limited`]): a parsed
+    /// value costs tens of bytes, so a small message of tiny items must not
+    /// become a large allocation.
+    TooManyItems { limit: usize },
 }
 
 impl fmt::Display for Error {
@@ -138,6 +142,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH} levels"),
             ErrorKind::TrailingGarbage => write!(f, "trailing bytes after the value"),
+            ErrorKind::TooManyItems { limit } => write!(f, "more than {limit} values"),
         }
     }
 }
@@ -154,7 +159,21 @@ fn show_byte(b: u8) -> String {
 
 /// Decodes exactly one value that fills the whole buffer.
 pub fn decode(buf: &[u8]) -> Result<Value<'_>, Error> {
-    let (value, used) = decode_prefix(buf)?;
+    decode_limited(buf, usize::MAX)
+}
+
+/// [`decode`], refusing input of more than `max_items` values (each
+/// integer, string, list and dictionary counts one; a key counts one). For
+/// messages from peers whose size alone does not bound what they cost.
+pub fn decode_limited(buf: &[u8], max_items: usize) -> Result<Value<'_>, Error> {
+    let mut d = Decoder {
+        buf,
+        pos: 0,
+        items_left: max_items,
+        limit: max_items,
+    };
+    let value = d.value(0)?;
+    let used = d.pos;
     if used != buf.len() {
         return Err(Error {
             offset: used,
@@ -167,7 +186,12 @@ pub fn decode(buf: &[u8]) -> Result<Value<'_>, Error> {
 /// Decodes one value at the start of `buf`; returns it and the bytes used.
 /// Used where a payload follows the dictionary (BEP 9 metadata pieces).
 pub fn decode_prefix(buf: &[u8]) -> Result<(Value<'_>, usize), Error> {
-    let mut d = Decoder { buf, pos: 0 };
+    let mut d = Decoder {
+        buf,
+        pos: 0,
+        items_left: usize::MAX,
+        limit: usize::MAX,
+    };
     let v = d.value(0)?;
     Ok((v, d.pos))
 }
@@ -175,6 +199,9 @@ pub fn decode_prefix(buf: &[u8]) -> Result<(Value<'_>, usize), Error> {
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Values (and keys) still allowed, of `limit`.
+    items_left: usize,
+    limit: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -189,7 +216,19 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// Counts one more value against the budget.
+    fn count(&mut self) -> Result<(), Error> {
+        match self.items_left.checked_sub(1) {
+            Some(left) => {
+                self.items_left = left;
+                Ok(())
+            }
+            None => self.err(self.pos, ErrorKind::TooManyItems { limit: self.limit }),
+        }
+    }
+
     fn value(&mut self, depth: usize) -> Result<Value<'a>, Error> {
+        self.count()?;
         let start = self.pos;
         let kind = match self.peek()? {
             b'i' => {
@@ -221,6 +260,7 @@ impl<'a> Decoder<'a> {
                     if !self.peek()?.is_ascii_digit() {
                         return self.err(key_at, ErrorKind::KeyNotString);
                     }
+                    self.count()?;
                     let key = self.bytes()?;
                     let in_order = seen.is_none() && pairs.last().is_none_or(|(k, _)| *k < key);
                     if !in_order {
@@ -401,6 +441,20 @@ impl From<Vec<Owned>> for Owned {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_item_budget_counts_every_value_and_key() {
+        assert!(decode_limited(b"li1ei2ee", 3).is_ok());
+        assert_eq!(
+            decode_limited(b"li1ei2ee", 2).unwrap_err(),
+            Error {
+                offset: 4,
+                kind: ErrorKind::TooManyItems { limit: 2 }
+            }
+        );
+        assert!(decode_limited(b"d1:ai1ee", 3).is_ok(), "dict, key, value");
+        assert!(decode_limited(b"d1:ai1ee", 2).is_err());
+    }
 
     /// Regression (issue 11, item 5): duplicate keys used to be found by
     /// scanning every earlier key, so 200,000 keys took minutes. Keys in

@@ -13,6 +13,12 @@ use std::fmt;
 /// Extended message id of the handshake.
 pub const HANDSHAKE_ID: u8 = 0;
 
+/// The most values an extension handshake may hold. Real ones have a few
+/// dozen (libtorrent's, with every extension: about 30); a parsed value
+/// costs tens of bytes, so a 1 MiB handshake of tiny items must be refused
+/// early, not built (50 such peers once cost a seeder a gigabyte).
+pub const MAX_HANDSHAKE_ITEMS: usize = 1024;
+
 /// What a peer that does not say `reqq` is assumed to queue (BEP 10's
 /// figure for libtorrent's default of its day; conservative for others).
 pub const DEFAULT_REQQ: u32 = 250;
@@ -63,7 +69,8 @@ impl std::error::Error for ExtensionError {}
 /// peer said it speaks BEP 10); unknown keys are ignored, out-of-range
 /// numbers count as absent.
 pub fn parse_handshake(payload: &[u8]) -> Result<PeerInfo, ExtensionError> {
-    let v = bencode::decode(payload).map_err(ExtensionError::Bencode)?;
+    let v =
+        bencode::decode_limited(payload, MAX_HANDSHAKE_ITEMS).map_err(ExtensionError::Bencode)?;
     if v.as_dict().is_none() {
         return Err(ExtensionError::NotADict);
     }
@@ -97,6 +104,19 @@ mod tests {
         let back = parse_handshake(&ours).unwrap();
         assert_eq!(back.reqq, Some(512));
         assert_eq!(back.client.as_deref(), Some("shoal 0.1.0"));
+    }
+
+    /// Regression (issue 11, item 6): a handshake of 150,000 tiny keys is
+    /// refused at its 1025th value instead of being built.
+    #[test]
+    fn a_handshake_of_many_items_is_refused_early() {
+        let mut h = b"d".to_vec();
+        for i in 0..150_000 {
+            h.extend_from_slice(format!("6:k{i:05}i0e").as_bytes());
+        }
+        h.push(b'e');
+        let err = parse_handshake(&h).unwrap_err();
+        assert!(err.to_string().ends_with("more than 1024 values"), "{err}");
     }
 
     #[test]
