@@ -75,6 +75,10 @@ const EVENT_QUEUE: usize = 64;
 /// pieces (plus one started) before its strikes are counted, however deep
 /// its pipeline and however far the hasher lags.
 const PROBATION_PIECES: usize = 2;
+/// A peer connected this long that neither side is interested in may be
+/// dropped to make room for a newcomer when all slots are taken (a flood
+/// of idle connections must not lock out real peers).
+const EVICT_GRACE: Duration = Duration::from_secs(5);
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
 /// Requests that cross our `choke` on the wire are ignored for this long;

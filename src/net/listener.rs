@@ -12,14 +12,23 @@
 use crate::net::peer::{self, Inbound};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// Handshakes read at once at most; connections beyond are closed at once
-/// (each greeter is a thread, and a flood of silent connections must not
-/// make us start threads without bound).
+/// Handshakes read at once at most (each greeter is a thread). When all
+/// are busy, the oldest is cut off to make room: a flood of silent or
+/// dribbling connections then costs each of its connections its slot,
+/// while a real peer, which sends its handshake at once, gets through.
 pub const MAX_GREETERS: usize = 64;
+
+/// The connections greeters are reading, oldest first, to cut off the
+/// oldest when all are busy.
+#[derive(Default)]
+struct Greeting {
+    next_id: u64,
+    open: std::collections::VecDeque<(u64, TcpStream)>,
+}
 
 /// Where a connection goes once its handshake is read: the session's
 /// routing. Called on the greeter thread; it must not block.
@@ -49,7 +58,7 @@ impl Listener {
         let local_addr = socket.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let greeters = Arc::new(AtomicUsize::new(0));
+        let greeters = Arc::new(Mutex::new(Greeting::default()));
         let thread = std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || {
@@ -73,26 +82,43 @@ impl Listener {
 }
 
 /// Reads the handshake of `stream` on a thread of its own, then routes it.
-fn greet(stream: TcpStream, route: &Arc<Route>, greeters: &Arc<AtomicUsize>) {
-    if greeters.fetch_add(1, Ordering::SeqCst) >= MAX_GREETERS {
-        greeters.fetch_sub(1, Ordering::SeqCst);
-        log::debug!("refusing a connection: {MAX_GREETERS} handshakes in progress");
+fn greet(stream: TcpStream, route: &Arc<Route>, greeting: &Arc<Mutex<Greeting>>) {
+    let Ok(handle) = stream.try_clone() else {
         return;
-    }
-    let (route, count) = (Arc::clone(route), Arc::clone(greeters));
+    };
+    let id = {
+        let mut g = lock(greeting);
+        if g.open.len() >= MAX_GREETERS {
+            if let Some((_, oldest)) = g.open.pop_front() {
+                log::debug!("{MAX_GREETERS} handshakes in progress: cutting off the oldest");
+                let _ = oldest.shutdown(std::net::Shutdown::Both);
+            }
+        }
+        g.next_id += 1;
+        let id = g.next_id;
+        g.open.push_back((id, handle));
+        id
+    };
+    let (route, done) = (Arc::clone(route), Arc::clone(greeting));
     let spawned = std::thread::Builder::new()
         .name("greeter".into())
         .spawn(move || {
-            match peer::read_inbound_handshake(stream) {
+            let read = peer::read_inbound_handshake(stream);
+            lock(&done).open.retain(|(i, _)| *i != id);
+            match read {
                 Ok(inbound) => route(inbound),
                 Err(e) => log::debug!("inbound handshake: {e}"),
             }
-            count.fetch_sub(1, Ordering::SeqCst);
         });
     if let Err(e) = spawned {
-        greeters.fetch_sub(1, Ordering::SeqCst);
+        lock(greeting).open.retain(|(i, _)| *i != id);
         log::warn!("cannot start a greeter thread: {e}");
     }
+}
+
+fn lock(g: &Mutex<Greeting>) -> std::sync::MutexGuard<'_, Greeting> {
+    // Every change leaves the list valid, so a poisoned lock is usable.
+    g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Binds, moving to a free port if the one asked for is taken.

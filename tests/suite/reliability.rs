@@ -1,7 +1,10 @@
 //! Nothing lost, nothing vouched for that shoal did not verify (issue 11).
 
 use crate::common::process::External;
-use crate::common::{json_num, make_torrent, random_bytes, run_get, TempDir};
+use crate::common::{free_port, json_num, make_torrent, random_bytes, run_get, TempDir};
+use shoal::proto::wire::Handshake;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
@@ -69,4 +72,77 @@ fn a_file_truncated_under_a_seed_is_never_vouched_for() {
         "{}",
         run.describe()
     );
+}
+
+/// Regression (issue 11, item 4): connections that send a valid handshake
+/// and then nothing used to fill every peer slot of a seeder (keep-alives
+/// would hold them forever), and silent ones every handshake slot, so a
+/// real leecher was turned away ("no peer reachable"). Now a newcomer takes
+/// the slot of a peer of no use to either side, and the oldest pending
+/// handshake makes room for a new one.
+#[test]
+fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
+    let t = make_torrent(
+        "flooded.bin",
+        &[("", &random_bytes(23, 4 << 20))],
+        64 * 1024,
+        None,
+        false,
+    );
+    let tmp = TempDir::new("flood-idle");
+    let torrent = t.write_torrent(tmp.path());
+    let dir = tmp.subdir("data");
+    t.write_data(&dir);
+    let port = free_port();
+    let (torrent, dir_s) = (torrent.to_str().unwrap(), dir.to_str().unwrap());
+    let port_s = port.to_string();
+    let mut seed = External::start(
+        "shoal seed",
+        Duration::from_secs(90),
+        SHOAL,
+        &[
+            "seed",
+            torrent,
+            dir_s,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--max-peers",
+            "10",
+            "--json",
+        ],
+        tmp.path(),
+    );
+    seed.expect_line("{\"event\":\"seeding\"", Duration::from_secs(20));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let idle: Vec<TcpStream> = (0..30u8)
+        .map(|i| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let hello = Handshake::new(t.info_hash, [i; 20], [0; 8]).encode();
+            s.write_all(&hello).unwrap();
+            s
+        })
+        .collect();
+    let silent: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    let out = tmp.subdir("out");
+    let run = run_get(
+        &[
+            torrent,
+            "-o",
+            out.to_str().unwrap(),
+            "--peer",
+            &addr.to_string(),
+            "--no-listen",
+            "--timeout",
+            "60s",
+        ],
+        Duration::from_secs(90),
+    );
+    run.assert_success();
+    t.assert_downloaded(&out);
+    drop((idle, silent));
+    seed.stop();
 }

@@ -9,7 +9,7 @@ impl Orchestrator<'_> {
         let Ok(addr) = inbound.stream.peer_addr() else {
             return;
         };
-        if self.peers.len() >= self.opts.max_peers {
+        if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
@@ -20,6 +20,30 @@ impl Orchestrator<'_> {
         self.start_peer(addr, move |key, settings, rx, events| {
             peer::run_inbound(key, inbound, settings, rx, events)
         });
+    }
+
+    /// A newcomer may take the slot of a peer connected this long that is of
+    /// no use to either side.
+    pub(super) fn evict_useless(&mut self) -> bool {
+        let now = Instant::now();
+        let useless = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.socket.is_some()
+                    && now - p.connected_at >= EVICT_GRACE
+                    && !p.peer_interested
+                    && !p.am_interested
+            })
+            .min_by_key(|(_, p)| p.connected_at)
+            .map(|(k, _)| *k);
+        match useless {
+            Some(k) => {
+                self.drop_peer(k, "useless to both sides, and its slot is wanted", false);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(super) fn learn(&mut self, addr: SocketAddr) {
