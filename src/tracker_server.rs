@@ -187,6 +187,8 @@ impl Config {
             interval: self.interval,
             max_peers_per_torrent: self.max_peers_per_torrent,
             max_torrents: self.max_torrents,
+            // A tenth of the store per address, as by default.
+            max_torrents_per_ip: (self.max_torrents / 10).max(1),
             max_peers: self.max_peers,
         }
     }

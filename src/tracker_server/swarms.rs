@@ -27,7 +27,9 @@
 //!   did not send `left` counts as a leecher. `downloaded` counts
 //!   `event=completed`, once per stored peer.
 //! - Bounds: at most `max_torrents` swarms (a new info hash beyond that is
-//!   refused with a `failure reason`), `max_peers_per_torrent` peers in
+//!   refused with a `failure reason`), of which one address may have
+//!   started at most `max_torrents_per_ip` (so that one client cannot fill
+//!   the store for everybody), `max_peers_per_torrent` peers in
 //!   one swarm (a newcomer to a full swarm replaces the peer silent
 //!   longest: that one is the likeliest to be gone, and live peers come
 //!   back at their next announce), and `max_peers` in all (a newcomer
@@ -62,6 +64,11 @@ pub const DEFAULT_MAX_PEERS_PER_TORRENT: usize = 5_000;
 /// without bound.
 pub const DEFAULT_MAX_TORRENTS: usize = 10_000;
 
+/// Swarms one address may have created and that still live: a tenth of
+/// the store, so that one client announcing random info hashes cannot fill
+/// it for everybody (a fleet host seeding a thousand artefacts still fits).
+pub const DEFAULT_MAX_TORRENTS_PER_IP: usize = DEFAULT_MAX_TORRENTS / 10;
+
 /// Peers kept in all swarms together. A stored peer costs about 150 bytes
 /// (entry, address index, map overhead), so this caps the store near
 /// 75 MB even if every swarm is full, which per-swarm and per-torrent caps
@@ -80,6 +87,7 @@ pub struct Limits {
     pub interval: Duration,
     pub max_peers_per_torrent: usize,
     pub max_torrents: usize,
+    pub max_torrents_per_ip: usize,
     pub max_peers: usize,
 }
 
@@ -89,6 +97,7 @@ impl Default for Limits {
             interval: DEFAULT_INTERVAL,
             max_peers_per_torrent: DEFAULT_MAX_PEERS_PER_TORRENT,
             max_torrents: DEFAULT_MAX_TORRENTS,
+            max_torrents_per_ip: DEFAULT_MAX_TORRENTS_PER_IP,
             max_peers: DEFAULT_MAX_PEERS,
         }
     }
@@ -133,6 +142,8 @@ struct Peer {
 /// by address; `seeders` is kept in step with the vector.
 #[derive(Debug)]
 struct Swarm {
+    /// The address whose announce created it (counted against its quota).
+    creator: IpAddr,
     peers: Vec<Peer>,
     index: HashMap<SocketAddr, usize>,
     seeders: usize,
@@ -141,8 +152,9 @@ struct Swarm {
 }
 
 impl Swarm {
-    fn new(now: Instant) -> Swarm {
+    fn new(creator: IpAddr, now: Instant) -> Swarm {
         Swarm {
+            creator,
             peers: Vec::new(),
             index: HashMap::new(),
             seeders: 0,
@@ -199,6 +211,8 @@ fn count(n: usize) -> u32 {
 pub struct Swarms {
     limits: Limits,
     torrents: HashMap<InfoHash, Swarm>,
+    /// Live swarms per creating address, kept in step with `torrents`.
+    created: HashMap<IpAddr, usize>,
     /// Peers in all swarms, kept in step with them.
     total_peers: usize,
     rng: Rng,
@@ -211,6 +225,7 @@ impl Swarms {
         Swarms {
             limits,
             torrents: HashMap::new(),
+            created: HashMap::new(),
             total_peers: 0,
             rng: Rng::new(seed),
             last_sweep: None,
@@ -253,6 +268,8 @@ impl Swarms {
         };
         let stopped = q.event == Some(Event::Stopped);
         let full = self.torrents.len() >= self.limits.max_torrents;
+        let creator = canonical(source);
+        let quota_used = self.created.get(&creator).copied().unwrap_or(0);
         let swarm = match self.torrents.entry(q.info_hash) {
             Entry::Occupied(e) => e.into_mut(),
             // Leaving a swarm we never knew: nothing to do.
@@ -263,7 +280,15 @@ impl Swarms {
                     self.limits.max_torrents
                 ))
             }
-            Entry::Vacant(e) => e.insert(Swarm::new(now)),
+            Entry::Vacant(_) if quota_used >= self.limits.max_torrents_per_ip => {
+                return Err(format!(
+                    "your address already started {quota_used} of the torrents tracked here"
+                ))
+            }
+            Entry::Vacant(e) => {
+                *self.created.entry(creator).or_default() += 1;
+                e.insert(Swarm::new(creator, now))
+            }
         };
         swarm.last_active = now;
         self.total_peers = self.total_peers.saturating_sub(swarm.expire(now, ttl));
@@ -402,9 +427,20 @@ impl Swarms {
     pub fn sweep(&mut self, now: Instant) {
         let ttl = self.ttl();
         let mut removed = 0;
+        let created = &mut self.created;
         self.torrents.retain(|_, swarm| {
             removed += swarm.expire(now, ttl);
-            !swarm.peers.is_empty() || now.saturating_duration_since(swarm.last_active) <= ttl
+            let keep =
+                !swarm.peers.is_empty() || now.saturating_duration_since(swarm.last_active) <= ttl;
+            if !keep {
+                if let Entry::Occupied(mut n) = created.entry(swarm.creator) {
+                    *n.get_mut() -= 1;
+                    if *n.get() == 0 {
+                        n.remove();
+                    }
+                }
+            }
+            keep
         });
         self.total_peers = self.total_peers.saturating_sub(removed);
         self.last_sweep = Some(now);

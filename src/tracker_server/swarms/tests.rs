@@ -408,6 +408,7 @@ fn torrent_and_total_peer_caps() {
     let mut zero = Swarms::new(
         Limits {
             max_torrents: 0,
+            max_torrents_per_ip: 0,
             max_peers: 0,
             max_peers_per_torrent: 0,
             interval: Duration::ZERO,
@@ -454,4 +455,39 @@ fn scrape_named_all_and_unknown() {
     // A hash repeated (74 times fit a UDP scrape) is answered once.
     let repeated = s.scrape(&[InfoHash([8; 20]); 74], t);
     assert_eq!(repeated.len(), 1);
+}
+
+/// Regression (issue 11, item 8): one client announcing random info
+/// hashes used to fill the store, and every new torrent was refused for
+/// everybody until the swarms expired. Now it fills only its own quota.
+#[test]
+fn one_address_cannot_fill_the_store_for_everybody() {
+    let t = Instant::now();
+    let mut s = Swarms::new(
+        Limits {
+            max_torrents: 100,
+            max_torrents_per_ip: 10,
+            ..limits(60)
+        },
+        1,
+    );
+    let flood = |n: u8| AnnounceQuery {
+        info_hash: InfoHash([n; 20]),
+        ..q(1, 1000)
+    };
+    for n in 0..10 {
+        s.announce(&flood(n), ip("10.0.0.66"), t).unwrap();
+    }
+    let refused = s.announce(&flood(10), ip("10.0.0.66"), t).unwrap_err();
+    assert_eq!(
+        refused,
+        "your address already started 10 of the torrents tracked here"
+    );
+    // Joining an existing swarm is fine, and so are others' new torrents.
+    s.announce(&flood(3), ip("10.0.0.66"), t).unwrap();
+    s.announce(&flood(11), ip("10.0.0.2"), t).unwrap();
+    // Once its swarms expire, the address may start new ones again.
+    s.sweep(t + Duration::from_secs(600));
+    s.announce(&flood(12), ip("10.0.0.66"), t + Duration::from_secs(600))
+        .unwrap();
 }
