@@ -62,9 +62,11 @@ pub use swarms::{
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use http::Route;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{
-    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream,
+    UdpSocket,
 };
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -107,11 +109,6 @@ const MAX_WORKERS: usize = 1024;
 /// heap); 256 KiB keeps the pool's address space small on 32-bit images
 /// where the 2 MiB default for 1024 workers would not fit.
 const WORKER_STACK: usize = 256 * 1024;
-
-/// How long the accept thread sleeps when no connection is waiting: the
-/// longest a new connection waits to be accepted when idle, and how
-/// quickly a stop is noticed.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
 
 /// Pause after an accept error other than "no connection" (out of
 /// descriptors, most likely): retrying at once would spin; finishing
@@ -201,6 +198,44 @@ struct Shared {
     request_timeout: Duration,
     /// Workers holding a connection now.
     busy: AtomicUsize,
+    /// Connections queued or in service, per client address, and how many
+    /// one address may have: half the workers, so that slow clients from
+    /// one address cost that address, not everybody (its further
+    /// connections get 503 at once). 127.0.0.1 and ::1 are exempt: that is
+    /// the tracker's own host, where every client of a local swarm shares
+    /// one address.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    max_per_ip: usize,
+}
+
+impl Shared {
+    fn per_ip(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a connection from `ip`, unless it has its share already.
+    fn admit(&self, ip: IpAddr) -> bool {
+        if ip == IpAddr::from(Ipv4Addr::LOCALHOST) || ip == IpAddr::from(Ipv6Addr::LOCALHOST) {
+            return true;
+        }
+        let mut m = self.per_ip();
+        let n = m.entry(ip).or_default();
+        if *n >= self.max_per_ip {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut m = self.per_ip();
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
 }
 
 /// A running tracker. Dropping it asks its threads to stop without
@@ -212,7 +247,7 @@ pub struct Server {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     /// The workers' queue, to count what waits in it.
-    queue: Receiver<TcpStream>,
+    queue: Receiver<(TcpStream, IpAddr)>,
 }
 
 impl Server {
@@ -244,7 +279,7 @@ impl Server {
     /// request deadline, plus a second; returns whether all threads ended
     /// in that time (the stragglers are left to finish on their own).
     pub fn stop(mut self) -> bool {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.request_stop();
         let deadline = Instant::now() + self.shared.request_timeout + Duration::from_secs(1);
         let mut threads = std::mem::take(&mut self.threads);
         while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
@@ -271,9 +306,18 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Tells every thread to stop, and wakes the accept thread.
+    fn request_stop(&self) {
+        if !self.shared.stop.swap(true, Ordering::SeqCst) {
+            crate::net::listener::wake_accept(self.local_addr);
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.request_stop();
     }
 }
 
@@ -282,8 +326,8 @@ impl Drop for Server {
 /// thread, and returns at once.
 pub fn start(config: Config) -> io::Result<Server> {
     let (listener, udp) = bind(&config)?;
-    // Nonblocking so the accept thread can poll the stop flag.
-    listener.set_nonblocking(true)?;
+    // Accepts block (no polling delay on any connection); a stop wakes the
+    // accept thread with a connection of its own.
     let local_addr = listener.local_addr()?;
     let workers = config.workers.clamp(1, MAX_WORKERS);
     let queue = config.max_connections.saturating_sub(workers).max(1);
@@ -296,8 +340,10 @@ pub fn start(config: Config) -> io::Result<Server> {
         request_timeout: (config.request_timeout)
             .clamp(Duration::from_millis(1), MAX_REQUEST_TIMEOUT),
         busy: AtomicUsize::new(0),
+        per_ip: Mutex::default(),
+        max_per_ip: (workers / 2).max(1),
     });
-    let (tx, rx) = bounded::<TcpStream>(queue);
+    let (tx, rx) = bounded::<(TcpStream, IpAddr)>(queue);
     // If a spawn fails, dropping `server` sets the stop flag and dropping
     // the sender ends the workers already started.
     let mut server = Server {
@@ -378,18 +424,26 @@ pub fn run(config: Config, started: impl FnOnce(&Server)) -> io::Result<()> {
     Ok(())
 }
 
-fn accept_loop(listener: &TcpListener, queue: &Sender<TcpStream>, shared: &Shared) {
+fn accept_loop(listener: &TcpListener, queue: &Sender<(TcpStream, IpAddr)>, shared: &Shared) {
     let mut last_error_log: Option<Instant> = None;
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, from)) => match queue.try_send(stream) {
-                Ok(()) => {}
-                Err(TrySendError::Full(stream) | TrySendError::Disconnected(stream)) => {
+            Ok((stream, from)) => {
+                let ip = swarms::canonical(from.ip());
+                if !shared.admit(ip) {
+                    log::debug!("tracker: {from}: too many connections from it, answered 503");
+                    refuse(stream);
+                    continue;
+                }
+                if let Err(
+                    TrySendError::Full((stream, _)) | TrySendError::Disconnected((stream, _)),
+                ) = queue.try_send((stream, ip))
+                {
+                    shared.release(ip);
                     log::debug!("tracker: {from}: all workers busy, answered 503");
                     refuse(stream);
                 }
-            },
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -419,9 +473,10 @@ fn refuse(mut stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Write);
 }
 
-fn worker(queue: &Receiver<TcpStream>, shared: &Shared) {
+fn worker(queue: &Receiver<(TcpStream, IpAddr)>, shared: &Shared) {
     // Ends when the accept thread, the only sender, has ended.
-    for stream in queue.iter() {
+    for (stream, ip) in queue.iter() {
+        let _counted = Release(shared, ip);
         if shared.stop.load(Ordering::SeqCst) {
             continue;
         }
@@ -431,6 +486,16 @@ fn worker(queue: &Receiver<TcpStream>, shared: &Shared) {
             log::error!("tracker: a request handler panicked; its connection was dropped");
         }
         shared.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Gives a connection's place back to its address when dropped (also when
+/// its handler panics).
+struct Release<'a>(&'a Shared, IpAddr);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
     }
 }
 

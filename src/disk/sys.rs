@@ -242,6 +242,41 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
+/// A TCP connection to `dest` from the local address `source` (port
+/// chosen by the system): std connects only from the address the routing
+/// table picks. IPv4 only.
+pub fn connect_from(
+    source: std::net::Ipv4Addr,
+    dest: std::net::SocketAddrV4,
+) -> io::Result<std::net::TcpStream> {
+    use std::os::unix::io::FromRawFd;
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: socket has no memory preconditions.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we own; from here on the TcpStream closes it.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let local = sockaddr(source, 0);
+    let remote = sockaddr(*dest.ip(), dest.port());
+    // SAFETY: both addresses are valid sockaddr_in values of `len` bytes.
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0
+        || unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stream)
+}
+
 /// Whether a socket read ended for no reason of the peer's: its timeout
 /// passed, or a signal interrupted it. The caller just waits again.
 pub fn is_wait_over(e: &io::Error) -> bool {

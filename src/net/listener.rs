@@ -121,6 +121,19 @@ fn lock(g: &Mutex<Greeting>) -> std::sync::MutexGuard<'_, Greeting> {
     g.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Wakes a thread blocked accepting on `addr` (after it was told to stop)
+/// with a connection of our own.
+pub fn wake_accept(addr: SocketAddr) {
+    let mut wake = addr;
+    if wake.ip().is_unspecified() {
+        wake.set_ip(match wake {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&wake, std::time::Duration::from_secs(1));
+}
+
 /// Binds, moving to a free port if the one asked for is taken.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     match TcpListener::bind(addr) {
@@ -142,14 +155,7 @@ impl Drop for Listener {
     /// deadline on their own.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let mut wake = self.local_addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&wake, std::time::Duration::from_secs(1));
+        wake_accept(self.local_addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

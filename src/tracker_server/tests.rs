@@ -315,3 +315,58 @@ fn answer_without_sockets() {
     assert_eq!(status, http::OK);
     assert_eq!(body, encode_failure("missing info_hash"));
 }
+
+/// Regression (issue 11, item 8): slow clients from one address used to
+/// take every worker and the queue, so everybody else got 503. Now one
+/// address holds at most half the workers; the rest answer others.
+#[test]
+fn slow_clients_from_one_address_cost_only_that_address() {
+    crate::util::testutil::within(|| {
+        let server = start(Config {
+            workers: 4,
+            request_timeout: Duration::from_secs(60),
+            ..config()
+        })
+        .unwrap();
+        let addr = server.local_addr;
+        let SocketAddr::V4(dest) = addr else {
+            panic!("the test tracker listens on IPv4")
+        };
+        let from = |ip: [u8; 4]| crate::disk::sys::connect_from(ip.into(), dest).unwrap();
+        // Ten slow clients from 127.0.0.2: a byte each, then nothing.
+        let slow: Vec<TcpStream> = (0..10)
+            .map(|_| {
+                let mut s = from([127, 0, 0, 2]);
+                s.write_all(b"G").unwrap();
+                s
+            })
+            .collect();
+        wait_for(|| server.busy_workers() == 2);
+        // The first two (accepted in order) hold their share of the
+        // workers; the other eight were answered 503 at once.
+        let refused = slow[2..]
+            .iter()
+            .filter(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut head = [0u8; 12];
+                (&**s).read_exact(&mut head).is_ok() && &head == b"HTTP/1.1 503"
+            })
+            .count();
+        assert_eq!(refused, 8);
+        // Another address is served by the free workers.
+        let mut s = from([127, 0, 0, 3]);
+        let req = announce(InfoHash([1; 20]), 1, 7001).url(&base(addr));
+        let path = req.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        drop(slow);
+        assert!(server.stop());
+    });
+}

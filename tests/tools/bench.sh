@@ -21,4 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q "${need[@]}"
 fi
 
-exec /usr/bin/python3 tests/tools/bench.py "$@"
+/usr/bin/python3 tests/tools/bench.py "$@"
+# shoal tracker under load: 8 clients on their own loopback addresses.
+echo
+echo "== tracker: announce latency and throughput (tests/tools/tracker_load.py)"
+/usr/bin/python3 tests/tools/tracker_load.py target/release/shoal --clients 8 --seconds 5
