@@ -40,7 +40,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 // A piece slice is a `u32` long and becomes a `usize` map length.
 const _: () = assert!(usize::BITS >= 32);
@@ -50,14 +50,25 @@ const _: () = assert!(usize::BITS >= 32);
 /// never hold a whole 16 MiB piece.
 const HASH_CHUNK: usize = 1 << 20;
 
-/// What [`Storage`] and [`Reader`] share: the torrent and its open files.
+/// What [`Storage`] and [`Reader`] share: the torrent and a bounded cache
+/// of its open files.
 struct Files {
     meta: Arc<Metainfo>,
     /// Where each file lives on disk; `None` for padding.
     paths: Vec<Option<PathBuf>>,
-    /// The open file; `None` for padding, or for a file
-    /// [`Storage::open_existing`] did not find.
-    files: Vec<Option<File>>,
+    /// Open read-write (`Storage::create`) or read-only.
+    writable: bool,
+    open: Mutex<OpenFiles>,
+}
+
+/// The open descriptors, at most `cap`: a torrent may have far more files
+/// than a process may open (100,000 against a common limit of 1024), so
+/// files are opened when used and the least recently used one is closed
+/// to make room. Maps stay valid when their file is closed.
+struct OpenFiles {
+    files: HashMap<usize, (Arc<File>, u64)>,
+    clock: u64,
+    cap: usize,
 }
 
 /// The files of one torrent, written through memory maps. Owned by one
@@ -128,14 +139,12 @@ impl Storage {
         // error, not the process.
         crate::disk::sys::install_bus_guard();
         let paths = file_paths(&meta, root)?;
-        let mut files = Vec::with_capacity(paths.len());
         // Files this call creates: removed again if it fails, so a failed
         // start (a full disk) leaves nothing behind.
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| {
             for (info, path) in meta.files.iter().zip(&paths) {
                 let Some(path) = path else {
-                    files.push(None);
                     continue;
                 };
                 if let Some(dir) = path.parent() {
@@ -165,7 +174,6 @@ impl Storage {
                         cause,
                     }
                 })?;
-                files.push(Some(file));
             }
             Ok(())
         })();
@@ -175,7 +183,7 @@ impl Storage {
             }
             return Err(e);
         }
-        Ok(Storage::new(meta, paths, files, false))
+        Ok(Storage::new(meta, paths, false))
     }
 
     /// Opens the torrent's existing files under `root` read-only, for
@@ -185,47 +193,47 @@ impl Storage {
     /// directory where a file should be) is an error.
     pub fn open_existing(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
         let paths = file_paths(&meta, root)?;
-        let mut files = Vec::with_capacity(paths.len());
-        for path in &paths {
-            let Some(path) = path else {
-                files.push(None);
-                continue;
-            };
+        for path in paths.iter().flatten() {
             let open = |cause| StorageError::Open {
                 path: path.clone(),
                 cause,
             };
+            // Opened once to check it can be; the cache opens it again.
             match File::open(path) {
                 Ok(file) => {
                     if !file.metadata().map_err(open)?.is_file() {
                         return Err(open(io::Error::other("not a regular file")));
                     }
-                    files.push(Some(file));
                 }
-                Err(e) if is_missing(&e) => files.push(None),
+                Err(e) if is_missing(&e) => {}
                 Err(e) => return Err(open(e)),
             }
         }
-        Ok(Storage::new(meta, paths, files, true))
+        Ok(Storage::new(meta, paths, true))
     }
 
-    fn new(
-        meta: Arc<Metainfo>,
-        paths: Vec<Option<PathBuf>>,
-        files: Vec<Option<File>>,
-        read_only: bool,
-    ) -> Storage {
-        let stamps: Vec<Option<Stamp>> = files
+    fn new(meta: Arc<Metainfo>, paths: Vec<Option<PathBuf>>, read_only: bool) -> Storage {
+        let stamps: Vec<Option<Stamp>> = paths
             .iter()
-            .map(|f| {
-                f.as_ref()
-                    .and_then(|f| f.metadata().ok())
+            .map(|p| {
+                p.as_ref()
+                    .and_then(|p| std::fs::metadata(p).ok())
                     .map(|m| Stamp::of(&m))
             })
             .collect();
-        let written = vec![false; files.len()];
+        let written = vec![false; paths.len()];
+        let open = Mutex::new(OpenFiles {
+            files: HashMap::new(),
+            clock: 0,
+            cap: open_files_cap(),
+        });
         Storage {
-            shared: Arc::new(Files { meta, paths, files }),
+            shared: Arc::new(Files {
+                meta,
+                paths,
+                writable: !read_only,
+                open,
+            }),
             read_only,
             maps: HashMap::new(),
             stamps,
@@ -308,13 +316,17 @@ impl Storage {
                 })?;
             }
         }
-        for (i, file) in self.shared.files.iter().enumerate() {
-            if let Some(file) = file {
-                file.sync_data().map_err(|cause| StorageError::Sync {
+        // Through any descriptor of a file, fdatasync flushes the file's
+        // dirty pages, also those written through a map of a descriptor
+        // closed since.
+        for i in (0..self.written.len()).filter(|&i| self.written[i]) {
+            self.shared
+                .file(i)
+                .and_then(|f| f.sync_data())
+                .map_err(|cause| StorageError::Sync {
                     path: self.path_of(i),
                     cause,
                 })?;
-            }
         }
         Ok(())
     }
@@ -351,17 +363,19 @@ impl Storage {
     /// given up: restores its length (the space reserved again) and takes
     /// it as it is now, to be written anew.
     pub fn reclaim(&mut self, file: usize) -> Result<(), StorageError> {
-        let (Some(Some(handle)), Some(Some(path))) =
-            (self.shared.files.get(file), self.shared.paths.get(file))
-        else {
+        let Some(Some(path)) = self.shared.paths.get(file) else {
             return Ok(());
         };
         let len = self.shared.meta.files[file].length;
-        crate::disk::sys::fallocate(handle, len).map_err(|cause| StorageError::Preallocate {
-            path: path.clone(),
-            len,
-            cause,
-        })?;
+        let handle = self
+            .shared
+            .file(file)
+            .and_then(|h| crate::disk::sys::fallocate(&h, len).map(|()| h))
+            .map_err(|cause| StorageError::Preallocate {
+                path: path.clone(),
+                len,
+                cause,
+            })?;
         self.stamps[file] = handle.metadata().ok().map(|m| Stamp::of(&m));
         self.written[file] = true;
         Ok(())
@@ -395,6 +409,46 @@ impl Files {
     fn path_of(&self, file: usize) -> PathBuf {
         self.paths[file].clone().unwrap_or_default()
     }
+
+    /// File `index`, open (from the cache, or opened now, closing the least
+    /// recently used one if the cache is full). Padding has no file.
+    fn file(&self, index: usize) -> io::Result<Arc<File>> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.clock += 1;
+        let now = open.clock;
+        if let Some((file, used)) = open.files.get_mut(&index) {
+            *used = now;
+            return Ok(Arc::clone(file));
+        }
+        let path = self.paths[index]
+            .as_ref()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(self.writable)
+                .open(path)?,
+        );
+        if open.files.len() >= open.cap {
+            let oldest = open
+                .files
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(i, _)| *i);
+            if let Some(i) = oldest {
+                open.files.remove(&i);
+            }
+        }
+        open.files.insert(index, (Arc::clone(&file), now));
+        Ok(file)
+    }
+}
+
+/// How many files storage keeps open at most: a quarter of what the
+/// process may open (sockets need the rest), between 8 and 256.
+fn open_files_cap() -> usize {
+    let limit = crate::disk::sys::open_file_limit().unwrap_or(1024);
+    usize::try_from(limit / 4).unwrap_or(256).clamp(8, 256)
 }
 
 /// Maps each non-padding slice of a piece, writable.
@@ -412,9 +466,7 @@ fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageEr
                 path: path(),
                 cause,
             };
-            let file = shared.files[slice.file]
-                .as_ref()
-                .ok_or_else(|| map_err(io::Error::from_raw_os_error(libc::ENOENT)))?;
+            let file = shared.file(slice.file).map_err(map_err)?;
             // Touching a map past the end of its file is a SIGBUS, not an
             // error: refuse a file someone shortened since `create`.
             let file_len = file.metadata().map_err(map_err)?.len();
@@ -429,14 +481,15 @@ fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageEr
             // backed. The map is only touched through this `MmapMut` by the
             // one thread that owns the Storage; readers use `pread`, which
             // copies in the kernel and makes no Rust reference into it.
-            // Another process truncating or rewriting the file meanwhile
-            // would break this, as it would for any program that maps files;
-            // the download directory is assumed to be ours.
+            // Another process truncating the file meanwhile makes a write
+            // fault: the SIGBUS guard (`sys::install_bus_guard`) turns that
+            // into an error. The map stays valid when the cache closes the
+            // descriptor.
             let map = unsafe {
                 MmapOptions::new()
                     .offset(slice.file_offset)
                     .len(slice.len as usize)
-                    .map_mut(file)
+                    .map_mut(&*file)
             }
             .map_err(map_err)?;
             // Fault the whole window in with one call instead of one trap
@@ -479,9 +532,7 @@ impl Reader {
                 path: self.shared.path_of(s.file),
                 cause,
             };
-            let file = self.shared.files[s.file]
-                .as_ref()
-                .ok_or_else(|| read(io::Error::from_raw_os_error(libc::ENOENT)))?;
+            let file = self.shared.file(s.file).map_err(read)?;
             file.read_exact_at(part, s.file_offset).map_err(|e| {
                 read(if e.kind() == io::ErrorKind::UnexpectedEof {
                     io::Error::new(e.kind(), "the file is shorter than the torrent says")

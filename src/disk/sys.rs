@@ -216,6 +216,18 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
+/// The soft limit on open files.
+pub fn open_file_limit() -> io::Result<u64> {
+    // SAFETY: rlimit is plain old data; all-zero is valid and is overwritten.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is valid and writable for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Ok(lim.rlim_cur as u64)
+}
+
 /// Raises the soft limit on open files to the hard limit and returns the
 /// new soft limit. Storage keeps one descriptor per file of a torrent, and
 /// the usual soft limit of 1024 is below the file count of some torrents;
