@@ -1,7 +1,7 @@
 # shoal: build, test, lint. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: build test lint fmt clean demo bench
+.PHONY: build test lint fmt clean demo bench fuzz
 
 build:
 	$(CARGO) build --release
@@ -23,6 +23,12 @@ demo:
 # wants a quiet machine. Not part of `make test`. BENCH_ARGS=--quick for less.
 bench:
 	tests/tools/bench.sh $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of every parser (cargo-fuzz, nightly toolchain):
+# FUZZ_SECONDS per target (default 60). CI runs it for 30 s per target.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/tools/fuzz.sh $(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --check

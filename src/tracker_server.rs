@@ -45,7 +45,7 @@
 //!   no amplification) are in `udp`.
 
 mod http;
-mod query;
+pub mod query;
 mod swarms;
 mod udp;
 
