@@ -15,7 +15,8 @@
 //!
 //! ```text
 //!  accept thread ──TcpStream──▶ bounded queue ──▶ N workers ──lock, update, unlock──▶ Swarms
-//!  (nonblocking, polls stop)   (full: answer 503)  (read head ≤ 8 KiB in ≤ request_timeout,
+//!  (blocking; a stop wakes it  (full, or the address has half the workers: 503)
+//!   with its own connection)  (read head ≤ 8 KiB in ≤ request_timeout,
 //!                                                   answer, close)                      ▲
 //!  udp thread ──datagram in, reply out; lock, update, unlock────────────────────────────┘
 //!  (one UdpSocket on the same port; its read timeout polls stop)
@@ -26,7 +27,8 @@
 //! - **A slow client costs one worker, for a bounded time.** The request
 //!   head must arrive within `request_timeout` (5 s) and fit in
 //!   [`MAX_HEAD`] (8 KiB); the response write has the same deadline. Other
-//!   clients are served by the other workers meanwhile. Connections beyond
+//!   clients are served by the other workers meanwhile, and one address
+//!   holds at most half of them. Connections beyond
 //!   the pool and its queue (`max_connections` in all) are answered 503 at
 //!   once, with a nonblocking write, so the accept thread never waits.
 //! - **The store's lock is held only for the in-memory update**: the query

@@ -58,6 +58,10 @@ struct Files {
     paths: Vec<Option<PathBuf>>,
     /// Open read-write (`Storage::create`) or read-only.
     writable: bool,
+    /// Each file's (device, inode) when storage was made: a file reopened
+    /// from the cache must be the same file, not one put at its path since
+    /// (whose bytes nobody verified).
+    identity: Vec<Option<(u64, u64)>>,
     open: Mutex<OpenFiles>,
 }
 
@@ -227,11 +231,13 @@ impl Storage {
             clock: 0,
             cap: open_files_cap(),
         });
+        let identity = stamps.iter().map(|s| s.map(|s| (s.dev, s.ino))).collect();
         Storage {
             shared: Arc::new(Files {
                 meta,
                 paths,
                 writable: !read_only,
+                identity,
                 open,
             }),
             read_only,
@@ -275,7 +281,10 @@ impl Storage {
             let src = (from - begin) as usize..(to - begin) as usize;
             self.written[s.file] = true;
             let faults = crate::disk::sys::bus_faults();
+            // The fences keep the copy between the two counts.
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
             map[dst].copy_from_slice(&data[src]);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
             if crate::disk::sys::bus_faults() != faults {
                 // The file shrank under the map: the SIGBUS guard put a
                 // throw-away page where the data went.
@@ -423,12 +432,19 @@ impl Files {
         let path = self.paths[index]
             .as_ref()
             .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
-        let file = Arc::new(
-            OpenOptions::new()
-                .read(true)
-                .write(self.writable)
-                .open(path)?,
-        );
+        let file = OpenOptions::new()
+            .read(true)
+            .write(self.writable)
+            .open(path)?;
+        if let Some(Some(known)) = self.identity.get(index) {
+            let now = Stamp::of(&file.metadata()?);
+            if (now.dev, now.ino) != *known {
+                return Err(io::Error::other(
+                    "another file is at this path now (replaced while shoal ran)",
+                ));
+            }
+        }
+        let file = Arc::new(file);
         if open.files.len() >= open.cap {
             let oldest = open
                 .files

@@ -136,9 +136,15 @@ pub fn install_stop_handlers() {
     }
 }
 
-/// Page faults on a mapped file page that no longer exists (the file was
-/// truncated under the map), as the SIGBUS guard counted them.
-static BUS_FAULTS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Page faults on a mapped file page that no longer exists (the file
+    /// was truncated under the map), as the SIGBUS guard counted them on
+    /// this thread: a fault belongs to the thread whose write took it
+    /// (SIGBUS from a memory access goes to the faulting thread). A const
+    /// initialiser and no destructor make it a plain TLS access, safe in a
+    /// signal handler.
+    static BUS_FAULTS: AtomicUsize = const { AtomicUsize::new(0) };
+}
 /// The page size, read once when the guard is installed.
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
@@ -154,6 +160,8 @@ extern "C" fn on_bus_error(
     info: *mut libc::siginfo_t,
     _context: *mut libc::c_void,
 ) {
+    // SAFETY: errno is this thread's; the handler must leave it as it was.
+    let errno = unsafe { *libc::__errno_location() };
     let page = PAGE_SIZE.load(Ordering::Relaxed);
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
@@ -174,12 +182,14 @@ extern "C" fn on_bus_error(
         p != libc::MAP_FAILED
     };
     if replaced {
-        BUS_FAULTS.fetch_add(1, Ordering::SeqCst);
+        BUS_FAULTS.with(|n| n.fetch_add(1, Ordering::SeqCst));
     } else {
         // SAFETY: restoring the default action is async-signal-safe; the
         // faulting instruction then runs again and the signal kills us.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
 }
 
 /// Installs the SIGBUS guard (once; later calls do nothing). Writes go
@@ -206,9 +216,10 @@ pub fn install_bus_guard() {
     });
 }
 
-/// How many mapped-page faults the SIGBUS guard has absorbed so far.
+/// How many mapped-page faults the SIGBUS guard has absorbed on this
+/// thread so far.
 pub fn bus_faults() -> usize {
-    BUS_FAULTS.load(Ordering::SeqCst)
+    BUS_FAULTS.with(|n| n.load(Ordering::SeqCst))
 }
 
 /// Whether SIGINT or SIGTERM arrived since [`install_stop_handlers`].
@@ -229,9 +240,8 @@ pub fn open_file_limit() -> io::Result<u64> {
 }
 
 /// Raises the soft limit on open files to the hard limit and returns the
-/// new soft limit. Storage keeps one descriptor per file of a torrent, and
-/// the usual soft limit of 1024 is below the file count of some torrents;
-/// the hard limit is commonly far higher. Meant to be called once by `main`.
+/// new soft limit, so that storage's cache of open files and many peers'
+/// sockets have room. Called once by `main`.
 pub fn raise_open_file_limit() -> io::Result<u64> {
     // SAFETY: rlimit is plain old data; all-zero is valid and is overwritten.
     let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
@@ -256,7 +266,9 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
 
 /// A TCP connection to `dest` from the local address `source` (port
 /// chosen by the system): std connects only from the address the routing
-/// table picks. IPv4 only.
+/// table picks. IPv4 only; for tests that need clients on several
+/// loopback addresses.
+#[cfg(test)]
 pub fn connect_from(
     source: std::net::Ipv4Addr,
     dest: std::net::SocketAddrV4,

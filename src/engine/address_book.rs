@@ -102,7 +102,7 @@ impl AddressBook {
         }
     }
 
-    /// The connection on `addr` ended. Back off 1 s, 2 s, 4 s … up to
+    /// The connection on `addr` ended. Back off 2 s, 4 s, 8 s … up to
     /// about 4 minutes; a peer that gave us data starts over.
     pub fn ended(&mut self, addr: SocketAddr, gave_data: bool, ban: bool, now: Instant) {
         if let Some(k) = self.known.get_mut(&addr) {

@@ -316,7 +316,6 @@ impl Picker {
         }
     }
 
-    /// The piece's hash matched: it is verified.
     /// A verified piece is missing again (its file changed under us);
     /// returns whether it was verified.
     pub fn unverify(&mut self, piece: PieceIndex) -> bool {

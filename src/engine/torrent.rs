@@ -39,7 +39,7 @@ use crate::proto::bitfield::Bitfield;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::Metainfo;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -75,6 +75,9 @@ const EVENT_QUEUE: usize = 64;
 /// pieces (plus one started) before its strikes are counted, however deep
 /// its pipeline and however far the hasher lags.
 const PROBATION_PIECES: usize = 2;
+/// Departed peers whose address is remembered for blame (pieces in flight
+/// are few; a piece names at most a few senders).
+const DEPARTED: usize = 256;
 /// A peer connected this long that neither side is interested in may be
 /// dropped to make room for a newcomer when all slots are taken (a flood
 /// of idle connections must not lock out real peers).
@@ -233,6 +236,9 @@ struct Orchestrator<'p> {
     peers: HashMap<PeerKey, Peer>,
     /// Known addresses, backoff, strikes and bans.
     book: AddressBook,
+    /// The addresses of the last peers gone, so that a piece they sent can
+    /// still be blamed on them when its verdict comes after they left.
+    departed: VecDeque<(PeerKey, SocketAddr)>,
     next_key: PeerKey,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
@@ -267,6 +273,10 @@ struct Orchestrator<'p> {
     /// Pieces we had verified (and announced) but gave up because their
     /// file changed: a peer's request for one is not its fault.
     lost: Bitfield,
+    /// Pieces at the hasher, and those of them whose file changed since
+    /// they were queued (their verdict is about bytes that may be gone).
+    hashing: HashSet<PieceIndex>,
+    stale: HashSet<PieceIndex>,
     rtt_window_start: Instant,
 }
 
@@ -311,6 +321,7 @@ impl<'p> Orchestrator<'p> {
             settings,
             peers: HashMap::new(),
             book: AddressBook::default(),
+            departed: VecDeque::with_capacity(DEPARTED),
             next_key: 0,
             events_tx,
             events,
@@ -336,6 +347,8 @@ impl<'p> Orchestrator<'p> {
             last_watch: now,
             watch_next: 0,
             lost: Bitfield::new(geometry.num_pieces()),
+            hashing: HashSet::new(),
+            stale: HashSet::new(),
             rtt_window_start: now,
             opts,
         };

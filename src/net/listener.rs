@@ -68,8 +68,13 @@ impl Listener {
                     }
                     match conn {
                         Ok(stream) => greet(stream, &route, &greeters),
-                        // Out of descriptors and the like: keep serving.
-                        Err(e) => log::warn!("accept: {e}"),
+                        // Out of descriptors and the like: keep serving,
+                        // after a pause (retrying at once would spin while
+                        // closing connections free descriptors).
+                        Err(e) => {
+                            log::warn!("accept: {e}");
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
                     }
                 }
             })?;

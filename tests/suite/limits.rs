@@ -5,7 +5,7 @@
 use crate::common;
 use crate::common::process::{signal, External};
 use crate::common::{
-    free_port, json_num, make_torrent, random_bytes, Behaviour, FakeSeeder, FakeTracker,
+    json_num, json_str, make_torrent, random_bytes, Behaviour, FakeSeeder, FakeTracker,
     SeederConfig, TempDir, Torrent,
 };
 use std::path::Path;
@@ -211,14 +211,15 @@ fn wait_with_rusage(pid: libc::pid_t) -> (i32, Duration) {
 
 /// Regressions (issue 9, issue 11 item 3): a torrent of more files than
 /// the process may open. Storage keeps a bounded cache of open files, so
-/// 5,000 files work under `ulimit -n 256` (hard and soft): `check`, `seed`
+/// 1,500 files work under `ulimit -n 256` (hard and soft): `check`, `seed`
 /// and a `get` from it. Before, one descriptor per file failed with "Too
 /// many open files" (and `main` raising the soft limit helps only up to
-/// the hard one).
+/// the hard one). 1,500 files are six times the limit; 100,000 work too
+/// (checked by hand: `check` in 1.3 s), but make a slow test.
 #[test]
-fn five_thousand_files_under_ulimit_n_256() {
-    let names: Vec<String> = (0..5000).map(|i| format!("d{}/f{i:04}", i % 7)).collect();
-    let data: Vec<Vec<u8>> = (0..5000)
+fn fifteen_hundred_files_under_ulimit_n_256() {
+    let names: Vec<String> = (0..1500).map(|i| format!("d{}/f{i:04}", i % 7)).collect();
+    let data: Vec<Vec<u8>> = (0..1500)
         .map(|i| random_bytes(i, 100 + i as usize % 50))
         .collect();
     let files: Vec<(&str, &[u8])> = names
@@ -243,8 +244,7 @@ fn five_thousand_files_under_ulimit_n_256() {
         check.status,
         String::from_utf8_lossy(&check.stderr)
     );
-    let port = free_port();
-    let port_s = port.to_string();
+
     let mut seed = External::start(
         "shoal seed (ulimit -n 256)",
         Duration::from_secs(90),
@@ -259,14 +259,15 @@ fn five_thousand_files_under_ulimit_n_256() {
             "--bind",
             "127.0.0.1",
             "--port",
-            &port_s,
+            "0",
             "--json",
         ],
         tmp.path(),
     );
+    let listening = seed.expect_line("{\"event\":\"listening\"", Duration::from_secs(30));
+    let peer = json_str(&listening, "addr").unwrap();
     seed.expect_line("{\"event\":\"seeding\"", Duration::from_secs(30));
     let out = tmp.subdir("out");
-    let peer = format!("127.0.0.1:{port}");
     let mut get = External::start(
         "shoal get (ulimit -n 256)",
         Duration::from_secs(90),

@@ -1,7 +1,7 @@
 //! Nothing lost, nothing vouched for that shoal did not verify (issue 11).
 
 use crate::common::process::External;
-use crate::common::{free_port, json_num, make_torrent, random_bytes, run_get, TempDir};
+use crate::common::{json_num, json_str, make_torrent, random_bytes, run_get, TempDir};
 use shoal::proto::wire::Handshake;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -93,9 +93,7 @@ fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
     let torrent = t.write_torrent(tmp.path());
     let dir = tmp.subdir("data");
     t.write_data(&dir);
-    let port = free_port();
     let (torrent, dir_s) = (torrent.to_str().unwrap(), dir.to_str().unwrap());
-    let port_s = port.to_string();
     let mut seed = External::start(
         "shoal seed",
         Duration::from_secs(90),
@@ -107,15 +105,16 @@ fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
             "--bind",
             "127.0.0.1",
             "--port",
-            &port_s,
+            "0",
             "--max-peers",
             "10",
             "--json",
         ],
         tmp.path(),
     );
+    let listening = seed.expect_line("{\"event\":\"listening\"", Duration::from_secs(20));
+    let addr: SocketAddr = json_str(&listening, "addr").unwrap().parse().unwrap();
     seed.expect_line("{\"event\":\"seeding\"", Duration::from_secs(20));
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let idle: Vec<TcpStream> = (0..30u8)
         .map(|i| {
             let mut s = TcpStream::connect(addr).unwrap();

@@ -23,7 +23,7 @@ for t in $targets; do
         bencode|metainfo) seeds=(testdata) ;;
     esac
     log=$(mktemp)
-    if ! cargo +nightly fuzz run --release "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+    if ! cargo +nightly fuzz run --release "$t" "fuzz/corpus/$t" ${seeds[@]+"${seeds[@]}"} -- \
         -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1; then
         tail -40 "$log"

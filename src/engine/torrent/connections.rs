@@ -9,12 +9,12 @@ impl Orchestrator<'_> {
         let Ok(addr) = inbound.stream.peer_addr() else {
             return;
         };
-        if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
-            log::debug!("refusing {addr}: {} peers already", self.peers.len());
-            return;
-        }
         if self.book.ip_banned(addr.ip()) {
             log::debug!("refusing {addr}: banned");
+            return;
+        }
+        if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
+            log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
         self.start_peer(addr, move |key, settings, rx, events| {
@@ -129,6 +129,10 @@ impl Orchestrator<'_> {
         }
         self.book
             .ended(p.addr, p.downloaded > 0, ban, Instant::now());
+        if self.departed.len() == DEPARTED {
+            self.departed.pop_front();
+        }
+        self.departed.push_back((peer, p.addr));
         log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
         self.fill_all();
     }

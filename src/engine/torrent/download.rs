@@ -73,6 +73,7 @@ impl Orchestrator<'_> {
     pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), TorrentError> {
         self.storage.release(piece);
         if self.hasher.hash(piece) {
+            self.hashing.insert(piece);
             Ok(())
         } else {
             Err(TorrentError::HasherStopped)
@@ -88,6 +89,10 @@ impl Orchestrator<'_> {
     ) -> Result<(), TorrentError> {
         for p in self.peers.values_mut() {
             p.in_doubt.remove(&piece);
+        }
+        self.hashing.remove(&piece);
+        if self.stale.remove(&piece) {
+            return Ok(()); // its file changed while it was hashed
         }
         if hash? == self.meta.piece_hash(piece) {
             for k in self.picker.verified(piece) {
@@ -161,8 +166,8 @@ impl Orchestrator<'_> {
         if room == 0 {
             return;
         }
-        // Probation: a piece's worth of blocks at a time, and no new piece
-        // while PROBATION_PIECES are in doubt.
+        // Probation: a piece's worth of blocks at a time, at most
+        // PROBATION_PIECES pieces in doubt, and no endgame duplicates.
         let restricted;
         let mut offer = &p.pieces;
         if p.on_probation() {
@@ -176,8 +181,27 @@ impl Orchestrator<'_> {
                 offer = &restricted;
             }
         }
+        let endgame = self.picker.in_endgame();
+        if endgame && p.on_probation() {
+            return; // endgame duplicates go to proven peers only
+        }
         let pipeline = &p.pipeline;
-        let blocks = self.picker.pick(offer, room, |b| pipeline.is_asked(b));
+        let mut blocks = self.picker.pick(offer, room, |b| pipeline.is_asked(b));
+        if p.on_probation() {
+            // The picker finishes started pieces first, which may be many:
+            // keep the pieces in doubt and new ones up to the bound, and
+            // give the rest back.
+            let mut allowed = p.in_doubt.clone();
+            blocks.retain(|b| {
+                let keep = allowed.contains(&b.piece) || allowed.len() < PROBATION_PIECES;
+                if keep {
+                    allowed.insert(b.piece);
+                } else {
+                    self.picker.abandon(b);
+                }
+                keep
+            });
+        }
         if blocks.is_empty() {
             return;
         }
@@ -201,11 +225,18 @@ impl Orchestrator<'_> {
     /// across reconnects (an inbound peer's port changes each time), and at
     /// MAX_IP_STRIKES the IP is banned: refused inbound, never dialled.
     fn strike(&mut self, peer: PeerKey) {
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
+        // A peer that closed before the verdict is struck by its address
+        // all the same: disconnecting must not wipe a liar's record.
+        let (addr, on_connection) = match self.peers.get_mut(&peer) {
+            Some(p) => {
+                p.strikes += 1;
+                (p.addr, p.strikes)
+            }
+            None => match self.departed.iter().find(|(k, _)| *k == peer) {
+                Some(&(_, addr)) => (addr, 1),
+                None => return,
+            },
         };
-        p.strikes += 1;
-        let (addr, on_connection) = (p.addr, p.strikes);
         let Some(ban) = self.book.strike(addr, on_connection) else {
             return;
         };

@@ -53,6 +53,15 @@ impl Orchestrator<'_> {
                 self.counters.left.fetch_add(size, Ordering::Relaxed);
                 self.lost.set(index);
                 lost += 1;
+            } else {
+                // In progress: its blocks on disk may be gone. Start it
+                // over (nobody is blamed) and ignore a verdict the hasher
+                // may already owe on the old bytes.
+                self.picker.failed(piece);
+                self.storage.release(piece);
+                if self.hashing.contains(&piece) {
+                    self.stale.insert(piece);
+                }
             }
         }
         log::warn!("file {file} changed under us: {lost} verified pieces given up");

@@ -20,15 +20,24 @@ const WRITE_BATCH: usize = 256 * 1024;
 
 pub(super) fn run(
     peer: PeerKey,
-    mut socket: TcpStream,
+    socket: TcpStream,
     s: &Settings,
     commands: Receiver<Command>,
     events: &Sender<Event>,
 ) {
-    if let Err(e) = write_loop(peer, &mut socket, s, commands, events) {
+    // Shut the socket however the writer ends, a panic included: the
+    // reader then sees the end and reports `Closed`, so no peer is left
+    // half alive holding a slot.
+    struct ShutOnDrop(TcpStream);
+    impl Drop for ShutOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown(Shutdown::Both);
+        }
+    }
+    let mut guard = ShutOnDrop(socket);
+    if let Err(e) = write_loop(peer, &mut guard.0, s, commands, events) {
         log::debug!("peer {peer}: {e}");
     }
-    let _ = socket.shutdown(Shutdown::Both);
 }
 
 fn write_loop(
