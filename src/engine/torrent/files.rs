@@ -53,6 +53,10 @@ impl Orchestrator<'_> {
                 self.counters.left.fetch_add(size, Ordering::Relaxed);
                 self.lost.set(index);
                 lost += 1;
+                let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+                for k in keys {
+                    self.send(k, Command::DropPiece(index));
+                }
             } else {
                 // In progress: its blocks on disk may be gone. Start it
                 // over (nobody is blamed) and ignore a verdict the hasher

@@ -88,6 +88,9 @@ pub enum Command {
     /// The peer cancelled its request: do not send this block if it is
     /// still queued.
     DropUpload(Block),
+    /// We no longer vouch for this piece (its file changed): drop every
+    /// queued upload of it.
+    DropPiece(u32),
 }
 
 /// Worker → orchestrator.

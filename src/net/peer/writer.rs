@@ -72,6 +72,7 @@ fn write_loop(
                     log::debug!("peer {peer}: upload queue full, ignoring {b:?}")
                 }
                 Command::DropUpload(b) => uploads.retain(|q| *q != b),
+                Command::DropPiece(i) => uploads.retain(|q| q.piece.get() != i),
                 Command::Choke => {
                     uploads.clear();
                     Message::Choke.encode(&mut out);
@@ -133,7 +134,7 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
             begin: b.begin,
             length: b.len,
         },
-        Command::Upload(_) | Command::DropUpload(_) => return,
+        Command::Upload(_) | Command::DropUpload(_) | Command::DropPiece(_) => return,
     };
     msg.encode(out);
 }
