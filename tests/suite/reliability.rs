@@ -1,7 +1,12 @@
 //! Nothing lost, nothing vouched for that shoal did not verify (issue 11).
 
-use crate::common::process::External;
-use crate::common::{json_num, json_str, make_torrent, random_bytes, run_get, TempDir};
+use crate::common::process::{children, signal, External};
+use crate::common::{
+    json_num, json_str, make_torrent, random_bytes, run_get, wait_until, Behaviour, FakeSeeder,
+    SeederConfig, TempDir,
+};
+use shoal::disk::resume;
+use shoal::proto::metainfo::Metainfo;
 use shoal::proto::wire::Handshake;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -144,4 +149,88 @@ fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
     t.assert_downloaded(&out);
     drop((idle, silent));
     seed.stop();
+}
+
+/// `kill -9` at ten instants of a throttled download (issue 11, "keep it
+/// tested"): after each, whatever resume state exists vouches only for
+/// pieces that are good on disk, and the last restart, from a fast seeder,
+/// fetches only the pieces still missing.
+#[test]
+fn kill_9_at_ten_instants_loses_nothing_vouched_for() {
+    let t = make_torrent(
+        "killed.bin",
+        &[("", &random_bytes(29, 4 << 20))],
+        64 * 1024,
+        None,
+        false,
+    );
+    let tmp = TempDir::new("kill-9");
+    let torrent = t.write_torrent(tmp.path());
+    let meta = Metainfo::from_bytes(&std::fs::read(&torrent).unwrap()).unwrap();
+    let out = tmp.subdir("out");
+    let get = |peer: SocketAddr, name: &str| {
+        External::start(
+            name,
+            Duration::from_secs(60),
+            SHOAL,
+            &[
+                "get",
+                torrent.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--peer",
+                &peer.to_string(),
+                "--no-listen",
+                "--json",
+            ],
+            tmp.path(),
+        )
+    };
+    let on_disk = || {
+        (0..t.num_pieces())
+            .filter(|&i| t.piece_on_disk(&out, i))
+            .count()
+    };
+    // About 60 ms a piece: the whole download takes ~4 s.
+    let slow = FakeSeeder::with(
+        &t,
+        SeederConfig::new(Behaviour::Good).block_delay(Duration::from_millis(15)),
+    );
+    // Kill after 1 to 6 more pieces each time (fixed, so a failure repeats).
+    let steps = [3, 1, 6, 2, 5, 4, 1, 3, 6, 2];
+    for (round, more) in steps.into_iter().enumerate() {
+        let target = (on_disk() + more).min(t.num_pieces() as usize - 1);
+        let mut run = get(slow.addr(), "shoal get (to be killed)");
+        assert!(
+            wait_until(Duration::from_secs(30), || on_disk() >= target),
+            "round {round}: {}",
+            run.describe()
+        );
+        if let Some(&pid) = children(run.pid()).first() {
+            signal(pid, "KILL");
+        }
+        run.wait(Duration::from_secs(15))
+            .expect("exits after kill -9");
+        if let Some(claimed) = resume::load(&meta, &out) {
+            for i in (0..t.num_pieces()).filter(|&i| claimed.get(i)) {
+                assert!(
+                    t.piece_on_disk(&out, i),
+                    "round {round}: resume vouches for bad piece {i}"
+                );
+            }
+        }
+    }
+    let fast = FakeSeeder::start(&t, Behaviour::Good);
+    let mut last = get(fast.addr(), "shoal get (resumed after kills)");
+    let checked = last.expect_line("{\"event\":\"checked\"", Duration::from_secs(30));
+    let had = json_num(&checked, "have").unwrap_or(0.0) as usize;
+    let status = last.wait(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "{}", last.describe());
+    t.assert_downloaded(&out);
+    let fetched = fast.stats().requested_pieces().len();
+    assert!(
+        fetched <= t.num_pieces() as usize - had,
+        "{fetched} pieces fetched again, {had} of {} were already good",
+        t.num_pieces()
+    );
 }
