@@ -1,7 +1,8 @@
 //! One peer's request pipeline, pure: which of our requests are in flight,
 //! how many may be, and which blocks from the peer we asked for.
 //!
-//! Owns: the outstanding requests (with when each was sent), the ones we
+//! Owns: the outstanding requests (with when and in which order each was
+//! sent, so a request the peer skipped is noticed), the ones we
 //! cancelled in endgame (`late`: a copy may still arrive) and the ones the
 //! peer's last `choke` voided (a copy already on the wire is accepted);
 //! the depth, from the measured rate and round trip; and the peer's own
@@ -10,7 +11,7 @@
 
 use crate::proto::extension::DEFAULT_REQQ;
 use crate::proto::geometry::{Block, BLOCK_LEN};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// Request pipeline bounds, in blocks. The floor keeps a new peer busy
@@ -29,18 +30,30 @@ const QUEUE_TIME: f64 = 0.5;
 const HEADROOM: f64 = 256.0 * 1024.0;
 /// Voided requests remembered at most (two full pipelines).
 const MAX_VOIDED: usize = 2 * MAX_DEPTH;
+/// A request is taken as skipped (dropped by the peer without a word, as
+/// Transmission does with one past its queue) once this many requests sent
+/// after it have been answered. Peers serve in order, give or take a few
+/// blocks read in parallel from disk; a wrong guess costs one duplicate.
+pub const SKIP_GAP: u64 = 64;
 
 #[derive(Debug)]
 pub struct Pipeline {
-    /// Requests in flight, with when they were sent.
-    outstanding: HashMap<Block, Instant>,
+    /// Requests in flight, with when they were sent and their number in
+    /// sending order.
+    outstanding: HashMap<Block, (Instant, u64)>,
+    /// The same requests by number: the oldest first.
+    order: BTreeMap<u64, Block>,
+    /// The next request's number.
+    next_seq: u64,
+    /// The newest number among the requests answered.
+    newest_answered: u64,
     /// Requests we cancelled in endgame: a late copy may still arrive and
     /// is not a protocol error. Bounded by endgame's small per-peer depth.
     late: HashSet<Block>,
-    /// Requests the peer's chokes voided, with how many copies each may
-    /// still bring: the peer may have read a request after its unchoke and
-    /// serve it, and we may have asked for the block again since, so one
-    /// block can come several times. Bounded: past [`MAX_VOIDED`] copies
+    /// Requests the peer's chokes voided (or that it skipped), with how
+    /// many copies each may still bring: the peer may have read a request
+    /// after its unchoke and serve it, and we may have asked for the block
+    /// again since, so one block can come several times. Bounded: past [`MAX_VOIDED`] copies
     /// it is cleared, so a peer that chokes and unchokes in a loop cannot
     /// grow it.
     voided: HashMap<Block, u32>,
@@ -69,6 +82,9 @@ impl Default for Pipeline {
     fn default() -> Pipeline {
         Pipeline {
             outstanding: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            newest_answered: 0,
             late: HashSet::new(),
             voided: HashMap::new(),
             voided_copies: 0,
@@ -81,9 +97,12 @@ impl Default for Pipeline {
 
 impl Pipeline {
     /// The peer says how many requests it will queue (`None`: it does
-    /// not say).
+    /// not say). We keep a margin below it: Transmission advertises 512
+    /// and drops the 512th.
     pub fn set_peer_queue(&mut self, reqq: Option<u32>) {
-        self.max_depth = reqq.unwrap_or(DEFAULT_REQQ).min(MAX_DEPTH as u32) as usize;
+        let reqq = reqq.unwrap_or(DEFAULT_REQQ);
+        let margin = (reqq / 16).max(1);
+        self.max_depth = (reqq - margin.min(reqq)).min(MAX_DEPTH as u32) as usize;
     }
 
     /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
@@ -138,21 +157,57 @@ impl Pipeline {
     }
 
     pub fn sent(&mut self, block: Block, at: Instant) {
-        self.outstanding.insert(block, at);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some((_, old)) = self.outstanding.insert(block, (at, seq)) {
+            self.order.remove(&old);
+        }
+        self.order.insert(seq, block);
+    }
+
+    /// Forgets an outstanding request; whether it was one.
+    fn remove(&mut self, block: &Block) -> Option<(Instant, u64)> {
+        let sent = self.outstanding.remove(block)?;
+        self.order.remove(&sent.1);
+        Some(sent)
     }
 
     /// A block arrived at `now`; the round trip of an expected one is
     /// measured.
     pub fn arrived(&mut self, block: &Block, now: Instant) -> Arrival {
-        if let Some(sent) = self.outstanding.remove(block) {
+        if let Some((sent, seq)) = self.remove(block) {
             let rtt = now - sent;
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.newest_answered = self.newest_answered.max(seq);
             Arrival::Expected
         } else if self.late.remove(block) || self.take_voided(block) {
             Arrival::Late
         } else {
             Arrival::Unrequested
         }
+    }
+
+    /// Requests the peer skipped: [`SKIP_GAP`] requests sent after each
+    /// were answered. They are no longer outstanding (ask again, here or
+    /// elsewhere); a copy that still comes is accepted.
+    pub fn take_skipped(&mut self) -> Vec<Block> {
+        let mut skipped = Vec::new();
+        while let Some((&seq, &block)) = self.order.first_key_value() {
+            if seq + SKIP_GAP >= self.newest_answered {
+                break;
+            }
+            self.remove(&block);
+            skipped.push(block);
+        }
+        self.void(&skipped);
+        skipped
+    }
+
+    /// BEP 6: the peer will not serve this request; whether it was
+    /// outstanding.
+    pub fn rejected(&mut self, block: &Block) -> bool {
+        self.late.remove(block);
+        self.remove(block).is_some()
     }
 
     /// Takes one owed copy of `block` from the voided requests.
@@ -171,27 +226,40 @@ impl Pipeline {
     /// Endgame: another peer delivered this block; we cancel ours (a copy
     /// may still come).
     pub fn cancel(&mut self, block: &Block) -> bool {
-        if self.outstanding.remove(block).is_some() {
+        let asked = self.remove(block).is_some();
+        if asked {
             self.late.insert(*block);
-            true
-        } else {
-            false
         }
+        asked
     }
 
-    /// The peer choked us: BEP 3 says our requests are void. Returns them
+    /// The peer choked us: BEP 3 says our requests are void, except (BEP 6)
+    /// those it allowed fast, which `keep` picks. Returns the void ones
     /// (the picker must offer them again).
-    pub fn choked(&mut self) -> Vec<Block> {
-        let void: Vec<Block> = self.outstanding.drain().map(|(b, _)| b).collect();
-        if self.voided_copies + void.len() > MAX_VOIDED {
+    pub fn choked(&mut self, keep: impl Fn(&Block) -> bool) -> Vec<Block> {
+        let void: Vec<Block> = self
+            .outstanding
+            .keys()
+            .filter(|b| !keep(b))
+            .copied()
+            .collect();
+        for b in &void {
+            self.remove(b);
+        }
+        self.void(&void);
+        void
+    }
+
+    /// Requests a copy of which may still come, once each.
+    fn void(&mut self, blocks: &[Block]) {
+        if self.voided_copies + blocks.len() > MAX_VOIDED {
             self.voided.clear();
             self.voided_copies = 0;
         }
-        for b in &void {
+        for b in blocks {
             *self.voided.entry(*b).or_default() += 1;
         }
-        self.voided_copies += void.len();
-        void
+        self.voided_copies += blocks.len();
     }
 }
 
@@ -264,7 +332,7 @@ mod tests {
         for b in &bs {
             p.sent(*b, now);
         }
-        assert_eq!(p.choked().len(), 3);
+        assert_eq!(p.choked(|_| false).len(), 3);
         assert!(p.is_empty());
         assert_eq!(p.arrived(&bs[0], now), Arrival::Late);
         assert_eq!(p.arrived(&bs[0], now), Arrival::Unrequested);
@@ -273,15 +341,15 @@ mod tests {
         p.sent(bs[1], now);
         assert_eq!(p.arrived(&bs[1], now), Arrival::Expected);
         p.sent(bs[2], now);
-        assert_eq!(p.choked(), vec![bs[2]]);
+        assert_eq!(p.choked(|_| false), vec![bs[2]]);
         assert_eq!(p.arrived(&bs[1], now), Arrival::Late);
         assert_eq!(p.arrived(&bs[2], now), Arrival::Late);
         // bs[2] was voided twice and one copy came: one is still owed.
         // Asked and voided twice more: three copies may come, no more.
         p.sent(bs[2], now);
-        p.choked();
+        p.choked(|_| false);
         p.sent(bs[2], now);
-        p.choked();
+        p.choked(|_| false);
         for _ in 0..3 {
             assert_eq!(p.arrived(&bs[2], now), Arrival::Late);
         }
@@ -299,7 +367,7 @@ mod tests {
             for b in round {
                 p.sent(*b, now);
             }
-            p.choked();
+            p.choked(|_| false);
             assert!(p.voided_copies <= MAX_VOIDED);
             assert_eq!(p.voided.values().sum::<u32>() as usize, p.voided_copies);
         }
@@ -318,5 +386,43 @@ mod tests {
         assert!(!p.is_asked(&b));
         assert_eq!(p.arrived(&b, now), Arrival::Late);
         assert_eq!(p.arrived(&c, now), Arrival::Unrequested);
+    }
+
+    #[test]
+    fn a_request_is_skipped_once_skip_gap_later_ones_are_answered() {
+        let mut p = Pipeline::default();
+        let now = Instant::now();
+        let bs = blocks(SKIP_GAP as u32 + 3);
+        for b in &bs {
+            p.sent(*b, now);
+        }
+        // Answered in a slightly different order: nothing is skipped yet.
+        for b in bs[1..=SKIP_GAP as usize].iter().rev() {
+            assert_eq!(p.arrived(b, now), Arrival::Expected);
+            assert!(p.take_skipped().is_empty());
+        }
+        assert_eq!(
+            p.arrived(&bs[SKIP_GAP as usize + 1], now),
+            Arrival::Expected
+        );
+        assert_eq!(p.take_skipped(), vec![bs[0]]);
+        assert!(!p.is_asked(&bs[0]));
+        assert_eq!(p.arrived(&bs[0], now), Arrival::Late, "a late copy is fine");
+        // A rejected request is simply gone.
+        let last = bs[SKIP_GAP as usize + 2];
+        assert!(p.rejected(&last));
+        assert!(!p.rejected(&last));
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn the_depth_stays_below_the_peers_queue() {
+        let mut p = Pipeline::default();
+        p.set_peer_queue(Some(512));
+        p.update_depth(0.0, 1e9);
+        assert_eq!(p.depth(), 480, "Transmission's 512 less a margin");
+        p.set_peer_queue(Some(10));
+        p.update_depth(0.0, 1e9);
+        assert_eq!(p.depth(), MIN_DEPTH.max(9));
     }
 }

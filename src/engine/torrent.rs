@@ -35,6 +35,7 @@ use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
 use crate::net::announce::{self, Counters, Report};
 use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings};
+use crate::proto::allowed_fast;
 use crate::proto::bitfield::Bitfield;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::Metainfo;
@@ -82,6 +83,9 @@ const DEPARTED: usize = 256;
 /// dropped to make room for a newcomer when all slots are taken (a flood
 /// of idle connections must not lock out real peers).
 const EVICT_GRACE: Duration = Duration::from_secs(5);
+/// BEP 6 allowed-fast pieces we take from one peer at most (BEP 6 sets
+/// are about ten).
+const MAX_ALLOWED_FAST: usize = 32;
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
 /// Requests that cross our `choke` on the wire are ignored for this long;
@@ -119,6 +123,12 @@ struct Peer {
     peer_interested: bool,
     connected_at: Instant,
     up: RateMeter,
+    /// Both sides speak BEP 6.
+    fast: bool,
+    /// BEP 6: pieces it lets us request while it chokes us.
+    allowed_fast: Vec<u32>,
+    /// BEP 6: pieces we let it request while we choke it.
+    offered_fast: Vec<u32>,
 }
 
 impl Peer {
@@ -143,6 +153,9 @@ impl Peer {
             peer_interested: false,
             connected_at: Instant::now(),
             up: RateMeter::default(),
+            fast: false,
+            allowed_fast: Vec::new(),
+            offered_fast: Vec::new(),
         }
     }
 
@@ -523,40 +536,13 @@ impl<'p> Orchestrator<'p> {
                 peer,
                 id,
                 extended,
+                fast,
                 socket,
-            } => {
-                let have = self.picker.have().count() > 0;
-                let bitfield = self.picker.have().as_bytes().to_vec();
-                // Two connections to one peer (we dialled it as it dialled
-                // us) would only compete for the same pieces.
-                let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.socket = Some(socket);
-                    p.remote_id = Some(id);
-                    p.last_data = Instant::now();
-                    if duplicate {
-                        self.drop_peer(peer, "already connected to this peer", false);
-                    } else {
-                        // The bitfield must be the first message; the
-                        // extension handshake follows it.
-                        if have {
-                            self.send(peer, Command::Bitfield(bitfield));
-                        }
-                        if extended {
-                            let port = self.listen_addr.map(|a| a.port());
-                            let ours = crate::proto::extension::our_handshake(
-                                peer::MAX_QUEUED_UPLOADS as u32,
-                                port,
-                            );
-                            self.send(peer, Command::ExtensionHandshake(ours));
-                        }
-                    }
-                } else {
-                    let _ = socket.shutdown(Shutdown::Both);
-                }
-            }
+            } => self.on_connected(peer, id, extended, fast, socket),
             Event::Bitfield(peer, bits) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
+                    // A later bitfield replaces the earlier one.
+                    self.picker.remove_peer(&p.pieces);
                     self.picker.add_peer(&bits);
                     p.pieces = bits;
                     self.update_interest(peer);
@@ -589,8 +575,10 @@ impl<'p> Orchestrator<'p> {
             Event::Choke(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = true;
-                    // BEP 3: a choke discards our pending requests.
-                    for b in p.pipeline.choked() {
+                    // BEP 3: a choke discards our pending requests; a BEP 6
+                    // peer still serves (or rejects) those it allows fast.
+                    let allowed = &p.allowed_fast;
+                    for b in p.pipeline.choked(|b| allowed.contains(&b.piece.get())) {
                         self.picker.abandon(&b);
                     }
                     self.fill_all();
@@ -611,6 +599,15 @@ impl<'p> Orchestrator<'p> {
                 }
             }
             Event::Request(peer, index, begin, len) => self.on_request(peer, index, begin, len),
+            Event::Rejected(peer, index, begin, len) => self.on_rejected(peer, index, begin, len),
+            Event::AllowedFast(peer, index) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if p.allowed_fast.len() < MAX_ALLOWED_FAST && !p.allowed_fast.contains(&index) {
+                        p.allowed_fast.push(index);
+                        self.fill(peer);
+                    }
+                }
+            }
             Event::Cancel(peer, index, begin, len) => {
                 if let Some(b) = self.meta.geometry.checked_block(index, begin, len) {
                     self.send(peer, Command::DropUpload(b));

@@ -6,6 +6,7 @@
 //! message means for a download (that is [`crate::engine`]).
 //! Uses: [`crate::util`].
 
+pub mod allowed_fast;
 pub mod bencode;
 pub mod bitfield;
 pub mod extension;

@@ -46,6 +46,13 @@ pub enum Got {
         begin: u32,
         data: Vec<u8>,
     },
+    /// BEP 6.
+    Reject {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    AllowedFast(u32),
     /// Any other message, by name.
     Other(&'static str),
     /// The peer closed the connection (end of file or reset).
@@ -111,6 +118,22 @@ impl FakePeer {
     /// [`Got::Malformed`] when it was not one. Panics only if the TCP
     /// connection cannot be made.
     pub fn try_connect(addr: SocketAddr, info_hash: [u8; 20]) -> Result<FakePeer, Got> {
+        FakePeer::try_connect_with(addr, info_hash, [0; 8])
+    }
+
+    /// Connects offering the BEP 6 fast extension.
+    pub fn connect_fast(addr: SocketAddr, info_hash: [u8; 20]) -> FakePeer {
+        let reserved = wire::RESERVED_FAST.to_be_bytes();
+        FakePeer::try_connect_with(addr, info_hash, reserved)
+            .unwrap_or_else(|e| panic!("no handshake from the peer at {addr}: {e:?}"))
+    }
+
+    /// [`try_connect`](Self::try_connect) with these reserved bytes.
+    pub fn try_connect_with(
+        addr: SocketAddr,
+        info_hash: [u8; 20],
+        reserved: [u8; 8],
+    ) -> Result<FakePeer, Got> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let mut peer_id = *b"-FP0001-000000000000";
@@ -132,7 +155,7 @@ impl FakePeer {
             blocks: 0,
             seen: Vec::new(),
         };
-        let hs = Handshake::new(info_hash, peer_id, [0; 8]);
+        let hs = Handshake::new(info_hash, peer_id, reserved);
         if p.stream.write_all(&hs.encode()).is_err() {
             return Err(Got::Closed);
         }
@@ -215,6 +238,16 @@ impl FakePeer {
                             begin,
                             data: data.to_vec(),
                         },
+                        Message::Reject {
+                            index,
+                            begin,
+                            length,
+                        } => Got::Reject {
+                            index,
+                            begin,
+                            length,
+                        },
+                        Message::AllowedFast(i) => Got::AllowedFast(i),
                         other => Got::Other(other.name()),
                     };
                     self.buf.drain(..used);

@@ -237,12 +237,9 @@ fn abuses(t: &Torrent) -> Vec<Abuse> {
             frames(&[Message::Bitfield(&spare)]),
         ),
         (
-            "a second bitfield",
+            "have_all without the fast extension",
             Nothing,
-            frames(&[
-                Message::Bitfield(&vec![0; bf_len]),
-                Message::Bitfield(&vec![0; bf_len]),
-            ]),
+            frames(&[Message::HaveAll]),
         ),
     ]
 }
@@ -307,6 +304,49 @@ fn misbehaving_leechers_are_dropped_and_others_still_served() {
         seeder.describe()
     );
     drop(steady);
+    seeder.stop_seeding();
+}
+
+/// BEP 6 (issue 10): a seeder tells a fast peer `have_all`, gives it the
+/// allowed-fast set BEP 6 defines for its address, serves those pieces
+/// while it still chokes the peer, rejects any other request instead of
+/// dropping the peer, and takes a second bitfield (aria2 sends them).
+#[test]
+fn a_fast_peer_is_served_its_allowed_pieces_and_told_of_refusals() {
+    let t = single("fast.bin", 22, 40 * 16 * KIB, 16 * KIB as u32);
+    let s = setup("upload-fast", &t);
+    let (mut seeder, addr) = s.seed(&[]);
+    seeder.expect_event("seeding", Duration::from_secs(10));
+    let mut p = FakePeer::connect_fast(addr, t.info_hash);
+    let first = p.next(SERVE_WITHIN);
+    assert_eq!(first, Got::Other("have all"), "{}", seeder.describe());
+    let ip = addr.ip();
+    let expected = shoal::proto::allowed_fast::allowed_fast_set(ip, &t.info_hash, 40, 10);
+    let mut allowed = Vec::new();
+    while allowed.len() < expected.len() {
+        match p.next(SERVE_WITHIN) {
+            Got::AllowedFast(i) => allowed.push(i),
+            other => panic!("expected allowed_fast, got {}", other.brief()),
+        }
+    }
+    assert_eq!(allowed, expected);
+    let refused = (0..40).find(|i| !allowed.contains(i)).unwrap();
+    let bits = vec![0u8; 5];
+    p.send(&[Message::Bitfield(&bits), Message::Bitfield(&bits)])
+        .unwrap();
+    // Still choked (never interested): an allowed piece comes, another is
+    // refused, and the connection stays.
+    for (round, &piece) in allowed.iter().take(2).enumerate() {
+        p.send_raw(&request(refused, 0, 16 * KIB as u32)).unwrap();
+        let want = Got::Reject {
+            index: refused,
+            begin: 0,
+            length: 16 * KIB as u32,
+        };
+        assert_eq!(p.next_significant(SERVE_WITHIN), want, "round {round}");
+        let data = p.fetch_piece(&t, piece, SERVE_WITHIN);
+        assert_eq!(data.len(), 16 * KIB);
+    }
     seeder.stop_seeding();
 }
 

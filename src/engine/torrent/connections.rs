@@ -105,6 +105,61 @@ impl Orchestrator<'_> {
         Some(key)
     }
 
+    /// The handshake is done: say what we have (BEP 6 `have_all` /
+    /// `have_none` to a fast peer when they fit, else a bitfield unless we
+    /// have nothing), then our extension handshake and allowed-fast set.
+    pub(super) fn on_connected(
+        &mut self,
+        peer: PeerKey,
+        id: [u8; 20],
+        extended: bool,
+        fast: bool,
+        socket: TcpStream,
+    ) {
+        // Two connections to one peer (we dialled it as it dialled us)
+        // would only compete for the same pieces.
+        let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
+        let Some(p) = self.peers.get_mut(&peer) else {
+            let _ = socket.shutdown(Shutdown::Both);
+            return;
+        };
+        p.socket = Some(socket);
+        p.remote_id = Some(id);
+        p.last_data = Instant::now();
+        p.fast = fast;
+        if duplicate {
+            return self.drop_peer(peer, "already connected to this peer", false);
+        }
+        let have = self.picker.have();
+        // What we have must be the first message; the rest follows it.
+        let mut hello = Vec::with_capacity(2 + allowed_fast::SET_SIZE);
+        match (fast, have.count()) {
+            (true, 0) => hello.push(Command::HaveNone),
+            (true, n) if n == have.len() => hello.push(Command::HaveAll),
+            (_, 0) => {}
+            _ => hello.push(Command::Bitfield(have.as_bytes().to_vec())),
+        }
+        if extended {
+            let port = self.listen_addr.map(|a| a.port());
+            let ours =
+                crate::proto::extension::our_handshake(peer::MAX_QUEUED_UPLOADS as u32, port);
+            hello.push(Command::ExtensionHandshake(ours));
+        }
+        if fast {
+            let set = allowed_fast::allowed_fast_set(
+                p.addr.ip(),
+                &self.meta.info_hash.0,
+                have.len(),
+                allowed_fast::SET_SIZE,
+            );
+            p.offered_fast = set.into_iter().filter(|&i| have.get(i)).collect();
+            hello.extend(p.offered_fast.iter().map(|&i| Command::AllowedFast(i)));
+        }
+        for cmd in hello {
+            self.send(peer, cmd);
+        }
+    }
+
     pub(super) fn on_closed(&mut self, peer: PeerKey, reason: CloseReason) {
         log::debug!("peer {peer} closed: {reason}");
         self.forget(peer, &reason.to_string(), reason.bans());

@@ -2,6 +2,7 @@
 //! incoming blocks, endgame cancels, and piece verification.
 
 use super::*;
+use std::borrow::Cow;
 
 impl Orchestrator<'_> {
     pub(super) fn on_block(
@@ -29,6 +30,12 @@ impl Orchestrator<'_> {
             self.drop_peer(peer, &reason, false);
             return Ok(());
         };
+        // A peer that skipped a request (and answered later ones) will not
+        // answer it: ask again now, not at the stall timeout.
+        for b in p.pipeline.take_skipped() {
+            log::debug!("peer {peer} skipped our request for {b:?}");
+            self.picker.abandon(&b);
+        }
         let n = data.len() as u64;
         p.down.add(n);
         p.downloaded += n;
@@ -49,6 +56,22 @@ impl Orchestrator<'_> {
         }
         self.fill(peer);
         Ok(())
+    }
+
+    /// BEP 6: the peer will not serve a request of ours; the block is open
+    /// to every peer again at once (a reject for a request we no longer
+    /// have outstanding changes nothing).
+    pub(super) fn on_rejected(&mut self, peer: PeerKey, index: u32, begin: u32, len: u32) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(block) = self.meta.geometry.checked_block(index, begin, len) else {
+            return;
+        };
+        if p.pipeline.rejected(&block) {
+            self.picker.abandon(&block);
+            self.fill_all();
+        }
     }
 
     /// Endgame: others asked for the same block; tell them not to bother.
@@ -156,7 +179,7 @@ impl Orchestrator<'_> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        if p.peer_choking || !p.am_interested || p.socket.is_none() {
+        if (p.peer_choking && p.allowed_fast.is_empty()) || !p.am_interested || p.socket.is_none() {
             return;
         }
         // In endgame every request is a duplicate of one in flight
@@ -168,17 +191,24 @@ impl Orchestrator<'_> {
         }
         // Probation: a piece's worth of blocks at a time, at most
         // PROBATION_PIECES pieces in doubt, and no endgame duplicates.
-        let restricted;
-        let mut offer = &p.pieces;
+        // The pieces it may be asked for: while it chokes us, only those
+        // it allows fast (BEP 6); on probation with PROBATION_PIECES in
+        // doubt, only those.
+        let mut offer = Cow::Borrowed(&p.pieces);
+        let mut keep_only = |pieces: &mut dyn Iterator<Item = u32>| {
+            let mut only = Bitfield::new(offer.len());
+            for i in pieces.filter(|&i| offer.get(i)) {
+                only.set(i);
+            }
+            offer = Cow::Owned(only);
+        };
+        if p.peer_choking {
+            keep_only(&mut p.allowed_fast.iter().copied());
+        }
         if p.on_probation() {
             room = room.min(self.meta.geometry.piece_len().div_ceil(BLOCK_LEN) as usize);
             if p.in_doubt.len() >= PROBATION_PIECES {
-                let mut only = Bitfield::new(p.pieces.len());
-                for piece in &p.in_doubt {
-                    only.set(piece.get());
-                }
-                restricted = only;
-                offer = &restricted;
+                keep_only(&mut p.in_doubt.iter().map(|i| i.get()));
             }
         }
         let endgame = self.picker.in_endgame();
@@ -186,7 +216,7 @@ impl Orchestrator<'_> {
             return; // endgame duplicates go to proven peers only
         }
         let pipeline = &p.pipeline;
-        let mut blocks = self.picker.pick(offer, room, |b| pipeline.is_asked(b));
+        let mut blocks = self.picker.pick(&offer, room, |b| pipeline.is_asked(b));
         if p.on_probation() {
             // The picker finishes started pieces first, which may be many:
             // keep the pieces in doubt and new ones up to the bound, and

@@ -47,6 +47,14 @@ enum Behaviour {
     /// Chokes (voiding our requests) and unchokes again after every batch
     /// of requests, answering only the first block of each.
     ChokeCycler,
+    /// Drops our first request without a word and answers the rest, as
+    /// Transmission does with one past its queue.
+    Skipper,
+    /// BEP 6: rejects the first request of every batch the first time it
+    /// is asked for.
+    Rejecter,
+    /// BEP 6: never unchokes us, but allows every piece fast.
+    AllowsFast,
 }
 
 /// A fake peer with every piece, behaving as told; counts the blocks we
@@ -80,20 +88,27 @@ impl Fake {
             let mut peer_id = [0u8; 20];
             peer_id[..4].copy_from_slice(&id.to_string().as_bytes()[..4]);
             peer_id[19] = peer as u8;
-            let all = Bitfield::full(settings.num_pieces);
-            let hello = [
+            let fast = matches!(behaviour, Behaviour::Rejecter | Behaviour::AllowsFast);
+            let mut hello = vec![
                 Event::Connected {
                     peer,
                     id: peer_id,
                     extended: false,
+                    fast,
                     socket,
                 },
-                Event::Bitfield(peer, all),
-                Event::Unchoke(peer),
+                Event::Bitfield(peer, Bitfield::full(settings.num_pieces)),
             ];
+            if behaviour == Behaviour::AllowsFast {
+                hello.extend((0..settings.num_pieces).map(|i| Event::AllowedFast(peer, i)));
+            } else {
+                hello.push(Event::Unchoke(peer));
+            }
             for e in hello {
                 let _ = events.send(e);
             }
+            let mut skipped = false;
+            let mut rejected = HashSet::new();
             for cmd in commands {
                 let Command::Requests(blocks) = cmd else {
                     continue;
@@ -101,6 +116,16 @@ impl Fake {
                 asked.fetch_add(blocks.len(), Ordering::SeqCst);
                 let answer: Vec<&Block> = match behaviour {
                     Behaviour::ChokeCycler => blocks.iter().take(1).collect(),
+                    Behaviour::Skipper if !skipped => {
+                        skipped = true;
+                        blocks.iter().skip(1).collect()
+                    }
+                    Behaviour::Rejecter if rejected.insert(blocks[0]) => {
+                        let b = blocks[0];
+                        let (i, begin, len) = (b.piece.get(), b.begin, b.len);
+                        let _ = events.send(Event::Rejected(peer, i, begin, len));
+                        blocks.iter().skip(1).collect()
+                    }
                     _ => blocks.iter().collect(),
                 };
                 let blocks = answer
@@ -143,6 +168,8 @@ fn download(
     let session = Session::new(None).unwrap();
     let mut opts = Options::new(f.dir.0.clone());
     opts.timeout = timeout;
+    // Only what each test is about may end a stall: never the peer timeout.
+    opts.peer_timeout = Duration::from_secs(3600);
     let (storage, have) = open_storage(&f.meta, &opts).unwrap();
     let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
     let mut notes = Vec::new();
@@ -250,5 +277,45 @@ fn a_dead_hasher_stops_the_torrent() {
         let (summary, _) = download(&f, &fakes, Some(dead), None);
         assert!(!summary.complete);
         assert!(matches!(summary.stopped, Some(TorrentError::HasherStopped)));
+    });
+}
+
+/// Regression (issue 10): a request the peer dropped silently is asked
+/// again once later ones are answered, not after the peer timeout (an
+/// hour here, so without it the test's deadline fails).
+#[test]
+fn a_skipped_request_is_asked_again() {
+    within(|| {
+        let f = fixture("skipped", 160);
+        let fakes = [Fake::new(1, Behaviour::Skipper)];
+        let (summary, _) = download(&f, &fakes, None, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert_on_disk(&f);
+    });
+}
+
+/// BEP 6: a rejected request is open again at once (fewer blocks than
+/// the skip gap, so only the reject can tell).
+#[test]
+fn rejected_requests_are_asked_again() {
+    within(|| {
+        let f = fixture("rejects", 32);
+        let fakes = [Fake::new(1, Behaviour::Rejecter)];
+        let (summary, _) = download(&f, &fakes, None, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert_on_disk(&f);
+    });
+}
+
+/// BEP 6: a peer that never unchokes us but allows its pieces fast serves
+/// the whole torrent.
+#[test]
+fn allowed_fast_pieces_are_fetched_while_choked() {
+    within(|| {
+        let f = fixture("allowed-fast", 12);
+        let fakes = [Fake::new(1, Behaviour::AllowsFast)];
+        let (summary, _) = download(&f, &fakes, None, None);
+        assert!(summary.complete, "{:?}", summary.stopped);
+        assert_on_disk(&f);
     });
 }

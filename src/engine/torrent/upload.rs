@@ -5,8 +5,10 @@ use super::*;
 
 impl Orchestrator<'_> {
     /// A peer asks for data: serve it if the request is valid and the peer
-    /// unchoked; a request out of range, over 16 KiB, for a piece we never
-    /// announced, or from a peer we never unchoked costs the connection.
+    /// unchoked (or the piece is in the allowed-fast set we gave it); a
+    /// request out of range, over 16 KiB, for a piece we never announced,
+    /// or from a peer we never unchoked costs the connection. A BEP 6 peer
+    /// is told when we will not serve a request it may make.
     pub(super) fn on_request(&mut self, peer: PeerKey, index: u32, begin: u32, len: u32) {
         let Some(p) = self.peers.get(&peer) else {
             return;
@@ -15,20 +17,27 @@ impl Orchestrator<'_> {
             let why = format!("bad request (piece {index}, offset {begin}, {len} bytes)");
             return self.drop_peer(peer, &why, false);
         };
-        if !self.picker.have().get(index) {
-            if self.lost.get(index) {
-                return; // we announced it, then its file changed: not their fault
+        let refuse = if !self.picker.have().get(index) {
+            if !self.lost.get(index) {
+                let why = format!("requested piece {index}, which we do not have");
+                return self.drop_peer(peer, &why, false);
             }
-            let why = format!("requested piece {index}, which we do not have");
-            return self.drop_peer(peer, &why, false);
-        }
-        if p.am_choking {
-            if p.choked_at.is_none_or(|t| t.elapsed() > CHOKE_GRACE) {
-                self.drop_peer(peer, "requested while choked", false);
+            true // we announced it, then its file changed: not their fault
+        } else if p.am_choking && !p.offered_fast.contains(&index) {
+            let in_grace = p.choked_at.is_some_and(|t| t.elapsed() <= CHOKE_GRACE);
+            if !p.fast && !in_grace {
+                return self.drop_peer(peer, "requested while choked", false);
             }
-            return;
-        }
-        self.send(peer, Command::Upload(block));
+            true
+        } else {
+            false
+        };
+        let cmd = match (refuse, p.fast) {
+            (false, _) => Command::Upload(block),
+            (true, true) => Command::Reject(block),
+            (true, false) => return,
+        };
+        self.send(peer, cmd);
     }
 
     /// Both sides complete: the connection serves nobody.

@@ -78,6 +78,13 @@ pub enum Command {
     NotInterested,
     Have(u32),
     Bitfield(Vec<u8>),
+    /// BEP 6, in place of a bitfield.
+    HaveAll,
+    HaveNone,
+    /// BEP 6: the peer may request this piece while choked.
+    AllowedFast(u32),
+    /// BEP 6: we will not serve this request.
+    Reject(Block),
     /// Send our BEP 10 extension handshake (this payload).
     ExtensionHandshake(Vec<u8>),
     /// Ask for these blocks (one command for a whole top-up).
@@ -102,6 +109,8 @@ pub enum Event {
         id: [u8; 20],
         /// The peer speaks BEP 10: send it our extension handshake.
         extended: bool,
+        /// The peer speaks BEP 6 (we always do).
+        fast: bool,
         socket: TcpStream,
     },
     /// The peer's BEP 10 extension handshake.
@@ -115,6 +124,10 @@ pub enum Event {
     Bitfield(PeerKey, Bitfield),
     Request(PeerKey, u32, u32, u32),
     Cancel(PeerKey, u32, u32, u32),
+    /// BEP 6: the peer will not serve this request.
+    Rejected(PeerKey, u32, u32, u32),
+    /// BEP 6: we may request this piece even while choked.
+    AllowedFast(PeerKey, u32),
     /// Blocks of data, in arrival order (not yet matched against our
     /// requests).
     Blocks {
@@ -168,9 +181,7 @@ pub enum Violation {
         index: u32,
         num_pieces: u32,
     },
-    /// A bitfield anywhere but first.
-    LateBitfield,
-    /// A BEP 6 message, which we did not offer.
+    /// A BEP 6 message from a peer that did not offer BEP 6.
     FastWithoutExtension(&'static str),
 }
 
@@ -185,7 +196,6 @@ impl fmt::Display for Violation {
                 index,
                 num_pieces,
             } => write!(f, "{msg} for piece {index}, torrent has {num_pieces}"),
-            Violation::LateBitfield => f.write_str("bitfield after the first message"),
             Violation::FastWithoutExtension(msg) => {
                 write!(f, "{msg} without the fast extension")
             }
@@ -391,7 +401,7 @@ fn handshake(stream: &TcpStream, s: &Settings) -> Result<Handshake, CloseReason>
 }
 
 fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
-    let reserved = wire::RESERVED_EXTENDED.to_be_bytes();
+    let reserved = (wire::RESERVED_EXTENDED | wire::RESERVED_FAST).to_be_bytes();
     Handshake::new(s.info_hash.0, s.peer_id, reserved).encode()
 }
 
@@ -454,11 +464,14 @@ fn serve(
     };
     let (writer_socket, handle) =
         setup(&stream).map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+    // We always offer BEP 6, so the peer's bit decides.
+    let fast = theirs.supports_fast();
     events
         .send(Event::Connected {
             peer,
             id: theirs.peer_id,
             extended: theirs.supports_extended(),
+            fast: theirs.supports_fast(),
             socket: handle,
         })
         .map_err(|_| CloseReason::Shutdown)?;
@@ -467,10 +480,10 @@ fn serve(
         let events = events.clone();
         std::thread::Builder::new()
             .name(format!("peer-{peer}-w"))
-            .spawn(move || writer::run(peer, writer_socket, &s, commands, &events))
+            .spawn(move || writer::run(peer, writer_socket, &s, fast, commands, &events))
             .map_err(CloseReason::Spawn)?;
     }
-    let result = reader::run(peer, &stream, s.num_pieces, events);
+    let result = reader::run(peer, &stream, s.num_pieces, fast, events);
     // The writer is not joined: it may be asleep waiting for a command, and
     // `Closed` must reach the orchestrator now (it frees the peer's slot).
     // The writer ends as soon as the orchestrator drops its queue.
@@ -527,8 +540,8 @@ mod tests {
             ),
             (CloseReason::Ourselves, "connected to ourselves", true),
             (
-                Violation::LateBitfield.into(),
-                "bitfield after the first message",
+                Violation::FastWithoutExtension("have_all").into(),
+                "have_all without the fast extension",
                 false,
             ),
             (

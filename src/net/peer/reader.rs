@@ -27,16 +27,11 @@ pub(super) fn run(
     peer: PeerKey,
     mut stream: &TcpStream,
     num_pieces: u32,
+    fast: bool,
     events: &Sender<Event>,
 ) -> Result<(), CloseReason> {
     let mut buf = ReadBuf::new(READ_BUFFER);
-    let mut state = State {
-        peer,
-        num_pieces,
-        first: true,
-        batch: Vec::new(),
-        batch_bytes: 0,
-    };
+    let mut state = State::new(peer, num_pieces, fast);
     loop {
         let need = loop {
             match wire::decode(buf.filled())? {
@@ -64,13 +59,23 @@ pub(super) fn run(
 struct State {
     peer: PeerKey,
     num_pieces: u32,
-    /// No BEP 3 message has come yet (a bitfield may still).
-    first: bool,
+    /// Both sides offered the fast extension (BEP 6).
+    fast: bool,
     batch: Vec<BlockData>,
     batch_bytes: usize,
 }
 
 impl State {
+    fn new(peer: PeerKey, num_pieces: u32, fast: bool) -> State {
+        State {
+            peer,
+            num_pieces,
+            fast,
+            batch: Vec::new(),
+            batch_bytes: 0,
+        }
+    }
+
     /// Checks what needs no torrent state and turns a message into an
     /// event; blocks join the batch, ignored messages give `None`.
     fn on_message(&mut self, msg: Message<'_>) -> Result<Option<Event>, CloseReason> {
@@ -87,12 +92,13 @@ impl State {
                 })
             }
         };
-        // BEP 10 peers may send their extension handshake before the
-        // bitfield; only BEP 3 messages end the bitfield's turn.
-        let first = self.first;
-        if !matches!(msg, Message::Extended { .. } | Message::KeepAlive) {
-            self.first = false;
-        }
+        let fast = |msg: &Message<'_>| {
+            if self.fast {
+                Ok(())
+            } else {
+                Err(Violation::FastWithoutExtension(msg.name()))
+            }
+        };
         Ok(Some(match msg {
             Message::Piece { index, begin, data } => {
                 self.batch_bytes += data.len();
@@ -108,11 +114,39 @@ impl State {
             Message::Interested => Event::Interested(peer),
             Message::NotInterested => Event::NotInterested(peer),
             Message::Have(i) => Event::Have(peer, in_range(i, "have")?),
-            Message::Bitfield(bytes) if first => Event::Bitfield(
+            // A bitfield is taken whenever it comes, and replaces what the
+            // peer said before: aria2 sends one mid-connection in place of
+            // several `have`s, and libtorrent accepts that (docs/INTEROP.md).
+            Message::Bitfield(bytes) => Event::Bitfield(
                 peer,
                 Bitfield::from_bytes(bytes, num_pieces).map_err(Violation::Bitfield)?,
             ),
-            Message::Bitfield(_) => return Err(Violation::LateBitfield.into()),
+            Message::HaveAll | Message::HaveNone => {
+                fast(&msg)?;
+                let bits = if matches!(msg, Message::HaveAll) {
+                    Bitfield::full(num_pieces)
+                } else {
+                    Bitfield::new(num_pieces)
+                };
+                Event::Bitfield(peer, bits)
+            }
+            Message::Reject {
+                index,
+                begin,
+                length,
+            } => {
+                fast(&msg)?;
+                Event::Rejected(peer, index, begin, length)
+            }
+            Message::AllowedFast(i) => {
+                fast(&msg)?;
+                Event::AllowedFast(peer, in_range(i, "allowed_fast")?)
+            }
+            // A hint we may ignore (BEP 6).
+            Message::Suggest(_) => {
+                fast(&msg)?;
+                return Ok(None);
+            }
             Message::Request {
                 index,
                 begin,
@@ -123,13 +157,6 @@ impl State {
                 begin,
                 length,
             } => Event::Cancel(peer, index, begin, length),
-            // We do not offer the fast extension (BEP 6), so its messages
-            // are a protocol error.
-            Message::HaveAll
-            | Message::HaveNone
-            | Message::Reject { .. }
-            | Message::AllowedFast(_)
-            | Message::Suggest(_) => return Err(Violation::FastWithoutExtension(msg.name()).into()),
             Message::Extended {
                 id: extension::HANDSHAKE_ID,
                 payload,
@@ -249,13 +276,7 @@ mod tests {
                 chunk,
             };
             let mut buf = ReadBuf::new(16);
-            let mut state = State {
-                peer: 1,
-                num_pieces: 4,
-                first: true,
-                batch: Vec::new(),
-                batch_bytes: 0,
-            };
+            let mut state = State::new(1, 4, false);
             let mut names = Vec::new();
             loop {
                 match wire::decode(buf.filled()).unwrap() {
@@ -280,6 +301,69 @@ mod tests {
             assert_eq!(state.batch[0].data, block);
             assert_eq!(buf.data.len(), 16, "the buffer shrank back");
         }
+    }
+
+    /// The tolerance table (docs/INTEROP.md): what common clients send in
+    /// an order BEP 3 does not foresee is taken as libtorrent takes it; BEP 6
+    /// messages only from a peer that offered BEP 6.
+    #[test]
+    fn messages_are_taken_in_any_order_and_fast_ones_only_when_offered() {
+        let bits = [0b1010_0000u8];
+        let mut plain = State::new(1, 4, false);
+        let ev = |st: &mut State, m: Message<'_>| st.on_message(m).map(|e| format!("{e:?}"));
+        // State messages before the bitfield, a bitfield after them (aria2),
+        // a second bitfield that replaces the first, a repeated have.
+        ev(&mut plain, Message::Interested).unwrap();
+        ev(&mut plain, Message::Unchoke).unwrap();
+        for _ in 0..2 {
+            let e = ev(&mut plain, Message::Bitfield(&bits)).unwrap();
+            assert!(e.starts_with("Some(Bitfield(1,"), "{e}");
+            assert_eq!(
+                ev(&mut plain, Message::Have(2)).unwrap(),
+                "Some(Have(1, 2))"
+            );
+        }
+        // Unknown ids and extension messages are ignored.
+        let unknown = Message::Unknown {
+            id: 99,
+            payload: &[1, 2],
+        };
+        assert_eq!(ev(&mut plain, unknown).unwrap(), "None");
+        for m in [
+            Message::HaveAll,
+            Message::Suggest(1),
+            Message::AllowedFast(1),
+        ] {
+            let e = plain.on_message(m).unwrap_err().to_string();
+            assert!(e.ends_with("without the fast extension"), "{e}");
+        }
+        let mut fast = State::new(1, 4, true);
+        match fast.on_message(Message::HaveAll).unwrap() {
+            Some(Event::Bitfield(_, b)) => assert!(b.is_complete()),
+            other => panic!("{other:?}"),
+        }
+        match fast.on_message(Message::HaveNone).unwrap() {
+            Some(Event::Bitfield(_, b)) => assert_eq!(b.count(), 0),
+            other => panic!("{other:?}"),
+        }
+        let reject = Message::Reject {
+            index: 1,
+            begin: 0,
+            length: 16384,
+        };
+        assert_eq!(
+            ev(&mut fast, reject).unwrap(),
+            "Some(Rejected(1, 1, 0, 16384))"
+        );
+        assert_eq!(
+            ev(&mut fast, Message::AllowedFast(3)).unwrap(),
+            "Some(AllowedFast(1, 3))"
+        );
+        assert!(
+            fast.on_message(Message::AllowedFast(4)).is_err(),
+            "out of range"
+        );
+        assert_eq!(ev(&mut fast, Message::Suggest(2)).unwrap(), "None");
     }
 
     /// A reader that returns at most `chunk` bytes per call.

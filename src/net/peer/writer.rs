@@ -22,6 +22,7 @@ pub(super) fn run(
     peer: PeerKey,
     socket: TcpStream,
     s: &Settings,
+    fast: bool,
     commands: Receiver<Command>,
     events: &Sender<Event>,
 ) {
@@ -35,7 +36,7 @@ pub(super) fn run(
         }
     }
     let mut guard = ShutOnDrop(socket);
-    if let Err(e) = write_loop(peer, &mut guard.0, s, commands, events) {
+    if let Err(e) = write_loop(peer, &mut guard.0, s, fast, commands, events) {
         log::debug!("peer {peer}: {e}");
     }
 }
@@ -44,6 +45,7 @@ fn write_loop(
     peer: PeerKey,
     socket: &mut TcpStream,
     s: &Settings,
+    fast: bool,
     commands: Receiver<Command>,
     events: &Sender<Event>,
 ) -> Result<(), WriteError> {
@@ -66,18 +68,27 @@ fn write_loop(
             None
         };
         for cmd in first.into_iter().chain(commands.try_iter()) {
+            // BEP 6: every request we drop unserved is rejected, so a fast
+            // peer asks elsewhere at once (others just stop waiting).
+            let mut dropped = Vec::new();
             match cmd {
                 Command::Upload(b) if uploads.len() < MAX_QUEUED_UPLOADS => uploads.push_back(b),
                 Command::Upload(b) => {
-                    log::debug!("peer {peer}: upload queue full, ignoring {b:?}")
+                    log::debug!("peer {peer}: upload queue full, refusing {b:?}");
+                    dropped.push(b);
                 }
-                Command::DropUpload(b) => uploads.retain(|q| *q != b),
-                Command::DropPiece(i) => uploads.retain(|q| q.piece.get() != i),
+                Command::DropUpload(b) => drain(&mut uploads, |q| *q == b, &mut dropped),
+                Command::DropPiece(i) => drain(&mut uploads, |q| q.piece.get() == i, &mut dropped),
                 Command::Choke => {
-                    uploads.clear();
                     Message::Choke.encode(&mut out);
+                    dropped.extend(uploads.drain(..));
                 }
                 other => encode(&other, &mut out),
+            }
+            if fast {
+                for b in dropped {
+                    encode(&Command::Reject(b), &mut out);
+                }
             }
             if out.len() >= WRITE_BATCH {
                 break;
@@ -104,6 +115,17 @@ fn write_loop(
     }
 }
 
+/// Moves the queued uploads that match `which` to `out`.
+fn drain(uploads: &mut VecDeque<Block>, which: impl Fn(&Block) -> bool, out: &mut Vec<Block>) {
+    uploads.retain(|q| {
+        let keep = !which(q);
+        if !keep {
+            out.push(*q);
+        }
+        keep
+    });
+}
+
 /// Appends one control message's frame (uploads are handled by the
 /// writer's queue).
 fn encode(cmd: &Command, out: &mut Vec<u8>) {
@@ -114,6 +136,14 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
         Command::NotInterested => Message::NotInterested,
         Command::Have(i) => Message::Have(*i),
         Command::Bitfield(bytes) => Message::Bitfield(bytes),
+        Command::HaveAll => Message::HaveAll,
+        Command::HaveNone => Message::HaveNone,
+        Command::AllowedFast(i) => Message::AllowedFast(*i),
+        Command::Reject(b) => Message::Reject {
+            index: b.piece.get(),
+            begin: b.begin,
+            length: b.len,
+        },
         Command::ExtensionHandshake(payload) => Message::Extended {
             id: extension::HANDSHAKE_ID,
             payload,
