@@ -266,6 +266,8 @@ struct Orchestrator<'p> {
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
     announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    /// What the announce thread was last told (see `WantPeers`).
+    wants_peers: bool,
     choker: Choker,
     last_choke: Instant,
     last_optimistic: Instant,
@@ -345,6 +347,7 @@ impl<'p> Orchestrator<'p> {
             hasher,
             hashed,
             announce: None,
+            wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
             last_choke: now,
             last_optimistic: now,
@@ -676,6 +679,7 @@ impl<'p> Orchestrator<'p> {
         // Dialling is decided here (and when a tracker reports), not per
         // event: it scans the known addresses.
         self.connect_more();
+        self.tell_announcer_if_we_want_peers();
         if now - self.last_choke >= crate::engine::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);

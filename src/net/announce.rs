@@ -55,6 +55,13 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30 * 60);
 /// slow tracker, and the tracker forgets us after its interval anyway.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// While the torrent could use more peers, it re-announces early: this
+/// long after an answer, then twice as long after each early answer, up
+/// to the regular interval, and never sooner than the tracker's
+/// `min interval`. A host that joins a fleet after us is found in seconds
+/// even by clients that never dial us (Transmission on loopback).
+pub const EARLY_FIRST: Duration = Duration::from_secs(2);
+
 /// Redirects we follow; trackers rarely use one, never a chain.
 const MAX_REDIRECTS: u32 = 3;
 
@@ -128,6 +135,9 @@ pub enum Command {
     /// and never if the first `started` we got through said `left=0` (BEP 3:
     /// a torrent complete when started never sends `completed`).
     Completed,
+    /// Whether the torrent could use more peers than it has (see
+    /// [`EARLY_FIRST`]).
+    WantPeers(bool),
     /// Announce `stopped` to the tracker that last answered (after a
     /// `completed` still owed), within [`STOP_TIMEOUT`], then end the
     /// thread. Dropping the sender means the same.
@@ -327,12 +337,32 @@ enum Completed {
 
 /// How a round ended.
 enum Round {
-    /// A tracker answered; re-announce after this long.
-    Answered(Duration),
+    /// A tracker answered with these waits.
+    Answered(Waits),
     /// Every tracker failed.
     Failed,
     /// A stop command came in between two attempts.
     Stop,
+}
+
+/// When to announce again after an answer.
+#[derive(Debug, Clone, Copy)]
+struct Waits {
+    /// The tracker's `interval` (bounded, see [`next_interval`]).
+    regular: Duration,
+    /// The tracker's `min interval`, if it gave one.
+    min: Duration,
+}
+
+impl Waits {
+    /// The wait after the `early`-th early announce in a row: EARLY_FIRST
+    /// doubled, within the tracker's bounds.
+    fn early(&self, early: u32) -> Duration {
+        EARLY_FIRST
+            .saturating_mul(1 << early.min(20))
+            .max(self.min)
+            .min(self.regular)
+    }
 }
 
 struct Session {
@@ -351,6 +381,12 @@ struct Session {
     completed: Completed,
     /// Failed rounds in a row.
     failures: u32,
+    /// The torrent could use more peers: announce early.
+    want_peers: bool,
+    /// Early announces answered since the last regular one.
+    early: u32,
+    /// The last answer: when, and its waits.
+    answered: Option<(Instant, Waits)>,
 }
 
 impl Session {
@@ -377,6 +413,9 @@ impl Session {
             last_answered: None,
             completed: Completed::NotYet,
             failures: 0,
+            want_peers: false,
+            early: 0,
+            answered: None,
         }
     }
 
@@ -400,17 +439,35 @@ impl Session {
                         next = Some(Instant::now());
                     }
                 }
+                Ok(Command::WantPeers(want)) => {
+                    self.want_peers = want;
+                    // Re-plan from the last answer (a failed round's
+                    // backoff stands).
+                    if let (Some(at), 0) = (self.due(), self.failures) {
+                        next = Some(at);
+                    }
+                }
                 Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {
                     let wait = match self.round() {
                         Round::Stop => break,
-                        Round::Answered(wait) => {
+                        Round::Answered(waits) => {
                             self.failures = 0;
+                            let now = Instant::now();
+                            // The doubling starts over only after a regular
+                            // announce, so a wish that comes and goes cannot
+                            // make us announce more often.
+                            self.early = match (self.want_peers, self.answered) {
+                                (false, _) => 0,
+                                (true, None) => self.early,
+                                (true, Some(_)) => self.early.saturating_add(1),
+                            };
+                            self.answered = Some((now, waits));
                             if self.completed == Completed::Pending {
                                 // `Completed` came in during the round.
                                 Duration::ZERO
                             } else {
-                                wait
+                                self.due().map_or(waits.regular, |at| at - now)
                             }
                         }
                         Round::Failed => {
@@ -424,6 +481,18 @@ impl Session {
             }
         }
         self.stop();
+    }
+
+    /// When the next announce is due after the last answer: early while
+    /// the torrent wants peers, else on the tracker's interval.
+    fn due(&self) -> Option<Instant> {
+        let (at, waits) = self.answered?;
+        let wait = if self.want_peers {
+            waits.early(self.early)
+        } else {
+            waits.regular
+        };
+        Some(at + wait)
     }
 
     /// Marks `completed` as owed; true if it was not already.
@@ -442,6 +511,7 @@ impl Session {
                 Ok(Command::Completed) => {
                     self.note_completed();
                 }
+                Ok(Command::WantPeers(want)) => self.want_peers = want,
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return true,
                 Err(TryRecvError::Empty) => return false,
             }
@@ -482,9 +552,15 @@ impl Session {
                             self.completed = Completed::Sent;
                         }
                         self.started.insert(url.clone());
-                        let wait = next_interval(&resp, self.config.min_interval);
+                        let waits = Waits {
+                            regular: next_interval(&resp, self.config.min_interval),
+                            min: resp
+                                .min_interval
+                                .map_or(Duration::ZERO, |s| Duration::from_secs(u64::from(s)))
+                                .min(MAX_INTERVAL),
+                        };
                         self.answered(url, resp);
-                        return Round::Answered(wait);
+                        return Round::Answered(waits);
                     }
                     Err(message) => self.error(url, message),
                 }

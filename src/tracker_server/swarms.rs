@@ -50,6 +50,11 @@ use std::time::{Duration, Instant};
 /// proportionally more requests.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
+/// The `min interval` in replies, at most (seconds): a client short of
+/// peers may ask again this soon (announces are cheap; a fleet's newcomer
+/// is then found in seconds), and none sooner.
+pub const MIN_INTERVAL: u32 = 10;
+
 /// A peer silent for more than this many intervals is dropped: one missed
 /// announce (a slow or briefly offline peer) is forgiven, two are not.
 pub const EXPIRY_INTERVALS: u32 = 2;
@@ -260,7 +265,7 @@ impl Swarms {
         let interval = whole_secs(self.limits.interval);
         let mut reply = Reply {
             interval,
-            min_interval: (interval / 2).max(1),
+            min_interval: (interval / 2).clamp(1, MIN_INTERVAL),
             complete: 0,
             incomplete: 0,
             peers: Vec::new(),

@@ -175,6 +175,37 @@ fn multi_file_with_padding_and_empty_files() {
     assert_clean("seeder", &seeder);
 }
 
+/// Issue 10: a peer that joins after our first announce (and never dials
+/// us) is found by an early re-announce, not at the tracker's 30-minute
+/// interval.
+#[test]
+fn a_peer_that_joins_later_is_found_by_an_early_announce() {
+    let tracker = FakeTracker::start(&[]);
+    let t = single(
+        "later.bin",
+        8,
+        MIB,
+        64 * KIB as u32,
+        Some(&tracker.announce_url()),
+    );
+    let seeder = FakeSeeder::start(&t, Behaviour::Good);
+    let s = setup("later", &t);
+    let run = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // It joins once we have announced and heard of nobody.
+            assert!(tracker.wait_for_event("started", Duration::from_secs(20)));
+            tracker.set_peers(&[seeder.addr()]);
+        });
+        s.get(&[])
+    });
+    assert_complete(&run, &t, &s.out);
+    let requests = tracker.requests();
+    assert!(
+        requests.len() >= 3,
+        "started, an early one, stopped: {requests:#?}"
+    );
+}
+
 /// Issue 3: peers from the tracker alone. The tracker sees `started` first,
 /// `completed` when the data is complete (left=0) and `stopped` on exit.
 #[test]

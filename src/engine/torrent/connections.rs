@@ -72,6 +72,21 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Fewer peers connected than we may have, while there is work for
+    /// peers: the announce thread then announces early (it is told only
+    /// of changes).
+    pub(super) fn tell_announcer_if_we_want_peers(&mut self) {
+        let connected = self.peers.values().filter(|p| p.socket.is_some()).count();
+        let busy = !self.picker.is_complete() || self.opts.seed.wants_seeding();
+        let want = busy && connected < self.opts.max_peers;
+        if want != self.wants_peers {
+            self.wants_peers = want;
+            if let Some((tx, _)) = &self.announce {
+                let _ = tx.send(announce::Command::WantPeers(want));
+            }
+        }
+    }
+
     pub(super) fn spawn_peer(&mut self, addr: SocketAddr) {
         let started = self.start_peer(addr, move |key, settings, rx, events| {
             peer::run_outbound(key, addr, settings, rx, events)

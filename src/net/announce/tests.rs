@@ -433,6 +433,21 @@ fn reannounce_respects_trackers_min_interval() {
     run.stop();
 }
 
+/// Issue 10: while the torrent wants peers it announces again long before
+/// the tracker's 30-minute interval (EARLY_FIRST after the answer).
+#[test]
+fn wanting_peers_announces_early() {
+    let tracker = good(1800);
+    let run = start(config(vec![vec![tracker.url.clone()]]), Counters::default());
+    next_request(&tracker);
+    let answered = Instant::now();
+    run.commands.send(Command::WantPeers(true)).unwrap();
+    let early = next_request(&tracker);
+    assert!(answered.elapsed() >= EARLY_FIRST);
+    assert_eq!(param(&early, "event"), None);
+    run.stop();
+}
+
 /// A download announced to one tracker, which has just completed.
 fn started_then_completed() -> (Fake, Running) {
     let tracker = good(1800);
