@@ -124,10 +124,12 @@ const SESSION_OPTIONS: &str = "
                          127.0.0.1:6881 or [::1]:6881
   --port N               listen for peers on this port (default 6881; if
                          taken, a free one; 0: any free port)
-  --bind IP              listen on this address (default :: , which takes
-                         IPv4 and IPv6; 0.0.0.0 where there is no IPv6)
+  --bind IP              listen on this address, and dial peers from it
+                         when it is a specific one (default :: , which
+                         takes IPv4 and IPv6; 0.0.0.0 where there is no IPv6)
   --no-listen            accept no inbound connections
   --max-peers N          peers connected at once (default 50)
+  --max-peers-per-ip N   connections with one IP address at most (default 8)
   --upload-slots N       peers we upload to at once, plus one optimistic
                          (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
@@ -323,6 +325,9 @@ fn session_options(
     if let Some(n) = parse_value(p, "--max-peers", "peer count", positive)? {
         opts.max_peers = n;
     }
+    if let Some(n) = parse_value(p, "--max-peers-per-ip", "peer count", positive)? {
+        opts.max_peers_per_ip = n;
+    }
     if let Some(n) = parse_value(p, "--upload-slots", "slot count", |s| s.parse().ok())? {
         opts.upload_slots = n;
     }
@@ -336,6 +341,7 @@ fn session_options(
             addr.set_ip(ip);
         }
     }
+    opts.source = bind.filter(|ip| !ip.is_unspecified());
     if p.contains("--no-listen") {
         listen = None;
     }

@@ -264,40 +264,121 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     Ok(lim.rlim_cur as u64)
 }
 
-/// A TCP connection to `dest` from the local address `source` (port
-/// chosen by the system): std connects only from the address the routing
-/// table picks. IPv4 only; for tests that need clients on several
-/// loopback addresses.
-#[cfg(test)]
+/// Connects to `dest` from the local address `source` (port chosen by the
+/// kernel), within `timeout`: what `TcpStream::connect_timeout` does, plus
+/// the `bind` std has no way to ask for. For `--bind` on a multi-homed host,
+/// and for tests that need clients on several loopback addresses. A source
+/// of the other address family than `dest` is not used.
 pub fn connect_from(
-    source: std::net::Ipv4Addr,
-    dest: std::net::SocketAddrV4,
+    source: std::net::IpAddr,
+    dest: std::net::SocketAddr,
+    timeout: std::time::Duration,
 ) -> io::Result<std::net::TcpStream> {
+    use std::net::SocketAddr;
     use std::os::unix::io::FromRawFd;
-    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
+    if source.is_ipv4() != dest.is_ipv4() {
+        return std::net::TcpStream::connect_timeout(&dest, timeout);
+    }
+    let family = if dest.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
     };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: socket has no memory preconditions.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `fd` is a socket we own; from here on the TcpStream closes it.
     let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    let local = sockaddr(source, 0);
-    let remote = sockaddr(*dest.ip(), dest.port());
-    // SAFETY: both addresses are valid sockaddr_in values of `len` bytes.
-    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) } != 0
-        || unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) } != 0
+    let raw = |addr: SocketAddr| -> (libc::sockaddr_storage, libc::socklen_t) {
+        // SAFETY: an all-zero sockaddr_storage is a valid value.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: sockaddr_storage is larger than sockaddr_in and
+                // suitably aligned for it.
+                unsafe {
+                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
+                };
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: as above, for sockaddr_in6.
+                unsafe {
+                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6)
+                };
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (storage, len as libc::socklen_t)
+    };
+    let (local, local_len) = raw(SocketAddr::new(source, 0));
+    let (remote, remote_len) = raw(dest);
+    // SAFETY: both addresses are valid sockaddr values of the given lengths.
+    if unsafe {
+        libc::bind(
+            fd,
+            (&local as *const libc::sockaddr_storage).cast(),
+            local_len,
+        )
+    } != 0
     {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            (&remote as *const libc::sockaddr_storage).cast(),
+            remote_len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(e);
+        }
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut poll, 1, ms) } {
+            0 => return Err(io::ErrorKind::TimedOut.into()),
+            n if n < 0 => return Err(io::Error::last_os_error()),
+            _ => {}
+        }
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+    }
+    stream.set_nonblocking(false)?;
     Ok(stream)
 }
 

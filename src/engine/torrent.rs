@@ -41,7 +41,7 @@ use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::Metainfo;
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -319,6 +319,7 @@ impl<'p> Orchestrator<'p> {
             peer_id: crate::util::random::peer_id(),
             num_pieces: geometry.num_pieces(),
             connect_timeout: Duration::from_secs(5),
+            source: opts.source,
             idle_timeout: Duration::from_secs(180),
             keepalive: Duration::from_secs(120),
             storage: Some(storage.reader()),

@@ -329,10 +329,9 @@ fn slow_clients_from_one_address_cost_only_that_address() {
         })
         .unwrap();
         let addr = server.local_addr;
-        let SocketAddr::V4(dest) = addr else {
-            panic!("the test tracker listens on IPv4")
+        let from = |ip: [u8; 4]| {
+            crate::disk::sys::connect_from(ip.into(), addr, Duration::from_secs(10)).unwrap()
         };
-        let from = |ip: [u8; 4]| crate::disk::sys::connect_from(ip.into(), dest).unwrap();
         // Ten slow clients from 127.0.0.2: a byte each, then nothing.
         let slow: Vec<TcpStream> = (0..10)
             .map(|_| {

@@ -92,15 +92,13 @@ fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
     let f = FloodedSeed::start("flood-idle");
     let idle: Vec<TcpStream> = (0..30u8)
         .map(|i| {
-            let mut s = TcpStream::connect(f.addr).unwrap();
+            let mut s = flood_connect(f.addr).unwrap();
             let hello = Handshake::new(f.t.info_hash, [i; 20], [0; 8]).encode();
             s.write_all(&hello).unwrap();
             s
         })
         .collect();
-    let silent: Vec<TcpStream> = (0..100)
-        .map(|_| TcpStream::connect(f.addr).unwrap())
-        .collect();
+    let silent: Vec<TcpStream> = (0..100).map(|_| flood_connect(f.addr).unwrap()).collect();
     f.leecher_completes();
     drop((idle, silent));
 }
@@ -111,19 +109,19 @@ fn idle_and_silent_floods_do_not_lock_out_a_leecher() {
 #[test]
 fn dribbling_and_reconnecting_floods_do_not_lock_out_a_leecher() {
     let f = FloodedSeed::start("flood-dribble");
+    let (addr, info_hash) = (f.addr, f.t.info_hash);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         scope.spawn(|| {
-            let mut dribblers: Vec<TcpStream> = (0..100)
-                .filter_map(|_| TcpStream::connect(f.addr).ok())
-                .collect();
-            let hello = Handshake::new(f.t.info_hash, [7; 20], [0; 8]).encode();
+            let mut dribblers: Vec<TcpStream> =
+                (0..100).filter_map(|_| flood_connect(addr).ok()).collect();
+            let hello = Handshake::new(info_hash, [7; 20], [0; 8]).encode();
             let mut at = 0;
             while !stop.load(Ordering::Relaxed) {
                 // One byte per connection per round; cut-off ones reconnect.
                 for d in &mut dribblers {
                     if d.write_all(&hello[at % hello.len()..][..1]).is_err() {
-                        if let Ok(fresh) = TcpStream::connect(f.addr) {
+                        if let Ok(fresh) = flood_connect(addr) {
                             *d = fresh;
                         }
                     }
@@ -135,8 +133,8 @@ fn dribbling_and_reconnecting_floods_do_not_lock_out_a_leecher() {
         scope.spawn(|| {
             let mut i = 0u8;
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut s) = TcpStream::connect(f.addr) {
-                    let hello = Handshake::new(f.t.info_hash, [i; 20], [0; 8]).encode();
+                if let Ok(mut s) = flood_connect(addr) {
+                    let hello = Handshake::new(info_hash, [i; 20], [0; 8]).encode();
                     let _ = s.write_all(&hello);
                 }
                 i = i.wrapping_add(1);
@@ -149,8 +147,15 @@ fn dribbling_and_reconnecting_floods_do_not_lock_out_a_leecher() {
     });
 }
 
-/// A `shoal seed` of a 4 MiB torrent on 127.0.0.1 with `--max-peers 10`,
-/// to be flooded.
+/// A connection from the flooding host, 127.0.0.2 (the leecher is on
+/// 127.0.0.1).
+fn flood_connect(to: SocketAddr) -> std::io::Result<TcpStream> {
+    let flooder = std::net::Ipv4Addr::new(127, 0, 0, 2).into();
+    shoal::disk::sys::connect_from(flooder, to, Duration::from_secs(10))
+}
+
+/// A `shoal seed` of a 4 MiB torrent on 127.0.0.1 with `--max-peers 10`
+/// (and the default 8 per IP), to be flooded from another host.
 struct FloodedSeed {
     t: Torrent,
     tmp: TempDir,

@@ -13,6 +13,13 @@ impl Orchestrator<'_> {
             log::debug!("refusing {addr}: banned");
             return;
         }
+        if self.at_ip_limit(addr.ip()) {
+            log::debug!(
+                "refusing {addr}: {} peers from its IP already",
+                self.opts.max_peers_per_ip
+            );
+            return;
+        }
         if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
@@ -46,6 +53,17 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Whether `ip` has `--max-peers-per-ip` connections (either way).
+    fn at_ip_limit(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        let n = self
+            .peers
+            .values()
+            .filter(|p| p.addr.ip().to_canonical() == ip)
+            .count();
+        n >= self.opts.max_peers_per_ip
+    }
+
     pub(super) fn learn(&mut self, addr: SocketAddr) {
         self.book.learn(addr, Instant::now());
     }
@@ -66,6 +84,9 @@ impl Orchestrator<'_> {
         for addr in self.book.ready(Instant::now()) {
             if room == 0 {
                 break;
+            }
+            if self.at_ip_limit(addr.ip()) {
+                continue;
             }
             room -= 1;
             self.spawn_peer(addr);

@@ -1,8 +1,13 @@
 //! How a torrent is run: what the command line (or, later, the API) sets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Connections with one IP at most, by default: more than any honest
+/// host needs (one client, or a few behind one NAT), and few enough that
+/// one host cannot take a seeder's 50 slots.
+pub const DEFAULT_MAX_PEERS_PER_IP: usize = 8;
 
 /// How a run is set up.
 #[derive(Debug, Clone)]
@@ -13,6 +18,11 @@ pub struct Options {
     pub peers: Vec<SocketAddr>,
     /// Connected (or connecting) peers at most.
     pub max_peers: usize,
+    /// Connections with one IP address at most, both ways: a flood from
+    /// one host cannot take every slot.
+    pub max_peers_per_ip: usize,
+    /// Dial peers from this address (`--bind` with a specific address).
+    pub source: Option<IpAddr>,
     /// The port we announce.
     pub port: u16,
     /// Give up (exit 1) if not complete by then.
@@ -56,6 +66,8 @@ impl Options {
             out_dir,
             peers: Vec::new(),
             max_peers: 50,
+            max_peers_per_ip: DEFAULT_MAX_PEERS_PER_IP,
+            source: None,
             port: 6881, // until the session says where it listens
             timeout: None,
             peer_timeout: Duration::from_secs(20),

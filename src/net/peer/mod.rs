@@ -45,6 +45,8 @@ pub struct Settings {
     /// TCP connect deadline: a peer that does not answer in this long is
     /// unreachable for now.
     pub connect_timeout: Duration,
+    /// Dial from this local address (else the one routing picks).
+    pub source: Option<std::net::IpAddr>,
     /// A peer that sends nothing at all (not even a keep-alive) for this
     /// long is gone. BEP 3 keep-alives come every ~2 minutes.
     pub idle_timeout: Duration,
@@ -326,8 +328,11 @@ pub fn run_outbound(
     events: Sender<Event>,
 ) {
     reporting_close(peer, &events, |events| {
-        let stream = TcpStream::connect_timeout(&addr, settings.connect_timeout)
-            .map_err(|e| CloseReason::io(Phase::Connect, e))?;
+        let stream = match settings.source {
+            Some(ip) => crate::disk::sys::connect_from(ip, addr, settings.connect_timeout),
+            None => TcpStream::connect_timeout(&addr, settings.connect_timeout),
+        }
+        .map_err(|e| CloseReason::io(Phase::Connect, e))?;
         let theirs = handshake(&stream, &settings)?;
         serve(peer, theirs, stream, &settings, commands, events)
     });
@@ -440,7 +445,13 @@ fn read_exact_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> i
         match stream.read(&mut buf[filled..]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The socket's timeout (EAGAIN) may end a read just before
+            // the deadline: look at the clock again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) => {}
             Err(e) => return Err(e),
         }
     }

@@ -49,7 +49,7 @@ fn two_peers_see_each_other_not_themselves() {
     let mut s = Swarms::new(limits(60), 1);
     let a = s.announce(&q(1, 1000), ip("10.0.0.1"), t).unwrap();
     assert!(a.peers.is_empty());
-    assert_eq!((a.interval, a.min_interval), (60, 30));
+    assert_eq!((a.interval, a.min_interval), (60, MIN_INTERVAL));
     assert_eq!((a.complete, a.incomplete), (0, 1));
     let b = s.announce(&q(2, 2000), ip("10.0.0.2"), t).unwrap();
     assert_eq!(addrs(&b), vec![sa("10.0.0.1:1000")]);
@@ -264,7 +264,7 @@ fn ipv6_peers_go_to_peers6_and_mapped_ipv4_is_ipv4() {
     let mut parsed = parse_response(&body).unwrap();
     parsed.peers.sort();
     assert_eq!(parsed.peers, addrs(&r));
-    assert_eq!((parsed.interval, parsed.min_interval), (Some(60), Some(30)));
+    assert_eq!((parsed.interval, parsed.min_interval), (Some(60), Some(10)));
     assert_eq!((parsed.complete, parsed.incomplete), (Some(0), Some(3)));
     // A BEP 15 front-end asks for one family only.
     let v4_only = AnnounceQuery {
