@@ -710,13 +710,13 @@ pub fn file_paths(meta: &Metainfo, root: &Path) -> Result<Vec<Option<PathBuf>>, 
             }
             let mut path = base.clone();
             if meta.multi_file {
-                if f.path.is_empty() {
+                if !f.has_path() {
                     return Err(StorageError::UnsafePath {
                         path: String::new(),
                         reason: "the path is empty",
                     });
                 }
-                for c in &f.path {
+                for c in f.components() {
                     path.push(checked(c)?);
                 }
             }

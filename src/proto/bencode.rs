@@ -42,6 +42,9 @@ pub enum Kind<'a> {
     List(Vec<Value<'a>>),
     /// Key/value pairs in file order (keys are unique).
     Dict(Vec<(&'a [u8], Value<'a>)>),
+    /// A list or dictionary below [`decode_shallow`]'s depth: checked
+    /// whole, but kept only as its bytes (`raw`); decode those to look in.
+    Unparsed,
 }
 
 impl<'a> Value<'a> {
@@ -83,6 +86,8 @@ impl<'a> Value<'a> {
             Kind::Bytes(_) => "string",
             Kind::List(_) => "list",
             Kind::Dict(_) => "dictionary",
+            Kind::Unparsed if self.raw.starts_with(b"l") => "list",
+            Kind::Unparsed => "dictionary",
         }
     }
 }
@@ -162,6 +167,22 @@ pub fn decode(buf: &[u8]) -> Result<Value<'_>, Error> {
     decode_limited(buf, usize::MAX)
 }
 
+/// [`decode`], keeping lists and dictionaries nested `depth` deep or more
+/// as [`Kind::Unparsed`] (checked, then dropped): the whole input is still
+/// validated, but memory holds one such value's tree at a time. A torrent
+/// with a million files costs a few dozen bytes per file here, not a
+/// few hundred.
+pub fn decode_shallow(buf: &[u8], depth: usize) -> Result<Value<'_>, Error> {
+    let mut d = Decoder {
+        buf,
+        pos: 0,
+        items_left: usize::MAX,
+        limit: usize::MAX,
+        keep_depth: depth,
+    };
+    d.whole()
+}
+
 /// [`decode`], refusing input of more than `max_items` values (each
 /// integer, string, list and dictionary counts one; a key counts one). For
 /// messages from peers whose size alone does not bound what they cost.
@@ -171,16 +192,9 @@ pub fn decode_limited(buf: &[u8], max_items: usize) -> Result<Value<'_>, Error> 
         pos: 0,
         items_left: max_items,
         limit: max_items,
+        keep_depth: usize::MAX,
     };
-    let value = d.value(0)?;
-    let used = d.pos;
-    if used != buf.len() {
-        return Err(Error {
-            offset: used,
-            kind: ErrorKind::TrailingGarbage,
-        });
-    }
-    Ok(value)
+    d.whole()
 }
 
 /// Decodes one value at the start of `buf`; returns it and the bytes used.
@@ -191,6 +205,7 @@ pub fn decode_prefix(buf: &[u8]) -> Result<(Value<'_>, usize), Error> {
         pos: 0,
         items_left: usize::MAX,
         limit: usize::MAX,
+        keep_depth: usize::MAX,
     };
     let v = d.value(0)?;
     Ok((v, d.pos))
@@ -202,9 +217,20 @@ struct Decoder<'a> {
     /// Values (and keys) still allowed, of `limit`.
     items_left: usize,
     limit: usize,
+    /// Lists and dictionaries this deep or deeper are kept unparsed.
+    keep_depth: usize,
 }
 
 impl<'a> Decoder<'a> {
+    /// One value that must fill the buffer.
+    fn whole(&mut self) -> Result<Value<'a>, Error> {
+        let value = self.value(0)?;
+        if self.pos != self.buf.len() {
+            return self.err(self.pos, ErrorKind::TrailingGarbage);
+        }
+        Ok(value)
+    }
+
     fn err<T>(&self, offset: usize, kind: ErrorKind) -> Result<T, Error> {
         Err(Error { offset, kind })
     }
@@ -277,6 +303,10 @@ impl<'a> Decoder<'a> {
                 Kind::Dict(pairs)
             }
             other => return self.err(start, ErrorKind::Unexpected(other)),
+        };
+        let kind = match kind {
+            Kind::List(_) | Kind::Dict(_) if depth >= self.keep_depth => Kind::Unparsed,
+            kind => kind,
         };
         Ok(Value {
             start,
@@ -607,7 +637,25 @@ mod tests {
             Kind::Dict(d) => {
                 Owned::Dict(d.iter().map(|(k, v)| (k.to_vec(), to_owned(v))).collect())
             }
+            Kind::Unparsed => to_owned(&decode(v.raw).unwrap()),
         }
+    }
+
+    #[test]
+    fn shallow_decoding_checks_everything_and_keeps_the_top() {
+        let input = b"d1:ald1:bli1eeee1:ci2ee";
+        let v = decode_shallow(input, 2).unwrap();
+        let list = v.get("a").unwrap().as_list().unwrap();
+        assert_eq!(list[0].kind, Kind::Unparsed);
+        assert_eq!(list[0].type_name(), "dictionary");
+        assert_eq!(list[0].raw, b"d1:bli1eee");
+        assert_eq!(to_owned(&v).encode(), input.to_vec());
+        // Errors below the depth are still found, at their offset.
+        let bad = b"d1:ald1:bli1xeeee";
+        assert_eq!(
+            decode_shallow(bad, 2).unwrap_err(),
+            decode(bad).unwrap_err()
+        );
     }
 
     #[test]

@@ -34,24 +34,32 @@ impl fmt::Debug for InfoHash {
 /// One file of the torrent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileInfo {
-    /// Path components below the torrent's name directory; empty for a
-    /// single-file torrent (whose file is the name itself). Bytes, checked
-    /// safe by [`check_component`].
-    pub path: Vec<Vec<u8>>,
+    /// Path components below the torrent's name directory, joined by `/`
+    /// (which no component contains: [`check_component`]) in one
+    /// allocation — a torrent may list a million files; empty for a
+    /// single-file torrent (whose file is the name itself).
+    path: Box<[u8]>,
     pub length: u64,
     /// BEP 47 padding file (`attr` contains `p`): never written.
     pub padding: bool,
 }
 
 impl FileInfo {
+    /// The path's components, each checked safe.
+    pub fn components(&self) -> impl Iterator<Item = &[u8]> {
+        self.path
+            .split(|&b| b == b'/')
+            .filter(|_| !self.path.is_empty())
+    }
+
+    /// A single-file torrent's only file has no path of its own.
+    pub fn has_path(&self) -> bool {
+        !self.path.is_empty()
+    }
+
     /// The path as text (lossy UTF-8), `/`-separated, for display.
     pub fn display_path(&self) -> String {
-        let parts: Vec<String> = self
-            .path
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
-        parts.join("/")
+        String::from_utf8_lossy(&self.path).into_owned()
     }
 }
 
@@ -97,7 +105,9 @@ impl Metainfo {
 
     /// Parses and validates a `.torrent` file's bytes.
     pub fn from_bytes(buf: &[u8]) -> Result<Metainfo, Error> {
-        let root = bencode::decode(buf).map_err(Error::Bencode)?;
+        // `files` entries (root → info → files → entry) stay unparsed until
+        // `file_list` reads them one at a time.
+        let root = bencode::decode_shallow(buf, 3).map_err(Error::Bencode)?;
         if root.as_dict().is_none() {
             return Err(Error::WrongType {
                 key: "(top level)",
@@ -141,7 +151,7 @@ fn parse_info(info: &Value) -> Result<Metainfo, Error> {
         (Some(_), Some(_)) => return Err(Error::BothLengthAndFiles),
         (None, None) => return Err(Error::NeitherLengthNorFiles),
         (Some(len), None) => vec![FileInfo {
-            path: Vec::new(),
+            path: Box::default(),
             length: length(len, "info.length")?,
             padding: false,
         }],
@@ -187,48 +197,62 @@ fn file_list(list: &Value) -> Result<Vec<FileInfo>, Error> {
         return Err(Error::EmptyFileList);
     }
     let mut files = Vec::with_capacity(entries.len());
-    let mut seen = std::collections::HashSet::new();
     for entry in entries {
-        if entry.as_dict().is_none() {
-            return Err(wrong_type("info.files[]", "dictionary", entry));
-        }
-        let length = length(
-            required(entry, "info.files[].length")?,
-            "info.files[].length",
-        )?;
-        let parts = required(entry, "info.files[].path")?;
-        let parts = parts
-            .as_list()
-            .ok_or_else(|| wrong_type("info.files[].path", "list", parts))?;
-        let path = parts
-            .iter()
-            .map(|p| bytes(p, "info.files[].path[]").map(<[u8]>::to_vec))
-            .collect::<Result<Vec<_>, _>>()?;
-        let file = FileInfo {
-            padding: optional_bytes(entry, "attr")?.is_some_and(|a| a.contains(&b'p')),
-            path,
-            length,
-        };
-        check_path(&file)?;
-        // Padding files are never created, and libtorrent names them by
-        // size (`.pad/16381`), so several may share a path.
-        if !file.padding && !seen.insert(file.path.clone()) {
-            return Err(Error::DuplicatePath(file.display_path()));
-        }
-        files.push(file);
+        // Kept unparsed by the shallow decode (and checked by it already).
+        let entry = bencode::decode(entry.raw).map_err(Error::Bencode)?;
+        files.push(file_entry(&entry)?);
+    }
+    // Padding files are never created, and libtorrent names them by size
+    // (`.pad/16381`), so several may share a path; no other two may.
+    let mut order: Vec<u32> = (0..files.len() as u32)
+        .filter(|&i| !files[i as usize].padding)
+        .collect();
+    order.sort_unstable_by(|&a, &b| files[a as usize].path.cmp(&files[b as usize].path));
+    if let Some(w) = order
+        .windows(2)
+        .find(|w| files[w[0] as usize].path == files[w[1] as usize].path)
+    {
+        return Err(Error::DuplicatePath(files[w[0] as usize].display_path()));
     }
     Ok(files)
 }
 
-fn check_path(file: &FileInfo) -> Result<(), Error> {
+/// One entry of `info.files`.
+fn file_entry(entry: &Value) -> Result<FileInfo, Error> {
+    if entry.as_dict().is_none() {
+        return Err(wrong_type("info.files[]", "dictionary", entry));
+    }
+    let length = length(
+        required(entry, "info.files[].length")?,
+        "info.files[].length",
+    )?;
+    let parts = required(entry, "info.files[].path")?;
+    let parts = parts
+        .as_list()
+        .ok_or_else(|| wrong_type("info.files[].path", "list", parts))?;
+    let parts = parts
+        .iter()
+        .map(|p| bytes(p, "info.files[].path[]"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let file = FileInfo {
+        padding: optional_bytes(entry, "attr")?.is_some_and(|a| a.contains(&b'p')),
+        path: parts.join(&b'/').into(),
+        length,
+    };
+    check_path(&file, &parts)?;
+    Ok(file)
+}
+
+/// A file's path components (`parts`, which `file` joins) are safe.
+fn check_path(file: &FileInfo, parts: &[&[u8]]) -> Result<(), Error> {
     let unsafe_path = |reason| Error::UnsafePath {
         path: file.display_path(),
         reason,
     };
-    if file.path.is_empty() {
+    if parts.is_empty() {
         return Err(unsafe_path("the path is empty"));
     }
-    file.path
+    parts
         .iter()
         .try_for_each(|c| check_component(c).map_err(unsafe_path))
 }

@@ -12,7 +12,8 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
     lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
-        `DONE <seconds>` when every piece is verified, then keeps seeding.
+        `DONE <seconds>` once every piece is verified and in its file (the
+        seconds count to the verification), then keeps seeding.
 
     --ipv6: listen and dial on ::1 instead of 127.0.0.1.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
@@ -170,11 +171,17 @@ def main(argv):
 
     tracker_ok = False
     announced = False  # READY or DONE printed
+    finished_at = None  # every piece verified; DONE once the disk has it
     while not stop.is_set():
         ses.wait_for_alert(TICK_MS)
         for a in ses.pop_alerts():
             if isinstance(a, lt.tracker_reply_alert):
                 tracker_ok = True
+            elif isinstance(a, lt.cache_flushed_alert) and finished_at is not None:
+                # libtorrent 2 verifies pieces from its buffers and writes
+                # them later: only now is every byte in the files.
+                say("DONE %.3f" % (finished_at - started))
+                announced = True
             elif isinstance(a, (lt.tracker_error_alert, lt.torrent_error_alert,
                                 lt.file_error_alert)):
                 warn(type(a).__name__, a.message())
@@ -193,9 +200,9 @@ def main(argv):
                 warn("ERROR data in %s is incomplete: %d of %d pieces"
                      % (data_dir, st.num_pieces, info.num_pieces()))
                 return 1
-        elif st.is_seeding or st.is_finished:
-            say("DONE %.3f" % (time.monotonic() - started))
-            announced = True
+        elif (st.is_seeding or st.is_finished) and finished_at is None:
+            finished_at = time.monotonic()
+            handle.flush_cache()
 
     st = handle.status()
     say("UPLOADED %d" % st.total_payload_upload)
