@@ -1,8 +1,9 @@
 //! The session: what the torrents of one process share. Today that is the
-//! listening port (later also global rate limits, the DHT node and the
-//! peer/thread budget).
+//! listening port, TCP and UDP (later also global rate limits, the DHT node
+//! and the peer/thread budget).
 //!
-//! Owns: the [`Listener`] and the routing table from info hash to the
+//! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, and the
+//! routing table from info hash to the
 //! torrent serving it. An inbound connection goes to the torrent named by
 //! the info hash in its handshake; one naming a torrent we do not serve is
 //! closed before we say anything. Does not own: any torrent's state (each
@@ -11,6 +12,7 @@
 
 use crate::net::listener::{Listener, Route};
 use crate::net::peer::Inbound;
+use crate::net::utp_refuser::UtpRefuser;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -27,6 +29,8 @@ type Routes = Mutex<HashMap<InfoHash, Sender<Inbound>>>;
 pub struct Session {
     routes: Arc<Routes>,
     listener: Option<Listener>,
+    /// Turns uTP dialers to TCP at once (on the listener's port).
+    _utp: Option<UtpRefuser>,
 }
 
 impl Session {
@@ -41,7 +45,18 @@ impl Session {
             }
             None => None,
         };
-        Ok(Session { routes, listener })
+        // Without the UDP port (taken by another program) uTP-first
+        // clients still reach us, after their own timeout.
+        let utp = listener.as_ref().and_then(|l| {
+            UtpRefuser::start(l.local_addr)
+                .map_err(|e| log::info!("no uTP refusals on {}: {e}", l.local_addr))
+                .ok()
+        });
+        Ok(Session {
+            routes,
+            listener,
+            _utp: utp,
+        })
     }
 
     /// Where we accept peers, if we do.

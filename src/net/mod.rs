@@ -13,3 +13,4 @@ pub mod listener;
 pub mod peer;
 pub mod tracker_error;
 pub mod udp_tracker;
+pub mod utp_refuser;

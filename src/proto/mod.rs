@@ -14,4 +14,5 @@ pub mod geometry;
 pub mod metainfo;
 pub mod tracker;
 pub mod udp_tracker;
+pub mod utp;
 pub mod wire;
