@@ -2,16 +2,17 @@
 //! how many may be, and which blocks from the peer we asked for.
 //!
 //! Owns: the outstanding requests (with when and in which order each was
-//! sent, so a request the peer skipped is noticed), the ones we
-//! cancelled in endgame (`late`: a copy may still arrive) and the ones the
-//! peer's last `choke` voided (a copy already on the wire is accepted);
+//! sent, so a request the peer skipped is noticed) and the copies still
+//! owed of requests that are no longer outstanding — cancelled in endgame,
+//! voided by a `choke`, or skipped — which may still arrive and are
+//! accepted;
 //! the depth, from the measured rate and round trip; and the peer's own
 //! cap (BEP 10 `reqq`). Does not own: which blocks to ask for (the picker)
 //! or the peer's rate (a [`crate::engine::rate::RateMeter`]).
 
 use crate::proto::extension::DEFAULT_REQQ;
 use crate::proto::geometry::{Block, BLOCK_LEN};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Request pipeline bounds, in blocks. The floor keeps a new peer busy
@@ -47,18 +48,14 @@ pub struct Pipeline {
     next_seq: u64,
     /// The newest number among the requests answered.
     newest_answered: u64,
-    /// Requests we cancelled in endgame: a late copy may still arrive and
-    /// is not a protocol error. Bounded by endgame's small per-peer depth.
-    late: HashSet<Block>,
-    /// Requests the peer's chokes voided (or that it skipped), with how
-    /// many copies each may still bring: the peer may have read a request
-    /// after its unchoke and serve it, and we may have asked for the block
-    /// again since, so one block can come several times. Bounded: past [`MAX_VOIDED`] copies
-    /// it is cleared, so a peer that chokes and unchokes in a loop cannot
-    /// grow it.
-    voided: HashMap<Block, u32>,
-    /// Copies in `voided`, summed.
-    voided_copies: usize,
+    /// Copies that may still come of requests no longer outstanding (we
+    /// cancelled them in endgame, the peer's choke voided them, or it
+    /// skipped them), oldest first, one entry per copy: the peer may have
+    /// read a request before our cancel or after its unchoke and serve it,
+    /// and we may have asked for the block again since, so one block can
+    /// come several times. Past [`MAX_VOIDED`] the oldest is forgotten, so
+    /// a peer that chokes and unchokes in a loop cannot grow it.
+    owed: VecDeque<Block>,
     depth: usize,
     /// What the peer will queue (BEP 10 `reqq`), capped.
     max_depth: usize,
@@ -85,9 +82,7 @@ impl Default for Pipeline {
             order: BTreeMap::new(),
             next_seq: 0,
             newest_answered: 0,
-            late: HashSet::new(),
-            voided: HashMap::new(),
-            voided_copies: 0,
+            owed: VecDeque::new(),
             depth: MIN_DEPTH,
             max_depth: DEFAULT_REQQ as usize,
             min_rtt: None,
@@ -180,7 +175,7 @@ impl Pipeline {
             self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             self.newest_answered = self.newest_answered.max(seq);
             Arrival::Expected
-        } else if self.late.remove(block) || self.take_voided(block) {
+        } else if self.take_owed(block) {
             Arrival::Late
         } else {
             Arrival::Unrequested
@@ -206,21 +201,21 @@ impl Pipeline {
     /// BEP 6: the peer will not serve this request; whether it was
     /// outstanding.
     pub fn rejected(&mut self, block: &Block) -> bool {
-        self.late.remove(block);
-        self.remove(block).is_some()
+        self.remove(block).is_some() || {
+            self.take_owed(block);
+            false
+        }
     }
 
-    /// Takes one owed copy of `block` from the voided requests.
-    fn take_voided(&mut self, block: &Block) -> bool {
-        let Some(copies) = self.voided.get_mut(block) else {
-            return false;
-        };
-        *copies -= 1;
-        if *copies == 0 {
-            self.voided.remove(block);
+    /// Takes one owed copy of `block`; whether there was one.
+    fn take_owed(&mut self, block: &Block) -> bool {
+        match self.owed.iter().position(|b| b == block) {
+            Some(i) => {
+                self.owed.remove(i);
+                true
+            }
+            None => false,
         }
-        self.voided_copies -= 1;
-        true
     }
 
     /// Endgame: another peer delivered this block; we cancel ours (a copy
@@ -228,7 +223,7 @@ impl Pipeline {
     pub fn cancel(&mut self, block: &Block) -> bool {
         let asked = self.remove(block).is_some();
         if asked {
-            self.late.insert(*block);
+            self.void(&[*block]);
         }
         asked
     }
@@ -252,14 +247,9 @@ impl Pipeline {
 
     /// Requests a copy of which may still come, once each.
     fn void(&mut self, blocks: &[Block]) {
-        if self.voided_copies + blocks.len() > MAX_VOIDED {
-            self.voided.clear();
-            self.voided_copies = 0;
-        }
-        for b in blocks {
-            *self.voided.entry(*b).or_default() += 1;
-        }
-        self.voided_copies += blocks.len();
+        self.owed.extend(blocks);
+        let over = self.owed.len().saturating_sub(MAX_VOIDED);
+        self.owed.drain(..over);
     }
 }
 
@@ -368,8 +358,7 @@ mod tests {
                 p.sent(*b, now);
             }
             p.choked(|_| false);
-            assert!(p.voided_copies <= MAX_VOIDED);
-            assert_eq!(p.voided.values().sum::<u32>() as usize, p.voided_copies);
+            assert!(p.owed.len() <= MAX_VOIDED);
         }
     }
 
