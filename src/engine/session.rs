@@ -2,15 +2,17 @@
 //! listening port (later also global rate limits, the DHT node and the
 //! peer/thread budget).
 //!
-//! Owns: the [`Listener`] and the routing table from info hash to the
-//! torrent serving it. An inbound connection goes to the torrent named by
-//! the info hash in its handshake; one naming a torrent we do not serve is
-//! closed before we say anything. Does not own: any torrent's state (each
+//! Owns: the [`Listener`], the inbound encryption policy, and the routing
+//! table from info hash to the torrent serving it. An inbound connection
+//! goes to the torrent named by the info hash in its handshake; one naming
+//! a torrent we do not serve is closed before we say anything (an MSE one
+//! before the encryption handshake completes: its obfuscated info hash is
+//! checked against the table's). Does not own: any torrent's state (each
 //! torrent's orchestrator takes its connections from the queue it got
 //! from [`Session::register`] and decides on them).
 
 use crate::net::listener::{Listener, Route};
-use crate::net::peer::Inbound;
+use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -30,14 +32,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session accepting peers on `listen` (`None`: accepting none).
-    pub fn new(listen: Option<SocketAddr>) -> io::Result<Session> {
+    /// A session accepting peers on `listen` (`None`: accepting none),
+    /// plaintext or encrypted as `encryption` says.
+    pub fn new(listen: Option<SocketAddr>, encryption: Encryption) -> io::Result<Session> {
         let routes: Arc<Routes> = Arc::default();
         let listener = match listen {
             Some(addr) => {
-                let table = Arc::clone(&routes);
-                let route: Arc<Route> = Arc::new(move |inbound| deliver(&table, inbound));
-                Some(Listener::start(addr, route)?)
+                let routing = Arc::clone(&routes);
+                let route: Arc<Route> = Arc::new(move |inbound| deliver(&routing, inbound));
+                let known = Arc::clone(&routes);
+                let admission = Arc::new(Admission {
+                    encryption,
+                    info_hashes: Box::new(move || table(&known).keys().map(|h| h.0).collect()),
+                });
+                Some(Listener::start(addr, admission, route)?)
             }
             None => None,
         };
@@ -118,7 +126,7 @@ mod tests {
     #[test]
     fn inbound_connections_are_routed_by_info_hash() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let session = Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (to_a, to_b) = (session.register(a), session.register(b));
@@ -143,7 +151,7 @@ mod tests {
     #[test]
     fn a_full_torrent_queue_never_blocks_the_listener() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let session = Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let hash = InfoHash([3; 20]);
             let queue = session.register(hash);
