@@ -126,7 +126,8 @@ mod tests {
     #[test]
     fn inbound_connections_are_routed_by_info_hash() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session =
+                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (to_a, to_b) = (session.register(a), session.register(b));
@@ -151,7 +152,8 @@ mod tests {
     #[test]
     fn a_full_torrent_queue_never_blocks_the_listener() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session =
+                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let hash = InfoHash([3; 20]);
             let queue = session.register(hash);

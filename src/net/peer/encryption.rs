@@ -83,7 +83,11 @@ pub(super) fn receive(
     info_hashes: Vec<[u8; 20]>,
     deadline: Instant,
 ) -> Result<(Transport, [u8; 20]), CloseReason> {
-    let hs = Handshake::receiver(info_hashes, policy.methods(), &mut crate::util::random::fill);
+    let hs = Handshake::receiver(
+        info_hashes,
+        policy.methods(),
+        &mut crate::util::random::fill,
+    );
     let done = drive(stream, hs, first, deadline)?;
     Ok((Transport::new(done.ciphers, done.early), done.info_hash))
 }

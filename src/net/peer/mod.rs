@@ -591,7 +591,11 @@ fn serve(
             socket: handle,
         })
         .map_err(|_| CloseReason::Shutdown)?;
-    let stream_kind = if transport.is_encrypted() { "RC4" } else { "plaintext" };
+    let stream_kind = if transport.is_encrypted() {
+        "RC4"
+    } else {
+        "plaintext"
+    };
     log::debug!("peer {peer}: handshake done, {stream_kind}");
     let Transport { incoming, outgoing } = transport;
     {
