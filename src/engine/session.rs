@@ -98,6 +98,7 @@ fn deliver(routes: &Routes, inbound: Inbound) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::mse::{self, Method, Methods, Step};
     use crate::proto::wire::{Handshake, HANDSHAKE_LEN};
     use crate::util::testutil::within;
     use std::io::{Read, Write};
@@ -143,6 +144,63 @@ mod tests {
             let mut closed = dial(addr, a.0);
             assert!(closed_silently(&mut closed), "unregistered");
             assert!(to_a.try_recv().is_err());
+        });
+    }
+
+    /// Dials with MSE offering both methods, our handshake as initial
+    /// payload; returns the stream and the method, or `None` if the
+    /// listener gave up on us.
+    fn dial_encrypted(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Option<Method>) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let ia = Handshake::new(info_hash, [7; 20], [0; 8]).encode();
+        let random = &mut crate::util::random::fill;
+        let mut hs = mse::Handshake::initiator(info_hash, Methods::BOTH, &ia, random);
+        let mut buf = [0u8; 1024];
+        let mut n = 0;
+        loop {
+            match hs.feed(&buf[..n]) {
+                Ok(Step::Continue(next)) => hs = *next,
+                Ok(Step::Done(done)) => return (s, Some(done.method)),
+                Err(_) => return (s, None),
+            }
+            if s.write_all(&hs.take_output()).is_err() {
+                return (s, None);
+            }
+            n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return (s, None),
+                Ok(n) => n,
+            };
+        }
+    }
+
+    /// The greeter tells MSE from plaintext: an MSE connection reaches the
+    /// torrent its obfuscated info hash names, encrypted with RC4; one for
+    /// a torrent we do not serve is dropped during MSE. `off` drops every
+    /// MSE connection, `require` every plaintext one.
+    #[test]
+    fn encrypted_connections_are_routed_and_policies_refuse() {
+        within(|| {
+            let local = Some("127.0.0.1:0".parse().unwrap());
+            let session = Session::new(local, Encryption::Prefer).unwrap();
+            let addr = session.local_addr().unwrap();
+            let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
+            let (_to_a, to_b) = (session.register(a), session.register(b));
+            let (_s, method) = dial_encrypted(addr, b.0);
+            assert_eq!(method, Some(Method::Rc4));
+            let got = to_b.recv().unwrap();
+            assert_eq!(got.theirs.info_hash, b.0);
+            assert!(got.transport.is_encrypted());
+            assert_eq!(dial_encrypted(addr, [9; 20]).1, None, "unknown torrent");
+
+            let off = Session::new(local, Encryption::Off).unwrap();
+            let _queue = off.register(a);
+            assert_eq!(dial_encrypted(off.local_addr().unwrap(), a.0).1, None);
+
+            let require = Session::new(local, Encryption::Require).unwrap();
+            let _queue = require.register(a);
+            let mut plain = dial(require.local_addr().unwrap(), a.0);
+            assert!(closed_silently(&mut plain), "plaintext under require");
         });
     }
 

@@ -37,14 +37,6 @@ impl Encryption {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Encryption::Prefer => "prefer",
-            Encryption::Require => "require",
-            Encryption::Off => "off",
-        }
-    }
-
     /// What we offer when dialling and accept when dialled.
     fn methods(self) -> Methods {
         match self {

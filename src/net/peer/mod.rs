@@ -228,9 +228,10 @@ pub enum CloseReason {
     Ourselves,
     /// The peer broke the protocol.
     Protocol(Violation),
-    /// An inbound connection our `--encryption` policy does not take:
-    /// plaintext under `require`, MSE under `off`.
-    Refused(Encryption),
+    /// An inbound plaintext connection under `--encryption require`.
+    PlaintextRefused,
+    /// An inbound MSE connection under `--encryption off`.
+    EncryptedRefused,
     /// The engine stopped listening to us (it is shutting down).
     Shutdown,
     /// No thread could be had for the writer.
@@ -277,11 +278,11 @@ impl fmt::Display for CloseReason {
             ),
             CloseReason::Ourselves => f.write_str("connected to ourselves"),
             CloseReason::Protocol(v) => v.fmt(f),
-            CloseReason::Refused(Encryption::Off) => {
-                f.write_str("encrypted connection refused (--encryption off)")
-            }
-            CloseReason::Refused(_) => {
+            CloseReason::PlaintextRefused => {
                 f.write_str("plaintext connection refused (--encryption require)")
+            }
+            CloseReason::EncryptedRefused => {
+                f.write_str("encrypted connection refused (--encryption off)")
             }
             CloseReason::Shutdown => f.write_str("shutting down"),
             CloseReason::Spawn(e) => write!(f, "cannot start the writer thread: {e}"),
@@ -408,9 +409,8 @@ pub fn read_inbound_handshake(
     let plaintext = &first == wire::PROTOCOL_PREFIX;
     let policy = admission.encryption;
     let (mut transport, skey) = match (plaintext, policy) {
-        (true, Encryption::Require) | (false, Encryption::Off) => {
-            return Err(CloseReason::Refused(policy))
-        }
+        (true, Encryption::Require) => return Err(CloseReason::PlaintextRefused),
+        (false, Encryption::Off) => return Err(CloseReason::EncryptedRefused),
         (true, _) => (Transport::new(None, first.to_vec()), None),
         (false, _) => {
             let hashes = (admission.info_hashes)();
@@ -546,6 +546,10 @@ fn read_by(
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(n) => return Ok(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The socket's timeout is the deadline: it passed.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
             Err(e) => return Err(e),
         }
     }
@@ -663,6 +667,21 @@ mod tests {
                 true,
             ),
             (CloseReason::Ourselves, "connected to ourselves", true),
+            (
+                CloseReason::io(Phase::Encryption, io::ErrorKind::ConnectionReset.into()),
+                "encryption handshake: connection reset",
+                false,
+            ),
+            (
+                Violation::Encryption(MseError::UnknownInfoHash).into(),
+                "encryption: handshake for another torrent",
+                false,
+            ),
+            (
+                CloseReason::PlaintextRefused,
+                "plaintext connection refused (--encryption require)",
+                false,
+            ),
             (
                 Violation::LateBitfield.into(),
                 "bitfield after the first message",
