@@ -17,6 +17,8 @@ mod fuzz;
 mod get;
 #[path = "suite/interop.rs"]
 mod interop;
+#[path = "suite/interop_encryption.rs"]
+mod interop_encryption;
 #[path = "suite/interop_trackers.rs"]
 mod interop_trackers;
 #[path = "suite/interop_upload.rs"]

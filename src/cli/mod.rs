@@ -10,6 +10,7 @@ pub mod progress;
 use crate::cli::progress::{Mode, Progress};
 use crate::engine::session::Session;
 use crate::engine::torrent::{self, Options, TorrentError};
+use crate::net::peer::Encryption;
 use crate::proto::metainfo::Metainfo;
 use crate::util::units::{format_bytes, parse_duration};
 use std::ffi::OsString;
@@ -134,6 +135,10 @@ const SESSION_OPTIONS: &str = "
                          (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
+  --encryption MODE      MSE/PE stream encryption (RC4): prefer (default:
+                         dial encrypted, retry a peer in plaintext if it
+                         hangs up; accept both), require (encrypted only,
+                         both ways), off (plaintext only, both ways)
   -q, --quiet            no progress output
   --json                 one JSON object per line on stdout: checked,
                          listening, progress, piece_failed, peer_banned,
@@ -353,6 +358,9 @@ fn session_options(
         s.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 0.0)
     })?;
     opts.seed.time = parse_value(p, "--seed-time", "duration", parse_duration)?;
+    if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
+        opts.encryption = e;
+    }
     Ok((opts, listen))
 }
 
@@ -402,7 +410,7 @@ fn run_session(
     mode: Mode,
 ) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
-    let session = Session::new(listen).map_err(|e| {
+    let session = Session::new(listen, opts.encryption).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",

@@ -2,16 +2,17 @@
 //! listening port, TCP and UDP (later also global rate limits, the DHT node
 //! and the peer/thread budget).
 //!
-//! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, and the
-//! routing table from info hash to the
-//! torrent serving it. An inbound connection goes to the torrent named by
-//! the info hash in its handshake; one naming a torrent we do not serve is
-//! closed before we say anything. Does not own: any torrent's state (each
+//! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, the
+//! inbound encryption policy, and the routing table from info hash to the torrent serving it. An inbound connection
+//! goes to the torrent named by the info hash in its handshake; one naming
+//! a torrent we do not serve is closed before we say anything (an MSE one
+//! before the encryption handshake completes: its obfuscated info hash is
+//! checked against the table's). Does not own: any torrent's state (each
 //! torrent's orchestrator takes its connections from the queue it got
 //! from [`Session::register`] and decides on them).
 
 use crate::net::listener::{Listener, Route};
-use crate::net::peer::Inbound;
+use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::utp_refuser::UtpRefuser;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -34,14 +35,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session accepting peers on `listen` (`None`: accepting none).
-    pub fn new(listen: Option<SocketAddr>) -> io::Result<Session> {
+    /// A session accepting peers on `listen` (`None`: accepting none),
+    /// plaintext or encrypted as `encryption` says.
+    pub fn new(listen: Option<SocketAddr>, encryption: Encryption) -> io::Result<Session> {
         let routes: Arc<Routes> = Arc::default();
         let listener = match listen {
             Some(addr) => {
-                let table = Arc::clone(&routes);
-                let route: Arc<Route> = Arc::new(move |inbound| deliver(&table, inbound));
-                Some(Listener::start(addr, route)?)
+                let routing = Arc::clone(&routes);
+                let route: Arc<Route> = Arc::new(move |inbound| deliver(&routing, inbound));
+                let known = Arc::clone(&routes);
+                let admission = Arc::new(Admission {
+                    encryption,
+                    info_hashes: Box::new(move || table(&known).keys().map(|h| h.0).collect()),
+                });
+                Some(Listener::start(addr, admission, route)?)
             }
             None => None,
         };
@@ -105,6 +112,7 @@ fn deliver(routes: &Routes, inbound: Inbound) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::mse::{self, Method, Methods, Step};
     use crate::proto::wire::{Handshake, HANDSHAKE_LEN};
     use crate::util::testutil::within;
     use std::io::{Read, Write};
@@ -133,7 +141,8 @@ mod tests {
     #[test]
     fn inbound_connections_are_routed_by_info_hash() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let session =
+                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (to_a, to_b) = (session.register(a), session.register(b));
@@ -152,13 +161,71 @@ mod tests {
         });
     }
 
+    /// Dials with MSE offering both methods, our handshake as initial
+    /// payload; returns the stream and the method, or `None` if the
+    /// listener gave up on us.
+    fn dial_encrypted(addr: SocketAddr, info_hash: [u8; 20]) -> (TcpStream, Option<Method>) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let ia = Handshake::new(info_hash, [7; 20], [0; 8]).encode();
+        let random = &mut crate::util::random::fill;
+        let mut hs = mse::Handshake::initiator(info_hash, Methods::BOTH, &ia, random);
+        let mut buf = [0u8; 1024];
+        let mut n = 0;
+        loop {
+            match hs.feed(&buf[..n]) {
+                Ok(Step::Continue(next)) => hs = *next,
+                Ok(Step::Done(done)) => return (s, Some(done.method)),
+                Err(_) => return (s, None),
+            }
+            if s.write_all(&hs.take_output()).is_err() {
+                return (s, None);
+            }
+            n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return (s, None),
+                Ok(n) => n,
+            };
+        }
+    }
+
+    /// The greeter tells MSE from plaintext: an MSE connection reaches the
+    /// torrent its obfuscated info hash names, encrypted with RC4; one for
+    /// a torrent we do not serve is dropped during MSE. `off` drops every
+    /// MSE connection, `require` every plaintext one.
+    #[test]
+    fn encrypted_connections_are_routed_and_policies_refuse() {
+        within(|| {
+            let local = Some("127.0.0.1:0".parse().unwrap());
+            let session = Session::new(local, Encryption::Prefer).unwrap();
+            let addr = session.local_addr().unwrap();
+            let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
+            let (_to_a, to_b) = (session.register(a), session.register(b));
+            let (_s, method) = dial_encrypted(addr, b.0);
+            assert_eq!(method, Some(Method::Rc4));
+            let got = to_b.recv().unwrap();
+            assert_eq!(got.theirs.info_hash, b.0);
+            assert!(got.transport.is_encrypted());
+            assert_eq!(dial_encrypted(addr, [9; 20]).1, None, "unknown torrent");
+
+            let off = Session::new(local, Encryption::Off).unwrap();
+            let _queue = off.register(a);
+            assert_eq!(dial_encrypted(off.local_addr().unwrap(), a.0).1, None);
+
+            let require = Session::new(local, Encryption::Require).unwrap();
+            let _queue = require.register(a);
+            let mut plain = dial(require.local_addr().unwrap(), a.0);
+            assert!(closed_silently(&mut plain), "plaintext under require");
+        });
+    }
+
     /// A torrent that takes no connections (its queue full) costs the
     /// newcomers their connection, never a blocked listener: dropping the
     /// session returns at once.
     #[test]
     fn a_full_torrent_queue_never_blocks_the_listener() {
         within(|| {
-            let session = Session::new(Some("127.0.0.1:0".parse().unwrap())).unwrap();
+            let session =
+                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
             let addr = session.local_addr().unwrap();
             let hash = InfoHash([3; 20]);
             let queue = session.register(hash);

@@ -323,6 +323,7 @@ impl<'p> Orchestrator<'p> {
             idle_timeout: Duration::from_secs(180),
             keepalive: Duration::from_secs(120),
             storage: Some(storage.reader()),
+            encryption: opts.encryption,
         };
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let (reports_tx, reports) = unbounded();

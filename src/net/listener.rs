@@ -1,7 +1,9 @@
 //! The listener: one thread that accepts inbound peer connections, and a
 //! short-lived greeter thread per connection that reads the peer's
 //! handshake (within its deadline) and hands the connection to whoever
-//! serves the info hash it names.
+//! serves the info hash it names. A greeter tells a plaintext handshake
+//! from MSE by its first 20 bytes and, for MSE, runs the encryption
+//! handshake first, as the session's [`Admission`] says.
 //!
 //! Owns: the listening socket, the wake-up that stops it, and the bound
 //! on handshakes in progress. Does not own: which torrents exist or any
@@ -9,7 +11,7 @@
 //! a connection it does not take is closed without a word, so a stranger
 //! never learns which torrents we serve).
 
-use crate::net::peer::{self, Inbound};
+use crate::net::peer::{self, Admission, Inbound};
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +47,11 @@ impl Listener {
     /// (said in the log), so that several clients on one host all listen.
     /// `[::]` (the default) is dual-stack on Linux and takes IPv4 peers too;
     /// on a host without IPv6 it falls back to `0.0.0.0`.
-    pub fn start(addr: SocketAddr, route: Arc<Route>) -> io::Result<Listener> {
+    pub fn start(
+        addr: SocketAddr,
+        admission: Arc<Admission>,
+        route: Arc<Route>,
+    ) -> io::Result<Listener> {
         let socket = bind(addr).or_else(|e| match addr {
             SocketAddr::V6(v6)
                 if v6.ip().is_unspecified() && e.kind() != io::ErrorKind::AddrInUse =>
@@ -67,7 +73,7 @@ impl Listener {
                         break;
                     }
                     match conn {
-                        Ok(stream) => greet(stream, &route, &greeters),
+                        Ok(stream) => greet(stream, &admission, &route, &greeters),
                         // Out of descriptors and the like: keep serving,
                         // after a pause (retrying at once would spin while
                         // closing connections free descriptors).
@@ -87,7 +93,12 @@ impl Listener {
 }
 
 /// Reads the handshake of `stream` on a thread of its own, then routes it.
-fn greet(stream: TcpStream, route: &Arc<Route>, greeting: &Arc<Mutex<Greeting>>) {
+fn greet(
+    stream: TcpStream,
+    admission: &Arc<Admission>,
+    route: &Arc<Route>,
+    greeting: &Arc<Mutex<Greeting>>,
+) {
     let Ok(handle) = stream.try_clone() else {
         return;
     };
@@ -104,11 +115,15 @@ fn greet(stream: TcpStream, route: &Arc<Route>, greeting: &Arc<Mutex<Greeting>>)
         g.open.push_back((id, handle));
         id
     };
-    let (route, done) = (Arc::clone(route), Arc::clone(greeting));
+    let (admission, route, done) = (
+        Arc::clone(admission),
+        Arc::clone(route),
+        Arc::clone(greeting),
+    );
     let spawned = std::thread::Builder::new()
         .name("greeter".into())
         .spawn(move || {
-            let read = peer::read_inbound_handshake(stream);
+            let read = peer::read_inbound_handshake(stream, &admission);
             lock(&done).open.retain(|(i, _)| *i != id);
             match read {
                 Ok(inbound) => route(inbound),

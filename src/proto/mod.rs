@@ -12,6 +12,7 @@ pub mod bitfield;
 pub mod extension;
 pub mod geometry;
 pub mod metainfo;
+pub mod mse;
 pub mod tracker;
 pub mod udp_tracker;
 pub mod utp;

@@ -28,7 +28,7 @@ use std::fmt;
 pub const HANDSHAKE_LEN: usize = 68;
 
 /// pstrlen (19) and the protocol string that open every handshake.
-const PROTOCOL_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
+pub const PROTOCOL_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
 
 /// Reserved bit for BEP 10 extended messages (`reserved[5] & 0x10`), as a bit
 /// of the reserved bytes read as a big-endian u64. Build reserved bytes with

@@ -1,6 +1,6 @@
-//! Randomness without a crate: seeds from the kernel, a small xorshift
-//! generator for choices that need to be spread, not secret (peer order,
-//! tier shuffles, piece ties), and our peer id.
+//! Randomness without a crate: seeds and key material from the kernel, a
+//! small xorshift generator for choices that need to be spread, not secret
+//! (peer order, tier shuffles, piece ties), and our peer id.
 
 use std::io::Read;
 
@@ -22,6 +22,20 @@ pub fn seed() -> u64 {
                     .map_or(0, |d| d.as_nanos()),
             );
             h.finish() | 1
+        }
+    }
+}
+
+/// Fills `buf` from /dev/urandom (MSE private keys and padding). Where
+/// that cannot be read, from [`Rng`] seeded by [`seed`]: MSE then still
+/// works, and obfuscates as well against a passive observer who cannot
+/// guess the seed.
+pub fn fill(buf: &mut [u8]) {
+    let from_kernel = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf));
+    if from_kernel.is_err() {
+        let mut rng = Rng::new(seed());
+        for b in buf {
+            *b = rng.next_u64() as u8;
         }
     }
 }

@@ -4,13 +4,13 @@
 Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
-    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
+    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6] [--enc POLICY]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
+    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp] [--enc POLICY]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
         seconds count to the verification), then keeps seeding.
@@ -18,6 +18,9 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
     --ipv6: listen and dial on ::1 instead of 127.0.0.1.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
+    --enc disabled|enabled|forced: MSE/PE both ways (`out_enc_policy`,
+    `in_enc_policy`): plaintext only; either (libtorrent's default); or
+    encrypted only, with RC4 (`allowed_enc_level` rc4).
     --no-utp: TCP only. By default libtorrent dials a peer over uTP first and
     falls back to TCP about 4 s later if that peer (or a TCP proxy in front
     of it) does not answer uTP.
@@ -38,10 +41,18 @@ import time
 import libtorrent as lt
 
 USAGE = (
-    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]\n"
+    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
+    " [--enc POLICY]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
-    " [--no-utp] [--ipv6]\n"
+    " [--no-utp] [--ipv6] [--enc POLICY]\n"
 )
+
+# --enc: (policy for both directions, allowed level).
+ENCRYPTION = {
+    "disabled": (lt.enc_policy.disabled, lt.enc_level.both),
+    "enabled": (lt.enc_policy.enabled, lt.enc_level.both),
+    "forced": (lt.enc_policy.forced, lt.enc_level.rc4),
+}
 
 # How often the main loop wakes up to look at stdin, signals and status.
 TICK_MS = 100
@@ -55,9 +66,10 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port, utp=True, host="127.0.0.1"):
+def session(port, utp=True, host="127.0.0.1", enc="enabled"):
     """A session that stays on loopback (127.0.0.1, or ::1 with --ipv6) and
-    keeps quiet (INTEROP.md); without `utp`, TCP only."""
+    keeps quiet (INTEROP.md); without `utp`, TCP only; MSE as `enc` says."""
+    policy, level = ENCRYPTION[enc]
     alerts = (
         lt.alert.category_t.error_notification
         | lt.alert.category_t.status_notification
@@ -85,6 +97,10 @@ def session(port, utp=True, host="127.0.0.1"):
             "alert_mask": alerts,
             "enable_outgoing_utp": utp,
             "enable_incoming_utp": utp,
+            "out_enc_policy": int(policy),
+            "in_enc_policy": int(policy),
+            "allowed_enc_level": int(level),
+            "prefer_rc4": enc == "forced",
         }
     )
 
@@ -139,6 +155,7 @@ def main(argv):
     use_trackers = True
     use_utp = True
     host = "127.0.0.1"
+    enc = "enabled"
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -150,6 +167,9 @@ def main(argv):
         elif rest[0] == "--no-utp":
             use_utp = False
             rest = rest[1:]
+        elif rest[0] == "--enc" and len(rest) >= 2 and rest[1] in ENCRYPTION:
+            enc = rest[1]
+            rest = rest[2:]
         elif rest[0] == "--ipv6":
             host = "::1"
             rest = rest[1:]
@@ -162,7 +182,7 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port, use_utp, host)
+    ses = session(port, use_utp, host, enc)
     handle, info = add(ses, torrent, data_dir, use_trackers)
     has_tracker = use_trackers and any(True for _ in info.trackers())
     started = time.monotonic()

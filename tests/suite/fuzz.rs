@@ -5,6 +5,7 @@
 use shoal::proto::bencode;
 use shoal::proto::bitfield::Bitfield;
 use shoal::proto::metainfo::{InfoHash, Metainfo};
+use shoal::proto::mse::{self, Methods, Step};
 use shoal::proto::tracker;
 use shoal::proto::wire::{self, Handshake};
 
@@ -130,5 +131,61 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         let deep = vec![open; 1_000_000];
         assert!(bencode::decode(&deep).is_err());
         assert!(Metainfo::from_bytes(&deep).is_err());
+    }
+}
+
+/// A fixed "random" source, so that both sides of an MSE exchange can be
+/// rebuilt identically.
+fn fixed(seed: u8) -> impl FnMut(&mut [u8]) {
+    let mut n = seed;
+    move |buf: &mut [u8]| {
+        for b in buf {
+            n = n.wrapping_mul(31).wrapping_add(7);
+            *b = n;
+        }
+    }
+}
+
+/// The bytes an honest MSE initiator sends to a receiver drawn from
+/// `fixed(2)`.
+fn honest_mse_flight() -> Vec<u8> {
+    let mut a = mse::Handshake::initiator([5; 20], Methods::BOTH, b"ia", &mut fixed(1));
+    let mut b = mse::Handshake::receiver(vec![[5; 20]], Methods::BOTH, &mut fixed(2));
+    let mut flight = a.take_output();
+    match a.feed(&b.take_output()) {
+        Ok(Step::Continue(mut a)) => flight.extend(a.take_output()),
+        _ => panic!("an honest exchange goes on"),
+    }
+    flight
+}
+
+/// Feeds `input` to the receiver a greeter would run, `chunk` bytes at a
+/// time; it never panics, and never keeps waiting once it has seen more
+/// than a handshake can hold (the longest: 96 + 512 + 20 + 20 + 14 + 512 +
+/// 2 + 65535 bytes of IA).
+fn mse_receiver(input: &[u8], chunk: usize) {
+    let mut hs = mse::Handshake::receiver(vec![[5; 20]], Methods::BOTH, &mut fixed(2));
+    let mut fed = 0;
+    for piece in input.chunks(chunk.max(1)) {
+        fed += piece.len();
+        match hs.feed(piece) {
+            Ok(Step::Continue(next)) => hs = *next,
+            Ok(Step::Done(_)) | Err(_) => return,
+        }
+        assert!(fed < mse::REQ1_LIMIT + 20 + 14 + 512 + 2 + 65_535 + chunk);
+    }
+}
+
+#[test]
+fn the_mse_receiver_survives_hostile_bytes() {
+    let mut rng = Rng(0x5eed_0003);
+    for _ in 0..2_000 {
+        mse_receiver(&rng.bytes(1500), 1 + rng.below(700));
+    }
+    // Mutations of an honest flight reach every state: XOR into the RC4
+    // part changes the plaintext fields under it.
+    let flight = honest_mse_flight();
+    for _ in 0..5_000 {
+        mse_receiver(&mutate(&mut rng, &flight), 1 + rng.below(300));
     }
 }

@@ -650,6 +650,7 @@ fn bad_usage_exits_2() {
         &["get", &torrent, "--timeout", "soon"],
         &["get", &torrent, "--peer-timeout", "-3s"],
         &["get", &torrent, "--port", "70000"],
+        &["get", &torrent, "--encryption", "maybe"],
         &["get", &torrent, &torrent],
     ];
     for args in cases {

@@ -18,6 +18,10 @@ Cases (--cases, comma-separated; default all of them):
            (`ulimit -v`), bytes checked.
   hash     `shoal check` / `shoal create` against `openssl sha1` / `sha1sum`
            on one file, page cache warm.
+  encryption  `shoal get` from `shoal seed` (--enc-size, one file, --peer),
+           both with --encryption off, then both with require, alternately:
+           what RC4 costs the downloader and the seeder (its CPU from
+           /proc/PID/stat around each download).
 
 Measured processes (shoal, the lt.py leecher, the hash tools) are direct
 children: wall time is start to exit (for lt.py: to its DONE line, see the
@@ -60,7 +64,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 SAMPLE_S = 0.02  # /proc sampling period
-ALL_CASES = ("size", "swarm", "latency", "big", "hash")
+ALL_CASES = ("size", "swarm", "latency", "big", "hash", "encryption")
 
 
 def utp_note(args):
@@ -174,6 +178,13 @@ def _child_setup(death_signal, limit_as=None):
 
 
 STATUS_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads")
+
+
+def cpu_seconds(pid):
+    """User + system CPU a live process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_status(pid):
@@ -760,6 +771,54 @@ class Bench:
             self.goals.append(("latency: MiB/s >= libtorrent's", "%s vs %s" % (
                 fmt(s["rate"], 1), fmt(l["rate"], 1)), s["rate"] >= l["rate"]))
 
+    def case_encryption(self):
+        a = self.args
+        size = a.enc_size
+        say("\n## encryption: shoal seed -> shoal get, --encryption off vs require")
+        src = self.source(size)
+        label = size_name(size)
+        torrent = os.path.join(self.work, "encryption.torrent")
+        # An announce URL nobody listens on: the getter is given --peer.
+        self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
+        deadline = 60 + size / MIB
+        ok = {"off": [], "require": []}
+        for i in range(a.runs):
+            for mode in (["off", "require"] if i % 2 == 0 else ["require", "off"]):
+                warm(src[0])
+                seeder = Helper("shoal seed --encryption " + mode,
+                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--bind",
+                                 "127.0.0.1", "--port", "0", "--json", "--encryption", mode],
+                                2 * deadline + 60)
+                try:
+                    line = seeder.expect('{"event":"listening"', 60 + size / (20 * MIB))
+                    pid = seeder.tool_pid()
+                    before = cpu_seconds(pid)
+                    out = self.fresh_dir("encryption-%s-%d" % (mode, i + 1))
+                    run = self.get_shoal(torrent, out, deadline, [
+                        "--peer", json.loads(line)["addr"], "--no-listen", "--encryption", mode])
+                    run.seeder_cpu = cpu_seconds(pid) - before
+                finally:
+                    seeder.stop(grace=0.1)
+                good = self.check_bytes("encryption %s run %d" % (mode, i + 1), run, out, src)
+                self.report_run("run %d" % (i + 1), mode, run, size, good)
+                say("    seeder cpu %.2f s" % run.seeder_cpu)
+                if good:
+                    ok[mode].append(run)
+        rows = []
+        for mode, runs in ok.items():
+            if not runs:
+                rows.append([mode, "FAILED", None, None, None])
+                continue
+            m = self.medians(runs, size)
+            rows.append([mode, fmt(m["wall"]), fmt(m["rate"], 1), fmt(m["cpu"]),
+                         fmt(median(r.seeder_cpu for r in runs))])
+        self.section(
+            "encryption: %s from shoal seed to shoal get on 127.0.0.1, medians of %d runs"
+            % (label, a.runs),
+            table(["--encryption", "wall s", "MiB/s", "get CPU s", "seed CPU s"], rows),
+            ["get: --peer SEEDER --no-listen; seed CPU is the seeder's user+sys during the "
+             "download (it starts fresh for each run)"])
+
     def case_big(self):
         a = self.args
         size, piece, limit_as = a.big_size, a.big_piece, a.big_as
@@ -1124,6 +1183,7 @@ def parse_args(argv):
     p.add_argument("--big-as", default="1G", help="RLIMIT_AS for the big case (default 1G)")
     p.add_argument("--big-runs", type=int, default=1, help="default 1")
     p.add_argument("--hash-size", help="file for the hash case (default 1G)")
+    p.add_argument("--enc-size", help="file for the encryption case (default 256M)")
     p.add_argument("--hash-piece", help="piece size for check/create (default: shoal's own)")
     p.add_argument("--lt-utp", action="store_true",
                    help="let the libtorrent peers use uTP (its default: a leecher dials uTP "
@@ -1147,7 +1207,7 @@ def parse_args(argv):
     elif a.quick:
         a.sizes = default(a.sizes, "256M")
         a.hash_size = default(a.hash_size, "256M")
-        cases = default(a.cases, "size,swarm,latency,hash")
+        cases = default(a.cases, "size,swarm,latency,hash,encryption")
     else:
         cases = default(a.cases, ",".join(ALL_CASES))
     a.runs = default(a.runs, 3)
@@ -1159,6 +1219,7 @@ def parse_args(argv):
     a.big_size, a.big_piece = parse_size(a.big_size), parse_size(a.big_piece)
     a.big_as = parse_size(a.big_as)
     a.hash_size = parse_size(default(a.hash_size, "1G"))
+    a.enc_size = parse_size(default(a.enc_size, "8M" if a.smoke else "256M"))
     a.hash_piece = parse_size(a.hash_piece) if a.hash_piece else None
     a.cases = [c.strip() for c in cases.split(",") if c.strip()]
     for c in a.cases:

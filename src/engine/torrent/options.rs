@@ -1,5 +1,6 @@
 //! How a torrent is run: what the command line (or, later, the API) sets.
 
+use crate::net::peer::Encryption;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,9 @@ pub struct Options {
     /// Serve data that is already complete (`shoal seed`): open it
     /// read-only, verify it, and refuse to start if pieces are missing.
     pub seed_only: bool,
+    /// Whether we dial peers with MSE (the session's policy decides for
+    /// inbound connections).
+    pub encryption: Encryption,
 }
 
 /// How long to keep seeding after the download is complete. With neither
@@ -76,6 +80,7 @@ impl Options {
             upload_slots: crate::engine::choker::DEFAULT_SLOTS,
             seed: SeedLimit::default(),
             seed_only: false,
+            encryption: Encryption::default(),
         }
     }
 }

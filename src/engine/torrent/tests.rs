@@ -4,7 +4,7 @@
 //! peer that chokes and unchokes in a loop, and a dead hasher.
 
 use super::*;
-use crate::net::peer::BlockData;
+use crate::net::peer::{BlockData, Encryption};
 use crate::proto::bencode::Owned;
 use crate::util::testutil::{within, TempDir};
 use sha1::{Digest, Sha1};
@@ -165,7 +165,7 @@ fn download(
     hasher: Option<Hasher>,
     timeout: Option<Duration>,
 ) -> (Summary, Vec<Note>) {
-    let session = Session::new(None).unwrap();
+    let session = Session::new(None, Encryption::Prefer).unwrap();
     let mut opts = Options::new(f.dir.0.clone());
     opts.timeout = timeout;
     // Only what each test is about may end a stall: never the peer timeout.

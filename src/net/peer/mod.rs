@@ -8,6 +8,10 @@
 //! worker reports what the peer said as [`Event`]s and does what the
 //! orchestrator sends as [`Command`]s; it never re-queues work.
 //!
+//! Encryption (MSE/PE, [`encryption`]) happens before the BitTorrent
+//! handshake; afterwards the ciphers sit at the I/O boundary
+//! ([`transport`]) and the framing code never sees them.
+//!
 //! Each connected peer has two threads: the reader (which also connected
 //! and shook hands; [`reader`]) and the writer ([`writer`]). The
 //! orchestrator holds a clone of the socket and shuts it down to drop a
@@ -16,9 +20,13 @@
 //! guard sends it while unwinding) — without waiting for the writer, which
 //! ends when the orchestrator then drops the peer's command queue.
 
+mod encryption;
 mod reader;
+mod transport;
 mod writer;
 
+pub use encryption::Encryption;
+pub use transport::Transport;
 pub use writer::MAX_QUEUED_UPLOADS;
 
 use crate::disk::storage::{Reader, StorageError};
@@ -26,10 +34,11 @@ use crate::proto::bitfield::{Bitfield, BitfieldError};
 use crate::proto::extension::{ExtensionError, PeerInfo};
 use crate::proto::geometry::Block;
 use crate::proto::metainfo::InfoHash;
+use crate::proto::mse::{self, MseError};
 use crate::proto::wire::{self, Handshake, WireError};
 use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -54,6 +63,9 @@ pub struct Settings {
     pub keepalive: Duration,
     /// Data source for uploads.
     pub storage: Option<Reader>,
+    /// Whether we dial with MSE (inbound connections follow the
+    /// session's policy: [`Admission`]).
+    pub encryption: Encryption,
 }
 
 /// How long the handshake may take once connected: a real peer answers in
@@ -152,6 +164,8 @@ pub enum Event {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Connect,
+    /// The MSE exchange, before the BitTorrent handshake.
+    Encryption,
     Handshake,
     Read,
     Write,
@@ -161,6 +175,7 @@ impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Phase::Connect => "connect",
+            Phase::Encryption => "encryption handshake",
             Phase::Handshake => "handshake",
             Phase::Read => "read",
             Phase::Write => "write",
@@ -185,6 +200,8 @@ pub enum Violation {
     },
     /// A BEP 6 message from a peer that did not offer BEP 6.
     FastWithoutExtension(&'static str),
+    /// A failed MSE handshake.
+    Encryption(MseError),
 }
 
 impl fmt::Display for Violation {
@@ -201,6 +218,7 @@ impl fmt::Display for Violation {
             Violation::FastWithoutExtension(msg) => {
                 write!(f, "{msg} without the fast extension")
             }
+            Violation::Encryption(e) => e.fmt(f),
         }
     }
 }
@@ -222,6 +240,10 @@ pub enum CloseReason {
     Ourselves,
     /// The peer broke the protocol.
     Protocol(Violation),
+    /// An inbound plaintext connection under `--encryption require`.
+    PlaintextRefused,
+    /// An inbound MSE connection under `--encryption off`.
+    EncryptedRefused,
     /// The engine stopped listening to us (it is shutting down).
     Shutdown,
     /// No thread could be had for the writer.
@@ -234,6 +256,12 @@ impl CloseReason {
     /// Whether the address should never be dialled again this session.
     pub fn bans(&self) -> bool {
         matches!(self, CloseReason::WrongInfoHash(_) | CloseReason::Ourselves)
+    }
+
+    /// The peer hung up during the MSE exchange: a plaintext-only peer
+    /// does that, so `prefer` dials it again in plaintext.
+    fn hung_up_on_encryption(&self) -> bool {
+        matches!(self, CloseReason::Io(Phase::Encryption, _))
     }
 
     fn io(phase: Phase, e: io::Error) -> CloseReason {
@@ -262,6 +290,12 @@ impl fmt::Display for CloseReason {
             ),
             CloseReason::Ourselves => f.write_str("connected to ourselves"),
             CloseReason::Protocol(v) => v.fmt(f),
+            CloseReason::PlaintextRefused => {
+                f.write_str("plaintext connection refused (--encryption require)")
+            }
+            CloseReason::EncryptedRefused => {
+                f.write_str("encrypted connection refused (--encryption off)")
+            }
             CloseReason::Shutdown => f.write_str("shutting down"),
             CloseReason::Spawn(e) => write!(f, "cannot start the writer thread: {e}"),
             CloseReason::Panicked => f.write_str("peer thread panicked"),
@@ -328,31 +362,86 @@ pub fn run_outbound(
     events: Sender<Event>,
 ) {
     reporting_close(peer, &events, |events| {
-        let stream = match settings.source {
-            Some(ip) => crate::disk::sys::connect_from(ip, addr, settings.connect_timeout),
-            None => TcpStream::connect_timeout(&addr, settings.connect_timeout),
-        }
-        .map_err(|e| CloseReason::io(Phase::Connect, e))?;
-        let theirs = handshake(&stream, &settings)?;
-        serve(peer, theirs, stream, &settings, commands, events)
+        let (stream, theirs, transport) = dial(addr, &settings)?;
+        serve(peer, theirs, stream, transport, &settings, commands, events)
     });
 }
 
+/// Connects and shakes hands as the policy says: MSE first unless it is
+/// `off`; under `prefer`, a peer that hangs up on MSE is dialled again at
+/// once in plaintext (as libtorrent and aria2 do).
+fn dial(addr: SocketAddr, s: &Settings) -> Result<Connected, CloseReason> {
+    let connect = || {
+        match s.source {
+            Some(ip) => crate::disk::sys::connect_from(ip, addr, s.connect_timeout),
+            None => TcpStream::connect_timeout(&addr, s.connect_timeout),
+        }
+        .map_err(|e| CloseReason::io(Phase::Connect, e))
+    };
+    let encrypt = s.encryption != Encryption::Off;
+    match handshake(connect()?, s, encrypt) {
+        Err(e) if s.encryption == Encryption::Prefer && e.hung_up_on_encryption() => {
+            log::debug!("{addr}: {e}; dialling again in plaintext");
+            handshake(connect()?, s, false)
+        }
+        other => other,
+    }
+}
+
+/// A connection whose BitTorrent handshake is done: the socket, the
+/// peer's handshake, and how bytes flow.
+type Connected = (TcpStream, Handshake, Transport);
+
 /// An accepted connection whose handshake has been read (by the
 /// listener's greeter), on its way to the torrent it names.
-#[derive(Debug)]
 pub struct Inbound {
     pub stream: TcpStream,
     pub theirs: Handshake,
+    pub transport: Transport,
 }
 
-/// Reads an accepted connection's handshake, within the handshake
-/// deadline. We answer only once a torrent has taken the connection
+/// How greeters treat inbound connections: the session's encryption
+/// policy, and the info hashes it serves (an MSE handshake names its
+/// torrent only through a hash of the info hash, so the candidates must be
+/// known before the BitTorrent handshake is read).
+pub struct Admission {
+    pub encryption: Encryption,
+    pub info_hashes: Box<dyn Fn() -> Vec<[u8; 20]> + Send + Sync>,
+}
+
+/// Reads an accepted connection's handshake — after an MSE exchange if it
+/// starts with one — within the handshake deadline. We answer the
+/// BitTorrent handshake only once a torrent has taken the connection
 /// ([`run_inbound`]), so a stranger never learns what we serve.
-pub fn read_inbound_handshake(stream: TcpStream) -> Result<Inbound, CloseReason> {
+pub fn read_inbound_handshake(
+    stream: TcpStream,
+    admission: &Admission,
+) -> Result<Inbound, CloseReason> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    let theirs = read_handshake(&stream, deadline)?;
-    Ok(Inbound { stream, theirs })
+    let mut first = [0u8; mse::SNIFF_LEN];
+    read_exact_by(&stream, &mut &stream, &mut first, deadline)
+        .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+    let plaintext = &first == wire::PROTOCOL_PREFIX;
+    let policy = admission.encryption;
+    let (mut transport, skey) = match (plaintext, policy) {
+        (true, Encryption::Require) => return Err(CloseReason::PlaintextRefused),
+        (false, Encryption::Off) => return Err(CloseReason::EncryptedRefused),
+        (true, _) => (Transport::new(None, first.to_vec()), None),
+        (false, _) => {
+            let hashes = (admission.info_hashes)();
+            let (t, skey) = encryption::receive(&stream, policy, &first, hashes, deadline)?;
+            (t, Some(skey))
+        }
+    };
+    let theirs = read_handshake(&stream, &mut transport, deadline)?;
+    match skey {
+        Some(skey) if skey != theirs.info_hash => Err(CloseReason::WrongInfoHash(theirs.info_hash)),
+        _ => Ok(Inbound {
+            stream,
+            theirs,
+            transport,
+        }),
+    }
 }
 
 /// Runs an accepted connection: answers its handshake, then serves it.
@@ -364,13 +453,20 @@ pub fn run_inbound(
     events: Sender<Event>,
 ) {
     reporting_close(peer, &events, |events| {
-        let Inbound { stream, theirs } = inbound;
+        let Inbound {
+            stream,
+            theirs,
+            mut transport,
+        } = inbound;
         check_handshake(&theirs, &settings)?;
         stream
             .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-            .and_then(|()| (&stream).write_all(&our_handshake(&settings)))
+            .and_then(|()| {
+                let ours = &mut our_handshake(&settings);
+                transport.outgoing.write_all(&stream, ours)
+            })
             .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
-        serve(peer, theirs, stream, &settings, commands, events)
+        serve(peer, theirs, stream, transport, &settings, commands, events)
     });
 }
 
@@ -389,20 +485,29 @@ fn reporting_close(
     guard.reason = Some(run(events).err().unwrap_or(CloseReason::Closed));
 }
 
-/// Outbound: sends our handshake, reads theirs, checks it. (Inbound
-/// connections read first: [`read_inbound_handshake`], [`run_inbound`].)
-fn handshake(stream: &TcpStream, s: &Settings) -> Result<Handshake, CloseReason> {
-    // One deadline for the whole exchange, not per read: a peer dribbling a
-    // byte every few seconds must not hold a connection slot for minutes.
+/// Outbound: sends our handshake (inside MSE if `encrypt`), reads theirs,
+/// checks it. (Inbound connections read first: [`read_inbound_handshake`],
+/// [`run_inbound`].)
+fn handshake(stream: TcpStream, s: &Settings, encrypt: bool) -> Result<Connected, CloseReason> {
+    // One deadline for the whole exchange, MSE included, not per read: a
+    // peer dribbling a byte every few seconds must not hold a connection
+    // slot for minutes.
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
-    let mut stream = stream;
-    stream
-        .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-        .and_then(|()| stream.write_all(&our_handshake(s)))
-        .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
-    let theirs = read_handshake(stream, deadline)?;
+    let mut ours = our_handshake(s);
+    let mut transport = if encrypt {
+        // Our handshake rides in MSE's initial payload: no extra round trip.
+        encryption::initiate(&stream, s.encryption, s.info_hash.0, &ours, deadline)?
+    } else {
+        let mut plain = Transport::new(None, Vec::new());
+        stream
+            .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+            .and_then(|()| plain.outgoing.write_all(&stream, &mut ours))
+            .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+        plain
+    };
+    let theirs = read_handshake(&stream, &mut transport, deadline)?;
     check_handshake(&theirs, s)?;
-    Ok(theirs)
+    Ok((stream, theirs, transport))
 }
 
 fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
@@ -411,10 +516,15 @@ fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
 }
 
 /// Reads and decodes a handshake by `deadline`, however the bytes trickle.
-fn read_handshake(stream: &TcpStream, deadline: Instant) -> Result<Handshake, CloseReason> {
+fn read_handshake(
+    stream: &TcpStream,
+    transport: &mut Transport,
+    deadline: Instant,
+) -> Result<Handshake, CloseReason> {
     let fail = |e| CloseReason::io(Phase::Handshake, e);
     let mut buf = [0u8; wire::HANDSHAKE_LEN];
-    read_exact_by(stream, &mut buf, deadline).map_err(fail)?;
+    let mut source = transport.incoming.on(stream);
+    read_exact_by(stream, &mut source, &mut buf, deadline).map_err(fail)?;
     // The buffer holds a whole handshake, so `decode` says yes or no.
     match Handshake::decode(&buf)? {
         Some(h) => Ok(h),
@@ -433,27 +543,43 @@ fn check_handshake(theirs: &Handshake, s: &Settings) -> Result<(), CloseReason> 
     Ok(())
 }
 
-/// `read_exact` that gives up at `deadline`, however the bytes trickle in.
-fn read_exact_by(mut stream: &TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
+/// One read from `source` (which reads `stream`) by `deadline`. The end of
+/// the stream is an error: callers are inside a handshake.
+fn read_by(
+    stream: &TcpStream,
+    source: &mut impl Read,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<usize> {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
         stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut buf[filled..]) {
+        match source.read(buf) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => filled += n,
-            // The socket's timeout (EAGAIN) may end a read just before
-            // the deadline: look at the clock again.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) => {}
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // The socket's timeout is the deadline: it passed.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::ErrorKind::TimedOut.into())
+            }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// `read_exact` that gives up at `deadline`, however the bytes trickle in.
+fn read_exact_by(
+    stream: &TcpStream,
+    source: &mut impl Read,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        filled += read_by(stream, source, &mut buf[filled..], deadline)?;
     }
     Ok(())
 }
@@ -463,6 +589,7 @@ fn serve(
     peer: PeerKey,
     theirs: Handshake,
     stream: TcpStream,
+    transport: Transport,
     s: &Settings,
     commands: Receiver<Command>,
     events: &Sender<Event>,
@@ -486,15 +613,22 @@ fn serve(
             socket: handle,
         })
         .map_err(|_| CloseReason::Shutdown)?;
+    let stream_kind = if transport.is_encrypted() {
+        "RC4"
+    } else {
+        "plaintext"
+    };
+    log::debug!("peer {peer}: handshake done, {stream_kind}");
+    let Transport { incoming, outgoing } = transport;
     {
         let s = s.clone();
         let events = events.clone();
         std::thread::Builder::new()
             .name(format!("peer-{peer}-w"))
-            .spawn(move || writer::run(peer, writer_socket, &s, fast, commands, &events))
+            .spawn(move || writer::run(peer, writer_socket, outgoing, &s, fast, commands, &events))
             .map_err(CloseReason::Spawn)?;
     }
-    let result = reader::run(peer, &stream, s.num_pieces, fast, events);
+    let result = reader::run(peer, &stream, incoming, s.num_pieces, fast, events);
     // The writer is not joined: it may be asleep waiting for a command, and
     // `Closed` must reach the orchestrator now (it frees the peer's slot).
     // The writer ends as soon as the orchestrator drops its queue.
@@ -505,6 +639,7 @@ fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::net::TcpListener;
 
     /// Regression (issue 9): a reader that panics still reports `Closed`,
@@ -556,6 +691,21 @@ mod tests {
                 false,
             ),
             (
+                CloseReason::io(Phase::Encryption, io::ErrorKind::ConnectionReset.into()),
+                "encryption handshake: connection reset",
+                false,
+            ),
+            (
+                Violation::Encryption(MseError::UnknownInfoHash).into(),
+                "encryption: handshake for another torrent",
+                false,
+            ),
+            (
+                CloseReason::PlaintextRefused,
+                "plaintext connection refused (--encryption require)",
+                false,
+            ),
+            (
                 Violation::PieceOutOfRange {
                     msg: "have",
                     index: 9,
@@ -590,7 +740,8 @@ mod tests {
         let (stream, _) = listener.accept().unwrap();
         let start = Instant::now();
         let mut buf = [0u8; wire::HANDSHAKE_LEN];
-        let err = read_exact_by(&stream, &mut buf, start + Duration::from_millis(300)).unwrap_err();
+        let deadline = start + Duration::from_millis(300);
+        let err = read_exact_by(&stream, &mut &stream, &mut buf, deadline).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         let took = start.elapsed();
         assert!(took < Duration::from_secs(2), "gave up after {took:?}");

@@ -7,6 +7,7 @@
 //! per read instead of per block. Each block's bytes are copied once, from
 //! the read buffer into the block handed over.
 
+use super::transport::Incoming;
 use super::{BlockData, CloseReason, Event, PeerKey, Phase, Violation};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension;
@@ -25,7 +26,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// Reads frames until the connection ends; `Err` says why it did.
 pub(super) fn run(
     peer: PeerKey,
-    mut stream: &TcpStream,
+    stream: &TcpStream,
+    mut incoming: Incoming,
     num_pieces: u32,
     fast: bool,
     events: &Sender<Event>,
@@ -51,7 +53,7 @@ pub(super) fn run(
         };
         // The next read may block: hand over what we have first.
         state.flush(events)?;
-        buf.fill(&mut stream, need)?;
+        buf.fill(&mut incoming.on(stream), need)?;
     }
 }
 

@@ -3,13 +3,13 @@
 //! them; their data is read from storage on this thread, never the
 //! orchestrator's.
 
+use super::transport::Outgoing;
 use super::{Command, Event, PeerKey, Settings, WriteError};
 use crate::proto::extension;
 use crate::proto::geometry::Block;
 use crate::proto::wire::{self, Message};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
-use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 
 /// Requests a peer may have queued with us at once; more are ignored. We
@@ -21,6 +21,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 pub(super) fn run(
     peer: PeerKey,
     socket: TcpStream,
+    mut outgoing: Outgoing,
     s: &Settings,
     fast: bool,
     commands: Receiver<Command>,
@@ -35,15 +36,16 @@ pub(super) fn run(
             let _ = self.0.shutdown(Shutdown::Both);
         }
     }
-    let mut guard = ShutOnDrop(socket);
-    if let Err(e) = write_loop(peer, &mut guard.0, s, fast, commands, events) {
+    let guard = ShutOnDrop(socket);
+    if let Err(e) = write_loop(peer, &guard.0, &mut outgoing, s, fast, commands, events) {
         log::debug!("peer {peer}: {e}");
     }
 }
 
 fn write_loop(
     peer: PeerKey,
-    socket: &mut TcpStream,
+    socket: &TcpStream,
+    outgoing: &mut Outgoing,
     s: &Settings,
     fast: bool,
     commands: Receiver<Command>,
@@ -107,7 +109,9 @@ fn write_loop(
             bytes += b.len;
         }
         if !out.is_empty() {
-            socket.write_all(&out).map_err(WriteError::Io)?;
+            outgoing
+                .write_all(socket, &mut out)
+                .map_err(WriteError::Io)?;
         }
         if bytes > 0 {
             let _ = events.send(Event::Uploaded { peer, bytes });
