@@ -344,7 +344,7 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
     }
     let torrent = t.write_torrent(&dir);
     t.write_data(&src);
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     if cell.direction == Direction::ShoalGets && !cell.client.knows_padding() {
         // Its data as that client has it: it wrote the padding files when
         // it downloaded, and checks them before it seeds.
@@ -352,7 +352,7 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
             let p = t.path_in(&src, f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, vec![0u8; f.len as usize]).unwrap();
-            notes.push("seeds padding files as data");
+            notes.push("seeds padding files as data".to_string());
         }
         notes.dedup();
     }
@@ -415,7 +415,8 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
                 None => {
                     get.proc.stop();
                     return Err(format!(
-                        "shoal get not done within {TRANSFER_WITHIN:?}\n{}",
+                        "shoal get not done within {TRANSFER_WITHIN:?}{}\n{}",
+                        summary_suffix(&get),
                         logs(&get, &seeder)
                     ));
                 }
@@ -423,12 +424,14 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
             *secs = Some(start.elapsed().as_secs_f64());
             if !status.success() {
                 return Err(format!(
-                    "shoal get exited with {status}\n{}",
+                    "shoal get exited with {status}{}\n{}",
+                    summary_suffix(&get),
                     logs(&get, &seeder)
                 ));
             }
             catch_unwind(AssertUnwindSafe(|| t.assert_downloaded(&out)))
                 .map_err(|_| format!("shoal's download is wrong\n{}", logs(&get, &seeder)))?;
+            notes.extend(peer_summary(&get.describe()));
             Ok(notes.join(", "))
         }
         Direction::ClientGets => {
@@ -482,7 +485,11 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
                 )
             };
             if let Err(why) = leecher.wait_done(w.net, TRANSFER_WITHIN) {
-                return Err(format!("{why}\n{}", logs(&leecher, &seeder)));
+                return Err(format!(
+                    "{why}{}\n{}",
+                    summary_suffix(&seeder),
+                    logs(&leecher, &seeder)
+                ));
             }
             *secs = Some(start.elapsed().as_secs_f64());
             let mut last = Err(String::new());
@@ -490,15 +497,51 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
                 last = client_download(&t, &out);
                 last.is_ok()
             });
-            last.map_err(|why| {
+            let mut notes = vec![last.map_err(|why| {
                 format!(
                     "{} says done, but {why}\n{}",
                     cell.client.name(),
                     logs(&leecher, &seeder)
                 )
-            })
+            })?];
+            notes.extend(peer_summary(&seeder.describe()));
+            notes.retain(|n| !n.is_empty());
+            Ok(notes.join(", "))
         }
     }
+}
+
+/// What shoal's `-vv` log says about its peers, for the table: why it
+/// dropped any (other than the ordinary ends: both seeds, closed by the
+/// other side), or that no peer ever finished a handshake with it.
+fn peer_summary(log: &str) -> Option<String> {
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for line in log.lines() {
+        let Some((_, reason)) = line.split_once(") gone: ") else {
+            continue;
+        };
+        if reason == "both seeds" || reason == "closed" {
+            continue;
+        }
+        match reasons.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((reason.to_string(), 1)),
+        }
+    }
+    if !reasons.is_empty() {
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{r} x{n}")).collect();
+        return Some(format!("shoal dropped the peer: {}", list.join("; ")));
+    }
+    // The extension handshake is logged once a peer is through the
+    // BitTorrent handshake.
+    let met = log
+        .lines()
+        .any(|l| l.contains("shoal::engine::torrent] peer ") && l.contains(" is "));
+    (!met).then(|| "no peer finished a handshake with shoal".to_string())
+}
+
+fn summary_suffix(shoal: &Daemon) -> String {
+    peer_summary(&shoal.describe()).map_or(String::new(), |s| format!(" ({s})"))
 }
 
 /// A shoal process whose whole output is saved as `DIR/shoal.log` when it
@@ -555,7 +598,7 @@ fn wait_listed(w: &World, from: usize, t: &Torrent) -> Result<(), String> {
 /// a 0-byte file not created (Transmission), padding files written (clients
 /// without BEP 47 support).
 fn client_download(t: &Torrent, out: &Path) -> Result<String, String> {
-    let mut notes = Vec::new();
+    let mut notes: Vec<&str> = Vec::new();
     for f in &t.files {
         let p = t.path_in(out, f);
         if f.padding {
