@@ -32,6 +32,21 @@ impl Daemon {
         }
     }
 
+    /// [`Daemon::start`] behind `prefix` (`ip netns exec NS`: common::netns).
+    pub fn start_in<S: AsRef<str>>(
+        name: &str,
+        prefix: &[String],
+        limit: Duration,
+        args: &[S],
+        cwd: &Path,
+    ) -> Daemon {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        Daemon {
+            proc: External::start_in(name, prefix, limit, SHOAL, &args, cwd),
+            name: name.to_string(),
+        }
+    }
+
     /// `shoal seed TORRENT DATA --bind 127.0.0.1 --port 0 --json EXTRA...`,
     /// waiting until it listens; returns it and its address.
     pub fn seed(

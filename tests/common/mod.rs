@@ -3,14 +3,17 @@
 //! (one that listens and seeds, [`seeder`]; one that dials and is driven
 //! message by message, [`peer`]) and a fake HTTP tracker ([`tracker`]) on
 //! 127.0.0.1, external processes that die with the test ([`process`],
-//! [`daemon`]), real peers and trackers for interop ([`interop`]), and
+//! [`daemon`]), real peers and trackers for interop ([`interop`]), hosts in
+//! network namespaces ([`netns`]) and real clients on them ([`clients`]), and
 //! running the `shoal` binary with a deadline.
 //!
 //! Every blocking step here has a deadline, so a hung test fails in seconds
 //! and leaves no thread or process behind for long.
 
+pub mod clients;
 pub mod daemon;
 pub mod interop;
+pub mod netns;
 pub mod peer;
 pub mod process;
 pub mod seeder;

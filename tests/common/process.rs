@@ -32,7 +32,30 @@ impl External {
         args: &[&str],
         cwd: &Path,
     ) -> External {
-        let mut child = Command::new("timeout")
+        External::start_in::<&str>(name, &[], limit, program, args, cwd)
+    }
+
+    /// [`External::start`] behind `prefix`, a command that execs the rest
+    /// (`ip netns exec NS`: see common::netns), so that the PID is still
+    /// the `timeout` wrapper's.
+    pub fn start_in<S: AsRef<str>>(
+        name: &str,
+        prefix: &[S],
+        limit: Duration,
+        program: &str,
+        args: &[&str],
+        cwd: &Path,
+    ) -> External {
+        let (first, rest) = match prefix.split_first() {
+            Some((first, rest)) => (first.as_ref(), rest),
+            None => ("timeout", &[][..]),
+        };
+        let mut cmd = Command::new(first);
+        cmd.args(rest.iter().map(AsRef::as_ref));
+        if !prefix.is_empty() {
+            cmd.arg("timeout");
+        }
+        let mut child = cmd
             .arg("-k")
             .arg("5")
             .arg(limit.as_secs().max(1).to_string())

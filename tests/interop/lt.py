@@ -4,18 +4,22 @@
 Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
-    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6] [--enc POLICY]
+    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
+              [--enc POLICY] [--host ADDR] [--verbose]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp] [--enc POLICY]
+    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
+              [--enc POLICY] [--host ADDR] [--verbose]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
         seconds count to the verification), then keeps seeding.
 
     --ipv6: listen and dial on ::1 instead of 127.0.0.1.
+    --host ADDR: listen and dial on ADDR (a network namespace's address).
+    --verbose: every peer connection, disconnection and error on stderr.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
     --enc disabled|enabled|forced: MSE/PE both ways (`out_enc_policy`,
@@ -42,9 +46,9 @@ import libtorrent as lt
 
 USAGE = (
     "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
-    " [--enc POLICY]\n"
+    " [--enc POLICY] [--host ADDR] [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
-    " [--no-utp] [--ipv6] [--enc POLICY]\n"
+    " [--no-utp] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
 
 # --enc: (policy for both directions, allowed level).
@@ -66,7 +70,7 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port, utp=True, host="127.0.0.1", enc="enabled"):
+def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False):
     """A session that stays on loopback (127.0.0.1, or ::1 with --ipv6) and
     keeps quiet (INTEROP.md); without `utp`, TCP only; MSE as `enc` says."""
     policy, level = ENCRYPTION[enc]
@@ -76,6 +80,8 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled"):
         | lt.alert.category_t.tracker_notification
         | lt.alert.category_t.storage_notification
     )
+    if verbose:
+        alerts |= lt.alert.category_t.peer_notification | lt.alert.category_t.connect_notification
     return lt.session(
         {
             "listen_interfaces": ("[%s]:%d" if ":" in host else "%s:%d") % (host, port),
@@ -156,6 +162,7 @@ def main(argv):
     use_utp = True
     host = "127.0.0.1"
     enc = "enabled"
+    verbose = False
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -173,6 +180,12 @@ def main(argv):
         elif rest[0] == "--ipv6":
             host = "::1"
             rest = rest[1:]
+        elif rest[0] == "--host" and len(rest) >= 2:
+            host = rest[1]
+            rest = rest[2:]
+        elif rest[0] == "--verbose":
+            verbose = True
+            rest = rest[1:]
         else:
             sys.stderr.write(USAGE)
             return 2
@@ -182,12 +195,12 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port, use_utp, host, enc)
+    ses = session(port, use_utp, host, enc, verbose)
     handle, info = add(ses, torrent, data_dir, use_trackers)
     has_tracker = use_trackers and any(True for _ in info.trackers())
     started = time.monotonic()
-    for host, peer_port in peers:
-        handle.connect_peer((host, peer_port))
+    for peer_host, peer_port in peers:
+        handle.connect_peer((peer_host, peer_port))
 
     tracker_ok = False
     announced = False  # READY or DONE printed
@@ -205,6 +218,9 @@ def main(argv):
             elif isinstance(a, (lt.tracker_error_alert, lt.torrent_error_alert,
                                 lt.file_error_alert)):
                 warn(type(a).__name__, a.message())
+            elif verbose and isinstance(a, (lt.peer_connect_alert, lt.peer_disconnected_alert,
+                                            lt.peer_error_alert, lt.incoming_connection_alert)):
+                warn("%.3f" % (time.monotonic() - started), type(a).__name__, a.message())
         st = handle.status()
         if announced:
             continue
