@@ -53,7 +53,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// The `min interval` in replies, at most (seconds): a client short of
 /// peers may ask again this soon (announces are cheap; a fleet's newcomer
 /// is then found in seconds), and none sooner.
-pub const MIN_INTERVAL: u32 = 10;
+pub const MIN_INTERVAL: u32 = 5;
 
 /// A peer silent for more than this many intervals is dropped: one missed
 /// announce (a slow or briefly offline peer) is forgiven, two are not.

@@ -80,7 +80,7 @@ fn announce_and_scrape_over_http() {
         assert_eq!(status, 200);
         let r = tracker::parse_response(&body).unwrap();
         assert_eq!(r.peers, vec![]);
-        assert_eq!((r.interval, r.min_interval), (Some(60), Some(10)));
+        assert_eq!((r.interval, r.min_interval), (Some(60), Some(5)));
         assert_eq!((r.complete, r.incomplete), (Some(0), Some(1)));
 
         let mut done = announce(hash, 2, 7002);

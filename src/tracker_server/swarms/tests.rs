@@ -264,7 +264,7 @@ fn ipv6_peers_go_to_peers6_and_mapped_ipv4_is_ipv4() {
     let mut parsed = parse_response(&body).unwrap();
     parsed.peers.sort();
     assert_eq!(parsed.peers, addrs(&r));
-    assert_eq!((parsed.interval, parsed.min_interval), (Some(60), Some(10)));
+    assert_eq!((parsed.interval, parsed.min_interval), (Some(60), Some(5)));
     assert_eq!((parsed.complete, parsed.incomplete), (Some(0), Some(3)));
     // A BEP 15 front-end asks for one family only.
     let v4_only = AnnounceQuery {
