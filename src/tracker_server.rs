@@ -53,8 +53,8 @@ mod udp;
 
 pub use http::MAX_HEAD;
 pub use query::{
-    numwant, parse_announce, parse_scrape, percent_decode, AnnounceQuery, Families,
-    DEFAULT_NUMWANT, MAX_NUMWANT, MAX_SCRAPE_HASHES,
+    numwant, parse_announce, parse_scrape, AnnounceQuery, Families, DEFAULT_NUMWANT, MAX_NUMWANT,
+    MAX_SCRAPE_HASHES,
 };
 pub use swarms::{
     canonical, encode_failure, encode_reply, encode_scrape, Limits, PeerInfo, Reply, Swarms,

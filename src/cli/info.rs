@@ -1,6 +1,7 @@
 //! `shoal info`: what a torrent holds, as text for people or JSON for
 //! scripts. Pure rendering of a [`Metainfo`]; reading the file is the CLI's.
 
+use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::Metainfo;
 use crate::proto::tracker::ScrapeStats;
 use crate::util::json::{self, Object};
@@ -162,4 +163,44 @@ fn file_path(m: &Metainfo, f: &crate::proto::metainfo::FileInfo) -> String {
     } else {
         m.display_name()
     }
+}
+
+/// What a magnet link says, without the network (`shoal info MAGNET`).
+pub fn magnet_text(m: &Magnet) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "magnet link");
+    let _ = writeln!(s, "name:        {}", m.name.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(s, "info hash:   {}", m.info_hash.hex());
+    let trackers: Vec<&String> = m.trackers.iter().flatten().collect();
+    let _ = writeln!(s, "trackers:    {}", list_or_none(&trackers));
+    let peers: Vec<String> = m.peers.iter().map(|p| p.to_string()).collect();
+    let _ = writeln!(s, "peers:       {}", list_or_none(&peers));
+    s
+}
+
+fn list_or_none(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn magnet_json(m: &Magnet) -> String {
+    let mut o = Object::new().str("info_hash", &m.info_hash.hex());
+    if let Some(n) = &m.name {
+        o = o.str("name", n);
+    }
+    o.raw(
+        "trackers",
+        &json::array(m.trackers.iter().flatten().map(|u| json::string(u))),
+    )
+    .raw(
+        "peers",
+        &json::array(m.peers.iter().map(|p| json::string(&p.to_string()))),
+    )
+    .finish()
 }

@@ -11,6 +11,7 @@ use crate::cli::progress::{Mode, Progress};
 use crate::engine::session::Session;
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::net::peer::Encryption;
+use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::Metainfo;
 use crate::util::units::{format_bytes, parse_duration};
 use std::ffi::OsString;
@@ -50,15 +51,17 @@ flag, trackers by tier, web seeds and file list.
 ";
 
 const GET_USAGE: &str = "\
-usage: shoal get FILE.torrent [-o DIR] [options]
-       shoal FILE.torrent [-o DIR] [options]
+usage: shoal get FILE.torrent|MAGNET [-o DIR] [options]
+       shoal FILE.torrent|MAGNET [-o DIR] [options]
 
 Downloads every file of the torrent into DIR (default: the current
 directory), which receives the torrent's file or folder. Data already there
 is checked first and only missing pieces are fetched. Exits 0 only when all
-data is on disk and verified; by default it exits as soon as it is.
+data is on disk and verified; by default it exits as soon as it is. A magnet
+link ('magnet:?xt=urn:btih:...') first fetches the torrent from its peers.
 
   -o, --output DIR       where the torrent's file or folder goes
+  --save-torrent FILE    (magnet) save the fetched torrent to FILE
   --seed-ratio R         keep seeding until we uploaded R x the torrent's size
   --seed-time DURATION   keep seeding this long after completion
                          (with both, whichever comes first)
@@ -260,6 +263,14 @@ fn info(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let scrape = p.contains("--scrape");
     let timeout = parse_value(&mut p, "--timeout", "duration", parse_duration)?;
     let [file] = positionals(p, ["FILE.torrent"])?;
+    if let Some(uri) = file.to_str().filter(|f| f.starts_with("magnet:")) {
+        let m = parse_magnet(uri)?;
+        match json {
+            true => println!("{}", crate::cli::info::magnet_json(&m)),
+            false => print!("{}", crate::cli::info::magnet_text(&m)),
+        }
+        return Ok(());
+    }
     let m = load_torrent(Path::new(&file))?;
     let scraped = scrape.then(|| {
         crate::cli::info::scrape_all(&m, timeout.unwrap_or(std::time::Duration::from_secs(10)))
@@ -372,7 +383,10 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let (opts, listen) = session_options(&mut p, out_dir)?;
+    let (mut opts, listen) = session_options(&mut p, out_dir)?;
+    opts.save_torrent = p
+        .opt_value_from_os_str("--save-torrent", |s| Ok::<_, String>(PathBuf::from(s)))
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -384,8 +398,22 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
             f
         }
     };
-    let meta = Arc::new(load_torrent(Path::new(&file))?);
-    run_session(meta, opts, listen, mode)
+    let target = match file.to_str().filter(|f| f.starts_with("magnet:")) {
+        Some(uri) => Target::Magnet(parse_magnet(uri)?),
+        None => Target::Torrent(Arc::new(load_torrent(Path::new(&file))?)),
+    };
+    run_session(target, opts, listen, mode)
+}
+
+/// A magnet link from the command line; a malformed one is a usage error.
+fn parse_magnet(uri: &str) -> Result<Magnet, Failure> {
+    Magnet::parse(uri).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// What `get` downloads.
+enum Target {
+    Torrent(Arc<Metainfo>),
+    Magnet(Magnet),
 }
 
 fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
@@ -399,12 +427,12 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
-    run_session(meta, opts, listen, mode)
+    run_session(Target::Torrent(meta), opts, listen, mode)
 }
 
 /// Runs a download or seed to its end and reports it.
 fn run_session(
-    meta: Arc<Metainfo>,
+    target: Target,
     opts: Options,
     listen: Option<SocketAddr>,
     mode: Mode,
@@ -417,10 +445,18 @@ fn run_session(
             crate::disk::sys::io_reason(&e)
         ))
     })?;
-    let mut progress = Progress::new(mode, meta.display_name());
-    let summary = torrent::run(&session, meta.clone(), opts, &mut |note| {
-        progress.show(note)
-    })
+    let name = match &target {
+        Target::Torrent(meta) => meta.display_name(),
+        Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),
+    };
+    let mut progress = Progress::new(mode, name);
+    let mut show = |note| progress.show(note);
+    let (meta, summary) = match target {
+        Target::Torrent(meta) => {
+            torrent::run(&session, meta.clone(), opts, &mut show).map(|summary| (meta, summary))
+        }
+        Target::Magnet(m) => torrent::run_magnet(&session, &m, opts, &mut show),
+    }
     .map_err(|e| Failure::Failed(e.to_string()))?;
     let secs = summary.elapsed.as_secs_f64();
     let total = meta.geometry.total_len();

@@ -84,19 +84,11 @@ fn parse(text: &str, meta: &Metainfo, now: &[Option<(u64, u128)>]) -> Option<Bit
 /// warns with the error, and no temporary file is left behind.
 pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) -> std::io::Result<()> {
     let dest = path(meta, root);
+    let paths = crate::disk::storage::file_paths(meta, root)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let stamps = stamps(&paths).ok_or_else(|| std::io::Error::other("a data file is missing"))?;
     let tmp = dest.with_extension("shoal-resume.tmp");
-    let result = (|| -> std::io::Result<()> {
-        let paths = crate::disk::storage::file_paths(meta, root)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let stamps =
-            stamps(&paths).ok_or_else(|| std::io::Error::other("a data file is missing"))?;
-        std::fs::write(&tmp, render(meta, &stamps, have))?;
-        std::fs::rename(&tmp, &dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::disk::write_replacing(&dest, &tmp, render(meta, &stamps, have).as_bytes())
 }
 
 /// Removes the resume state (the data changed under us: the next start

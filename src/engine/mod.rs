@@ -11,6 +11,7 @@
 
 pub mod address_book;
 pub mod choker;
+pub mod metadata;
 pub mod notes;
 pub mod picker;
 pub mod pipeline;

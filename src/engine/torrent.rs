@@ -14,15 +14,20 @@
 mod connections;
 mod download;
 mod error;
+mod extensions;
 mod files;
+mod magnet;
 mod options;
+mod swarm;
 mod upload;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::TorrentError;
+pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
+use swarm::Swarm;
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
@@ -34,11 +39,13 @@ use crate::engine::pipeline::{Arrival, Pipeline};
 use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
 use crate::net::announce::{self, Counters, Report};
-use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings};
+use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings, Unsized};
 use crate::proto::allowed_fast;
 use crate::proto::bitfield::Bitfield;
+use crate::proto::extension;
+use crate::proto::extension::PeerInfo;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
-use crate::proto::metainfo::Metainfo;
+use crate::proto::metainfo::{InfoHash, Metainfo};
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -129,6 +136,15 @@ struct Peer {
     allowed_fast: Vec<u32>,
     /// BEP 6: pieces we let it request while we choke it.
     offered_fast: Vec<u32>,
+    /// Its BEP 10 handshake (extension ids, listen port).
+    ext: PeerInfo,
+    /// It dialled us (its address's port is not where it listens).
+    inbound: bool,
+    /// Metadata bytes we sent it (BEP 9), bounded.
+    metadata_sent: usize,
+    /// BEP 11: the peers we last told it about, and when.
+    pex_told: HashSet<SocketAddr>,
+    pex_at: Option<Instant>,
 }
 
 impl Peer {
@@ -156,6 +172,21 @@ impl Peer {
             fast: false,
             allowed_fast: Vec::new(),
             offered_fast: Vec::new(),
+            ext: PeerInfo::default(),
+            inbound: false,
+            metadata_sent: 0,
+            pex_told: HashSet::new(),
+            pex_at: None,
+        }
+    }
+
+    /// Where others can dial it: its address, or for one that dialled us,
+    /// its IP and the port it says it listens on.
+    fn dialable(&self) -> Option<SocketAddr> {
+        match (self.inbound, self.ext.listen_port) {
+            (false, _) => Some(self.addr),
+            (true, Some(port)) => Some(SocketAddr::new(self.addr.ip(), port)),
+            (true, None) => None,
         }
     }
 
@@ -178,7 +209,28 @@ pub fn run(
     opts: Options,
     notes: Notes<'_>,
 ) -> Result<Summary, TorrentError> {
-    let start = Instant::now();
+    let swarm = Swarm::new(session, meta.info_hash, &opts);
+    if let Some(addr) = swarm.listen_addr {
+        notes(Note::Listening(addr));
+    }
+    let none = (HashMap::new(), HashMap::new());
+    download(session, meta, opts, swarm, none, notes, Instant::now())
+}
+
+/// Peers handed over by a magnet link's metadata fetch, with what each
+/// said it has.
+type Adopted = (HashMap<PeerKey, Peer>, HashMap<PeerKey, magnet::Said>);
+
+/// The download itself, on `swarm` with the `adopted` peers.
+fn download(
+    session: &Session,
+    meta: Arc<Metainfo>,
+    opts: Options,
+    swarm: Swarm,
+    adopted: Adopted,
+    notes: Notes<'_>,
+    start: Instant,
+) -> Result<Summary, TorrentError> {
     let (storage, have) = open_storage(&meta, &opts)?;
     notes(Note::Checked {
         have: have.count(),
@@ -195,13 +247,14 @@ pub fn run(
         what: "hasher",
         cause,
     })?;
-    let mut o = Orchestrator::new(session, meta, opts, storage, have, hasher, notes);
+    let mut o = Orchestrator::new(session, meta, opts, storage, have, hasher, swarm, notes);
+    o.adopt(adopted);
     let result = o.run();
     o.shutdown();
     let summary = Summary {
         complete: o.picker.is_complete(),
-        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
-        uploaded: o.counters.uploaded.load(Ordering::Relaxed),
+        downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
+        uploaded: o.swarm.counters.uploaded.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         stopped: result.err(),
     };
@@ -245,27 +298,17 @@ struct Orchestrator<'p> {
     opts: Options,
     storage: Storage,
     picker: Picker,
-    settings: Settings,
     peers: HashMap<PeerKey, Peer>,
-    /// Known addresses, backoff, strikes and bans.
-    book: AddressBook,
+    /// Settings, addresses, channels and the announce thread.
+    swarm: Swarm,
     /// The addresses of the last peers gone, so that a piece they sent can
     /// still be blamed on them when its verdict comes after they left.
     departed: VecDeque<(PeerKey, SocketAddr)>,
-    next_key: PeerKey,
-    events_tx: Sender<Event>,
-    events: Receiver<Event>,
-    reports: Receiver<Report>,
-    /// Inbound connections the session routed to us.
-    inbound: Receiver<Inbound>,
     session: &'p Session,
-    /// Where we accept peers, if we do.
-    listen_addr: Option<SocketAddr>,
     /// Pieces to hash; its verdicts come on `hashed` (replaced by
     /// `never()` if the thread is gone).
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
-    announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
@@ -275,7 +318,6 @@ struct Orchestrator<'p> {
     completed_at: Option<Instant>,
     complete_at_start: bool,
     up: RateMeter,
-    counters: Arc<Counters>,
     notes: Notes<'p>,
     started: Instant,
     /// Verified bytes, for progress.
@@ -296,13 +338,17 @@ struct Orchestrator<'p> {
 }
 
 impl<'p> Orchestrator<'p> {
+    /// The download's orchestrator, on `swarm` (new, or handed over by
+    /// the metadata fetch of a magnet link with its peers still connected).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         session: &'p Session,
         meta: Arc<Metainfo>,
-        opts: Options,
+        mut opts: Options,
         storage: Storage,
         have: Bitfield,
         hasher: Hasher,
+        swarm: Swarm,
         notes: Notes<'p>,
     ) -> Orchestrator<'p> {
         let geometry = meta.geometry.clone();
@@ -312,43 +358,23 @@ impl<'p> Orchestrator<'p> {
             .map(|p| u64::from(geometry.piece_size(p)))
             .sum();
         let picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
-        let counters = Arc::new(Counters::default());
-        counters.left.store(picker.left(), Ordering::Relaxed);
-        let settings = Settings {
-            info_hash: meta.info_hash,
-            peer_id: crate::util::random::peer_id(),
-            num_pieces: geometry.num_pieces(),
-            connect_timeout: Duration::from_secs(5),
-            source: opts.source,
-            idle_timeout: Duration::from_secs(180),
-            keepalive: Duration::from_secs(120),
-            storage: Some(storage.reader()),
-            encryption: opts.encryption,
-        };
-        let (events_tx, events) = bounded(EVENT_QUEUE);
-        let (reports_tx, reports) = unbounded();
-        let inbound = session.register(meta.info_hash);
+        swarm.counters.left.store(picker.left(), Ordering::Relaxed);
+        let _ = swarm.settings.num_pieces.set(geometry.num_pieces());
+        let _ = swarm.settings.storage.set(storage.reader());
         let complete_at_start = picker.is_complete();
         let hashed = hasher.results().clone();
         let now = Instant::now();
+        opts.port = swarm.port(&opts);
         let mut o = Orchestrator {
             meta,
             storage,
             picker,
-            settings,
             peers: HashMap::new(),
-            book: AddressBook::default(),
+            swarm,
             departed: VecDeque::with_capacity(DEPARTED),
-            next_key: 0,
-            events_tx,
-            events,
-            reports,
-            inbound,
             session,
-            listen_addr: session.local_addr(),
             hasher,
             hashed,
-            announce: None,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
             last_choke: now,
@@ -356,7 +382,6 @@ impl<'p> Orchestrator<'p> {
             completed_at: None,
             complete_at_start,
             up: RateMeter::default(),
-            counters,
             notes,
             started: now,
             verified_bytes,
@@ -370,43 +395,11 @@ impl<'p> Orchestrator<'p> {
             rtt_window_start: now,
             opts,
         };
-        if let Some(addr) = o.listen_addr {
-            o.opts.port = addr.port();
-            (o.notes)(Note::Listening(addr));
-        }
-        for addr in o.opts.peers.clone() {
-            o.learn(addr);
-        }
         let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
-        if needed && !o.meta.trackers.is_empty() {
-            o.start_announce(reports_tx);
+        if needed {
+            o.swarm.start_announce(o.meta.trackers.clone(), &o.opts);
         }
         o
-    }
-
-    fn start_announce(&mut self, reports: Sender<Report>) {
-        let (tx, rx) = unbounded();
-        let mut config = announce::Config::new(
-            self.meta.trackers.clone(),
-            self.meta.info_hash,
-            self.settings.peer_id,
-            self.opts.port,
-        );
-        config.retry_base = self.opts.announce_retry;
-        config.min_interval = self.opts.announce_min_interval;
-        config.address = self
-            .listen_addr
-            .map(|a| a.ip())
-            .filter(|ip| !ip.is_unspecified());
-        let handle = announce::spawn(
-            config,
-            self.counters.clone(),
-            rx,
-            Box::new(move |r| {
-                let _ = reports.send(r);
-            }),
-        );
-        self.announce = Some((tx, handle));
     }
 
     /// The main loop. `Err` says why it stopped before completion.
@@ -438,14 +431,14 @@ impl<'p> Orchestrator<'p> {
             // `never()`: a disconnected channel is always ready, and
             // selecting on it would spin.
             select! {
-                recv(self.events) -> e => {
+                recv(self.swarm.events) -> e => {
                     if let Ok(e) = e {
                         self.on_event(e)?;
                     }
                 }
-                recv(self.reports) -> r => match r {
+                recv(self.swarm.reports) -> r => match r {
                     Ok(r) => self.on_report(r),
-                    Err(_) => self.reports = never(),
+                    Err(_) => self.swarm.reports = never(),
                 },
                 recv(self.hashed) -> h => match h {
                     Ok((piece, hash)) => self.on_hashed(piece, hash)?,
@@ -454,9 +447,9 @@ impl<'p> Orchestrator<'p> {
                         return Err(TorrentError::HasherStopped);
                     }
                 },
-                recv(self.inbound) -> s => match s {
+                recv(self.swarm.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
-                    Err(_) => self.inbound = never(),
+                    Err(_) => self.swarm.inbound = never(),
                 },
                 default(wait) => {}
             }
@@ -477,7 +470,7 @@ impl<'p> Orchestrator<'p> {
             self.save_resume();
         }
         if !self.complete_at_start {
-            if let Some((tx, _)) = &self.announce {
+            if let Some((tx, _)) = &self.swarm.announce {
                 let _ = tx.send(announce::Command::Completed);
             }
         }
@@ -506,7 +499,7 @@ impl<'p> Orchestrator<'p> {
         if !limit.wants_seeding() {
             return true;
         }
-        let uploaded = self.counters.uploaded.load(Ordering::Relaxed) as f64;
+        let uploaded = self.swarm.counters.uploaded.load(Ordering::Relaxed) as f64;
         let ratio_met = limit
             .ratio
             .is_some_and(|r| uploaded >= r * self.meta.geometry.total_len() as f64);
@@ -575,8 +568,21 @@ impl<'p> Orchestrator<'p> {
                     );
                     p.pipeline.set_peer_queue(info.reqq);
                     p.update_depth();
+                    p.ext = info;
                 }
             }
+            Event::Unsized(peer, what) => {
+                let n = self.meta.geometry.num_pieces();
+                let bits = match what {
+                    Unsized::All => Ok(Bitfield::full(n)),
+                    Unsized::Bits(b) => Bitfield::from_bytes(&b, n),
+                };
+                match bits {
+                    Ok(bits) => self.on_event(Event::Bitfield(peer, bits))?,
+                    Err(e) => self.drop_peer(peer, &format!("bitfield: {e}"), false),
+                }
+            }
+            Event::Extension { peer, id, payload } => self.on_extension(peer, id, &payload),
             Event::Choke(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = true;
@@ -625,7 +631,7 @@ impl<'p> Orchestrator<'p> {
             }
             Event::Uploaded { peer, bytes } => {
                 let n = u64::from(bytes);
-                self.counters.uploaded.fetch_add(n, Ordering::Relaxed);
+                self.swarm.counters.uploaded.fetch_add(n, Ordering::Relaxed);
                 self.up.add(n);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.up.add(n);
@@ -682,6 +688,7 @@ impl<'p> Orchestrator<'p> {
         // event: it scans the known addresses.
         self.connect_more();
         self.tell_announcer_if_we_want_peers();
+        self.exchange_peers();
         if now - self.last_choke >= crate::engine::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);
@@ -702,14 +709,14 @@ impl<'p> Orchestrator<'p> {
             total: self.meta.geometry.total_len(),
             down_rate: self.down.rate(),
             up_rate: self.up.rate(),
-            uploaded: self.counters.uploaded.load(Ordering::Relaxed),
+            uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
             // Addresses we may dial, plus peers that dialled us.
-            known: self.book.usable()
+            known: self.swarm.book.usable()
                 + self
                     .peers
                     .values()
-                    .filter(|p| !self.book.knows(&p.addr))
+                    .filter(|p| !self.swarm.book.knows(&p.addr))
                     .count(),
         }
     }
@@ -718,7 +725,7 @@ impl<'p> Orchestrator<'p> {
     fn shutdown(&mut self) {
         // Stop taking connections (the session closes new ones for us).
         self.session.unregister(&self.meta.info_hash);
-        self.inbound = never();
+        self.swarm.inbound = never();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.forget(k, "shutting down", false);
@@ -728,7 +735,7 @@ impl<'p> Orchestrator<'p> {
             snapshot,
             last: true,
         });
-        if let Some((tx, handle)) = self.announce.take() {
+        if let Some((tx, handle)) = self.swarm.announce.take() {
             if self.picker.is_complete() {
                 let _ = tx.send(announce::Command::Completed);
             }

@@ -50,7 +50,7 @@ impl Orchestrator<'_> {
             if self.picker.unverify(piece) {
                 let size = u64::from(self.meta.geometry.piece_size(piece));
                 self.verified_bytes -= size;
-                self.counters.left.fetch_add(size, Ordering::Relaxed);
+                self.swarm.counters.left.fetch_add(size, Ordering::Relaxed);
                 self.lost.set(index);
                 lost += 1;
                 let keys: Vec<PeerKey> = self.peers.keys().copied().collect();

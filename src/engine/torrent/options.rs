@@ -38,6 +38,8 @@ pub struct Options {
     pub upload_slots: usize,
     /// When to stop once complete.
     pub seed: SeedLimit,
+    /// Where to save the torrent of a magnet link once its metadata is in.
+    pub save_torrent: Option<PathBuf>,
     /// Serve data that is already complete (`shoal seed`): open it
     /// read-only, verify it, and refuse to start if pieces are missing.
     pub seed_only: bool,
@@ -80,6 +82,7 @@ impl Options {
             upload_slots: crate::engine::choker::DEFAULT_SLOTS,
             seed: SeedLimit::default(),
             seed_only: false,
+            save_torrent: None,
             encryption: Encryption::default(),
         }
     }

@@ -89,6 +89,7 @@ impl Fake {
             peer_id[..4].copy_from_slice(&id.to_string().as_bytes()[..4]);
             peer_id[19] = peer as u8;
             let fast = matches!(behaviour, Behaviour::Rejecter | Behaviour::AllowsFast);
+            let num_pieces = *settings.num_pieces.get().unwrap();
             let mut hello = vec![
                 Event::Connected {
                     peer,
@@ -97,10 +98,10 @@ impl Fake {
                     fast,
                     socket,
                 },
-                Event::Bitfield(peer, Bitfield::full(settings.num_pieces)),
+                Event::Bitfield(peer, Bitfield::full(num_pieces)),
             ];
             if behaviour == Behaviour::AllowsFast {
-                hello.extend((0..settings.num_pieces).map(|i| Event::AllowedFast(peer, i)));
+                hello.extend((0..num_pieces).map(|i| Event::AllowedFast(peer, i)));
             } else {
                 hello.push(Event::Unchoke(peer));
             }
@@ -174,6 +175,7 @@ fn download(
     let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
     let mut notes = Vec::new();
     let mut sink = |n| notes.push(n);
+    let swarm = Swarm::new(&session, f.meta.info_hash, &opts);
     let mut o = Orchestrator::new(
         &session,
         f.meta.clone(),
@@ -181,6 +183,7 @@ fn download(
         storage,
         have,
         hasher,
+        swarm,
         &mut sink,
     );
     for fake in fakes {
@@ -190,7 +193,7 @@ fn download(
     o.shutdown();
     let summary = Summary {
         complete: o.picker.is_complete(),
-        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
+        downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
         uploaded: 0,
         elapsed: Duration::ZERO,
         stopped: result.err(),

@@ -40,6 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A connection, as the engine numbers them.
@@ -50,7 +51,8 @@ pub type PeerKey = u64;
 pub struct Settings {
     pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
-    pub num_pieces: u32,
+    /// Unset while a magnet download fetches the metadata.
+    pub num_pieces: Arc<OnceLock<u32>>,
     /// TCP connect deadline: a peer that does not answer in this long is
     /// unreachable for now.
     pub connect_timeout: Duration,
@@ -62,7 +64,7 @@ pub struct Settings {
     /// We send a keep-alive after this long without sending anything.
     pub keepalive: Duration,
     /// Data source for uploads.
-    pub storage: Option<Reader>,
+    pub storage: Arc<OnceLock<Reader>>,
     /// Whether we dial with MSE (inbound connections follow the
     /// session's policy: [`Admission`]).
     pub encryption: Encryption,
@@ -101,6 +103,11 @@ pub enum Command {
     Reject(Block),
     /// Send our BEP 10 extension handshake (this payload).
     ExtensionHandshake(Vec<u8>),
+    /// A BEP 10 extension message, under the peer's id for it.
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
+    },
     /// Ask for these blocks (one command for a whole top-up).
     Requests(Vec<Block>),
     Cancel(Block),
@@ -136,6 +143,16 @@ pub enum Event {
     Have(PeerKey, u32),
     /// A validated bitfield (right length, spare bits clear).
     Bitfield(PeerKey, Bitfield),
+    /// What the peer has, before we know the piece count (a magnet
+    /// download fetching the metadata): checked by the engine later.
+    Unsized(PeerKey, Unsized),
+    /// A BEP 10 extension message under one of our ids (not the
+    /// handshake), at most `reader::MAX_EXTENSION_MESSAGE` bytes.
+    Extension {
+        peer: PeerKey,
+        id: u8,
+        payload: Vec<u8>,
+    },
     Request(PeerKey, u32, u32, u32),
     Cancel(PeerKey, u32, u32, u32),
     /// BEP 6: the peer will not serve this request.
@@ -158,6 +175,14 @@ pub enum Event {
         peer: PeerKey,
         reason: CloseReason,
     },
+}
+
+/// A bitfield, or BEP 6 `have_all` (`have_none` is an empty bitfield), of
+/// unknown length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsized {
+    Bits(Vec<u8>),
+    All,
 }
 
 /// Where in a connection's life an I/O error happened.
@@ -200,6 +225,9 @@ pub enum Violation {
     },
     /// A BEP 6 message from a peer that did not offer BEP 6.
     FastWithoutExtension(&'static str),
+    /// An extension message (this id, this many bytes) over
+    /// `reader::MAX_EXTENSION_MESSAGE`.
+    ExtensionTooLarge(u8, usize),
     /// A failed MSE handshake.
     Encryption(MseError),
 }
@@ -218,6 +246,11 @@ impl fmt::Display for Violation {
             Violation::FastWithoutExtension(msg) => {
                 write!(f, "{msg} without the fast extension")
             }
+            Violation::ExtensionTooLarge(id, len) => write!(
+                f,
+                "extension message {id} of {len} bytes (at most {})",
+                reader::MAX_EXTENSION_MESSAGE
+            ),
             Violation::Encryption(e) => e.fmt(f),
         }
     }
@@ -628,7 +661,7 @@ fn serve(
             .spawn(move || writer::run(peer, writer_socket, outgoing, &s, fast, commands, &events))
             .map_err(CloseReason::Spawn)?;
     }
-    let result = reader::run(peer, &stream, incoming, s.num_pieces, fast, events);
+    let result = reader::run(peer, &stream, incoming, s.num_pieces.clone(), fast, events);
     // The writer is not joined: it may be asleep waiting for a command, and
     // `Closed` must reach the orchestrator now (it frees the peer's slot).
     // The writer ends as soon as the orchestrator drops its queue.

@@ -99,7 +99,7 @@ fn write_loop(
         let mut bytes = 0;
         while out.len() < WRITE_BATCH {
             let Some(b) = uploads.pop_front() else { break };
-            let reader = s.storage.as_ref().ok_or(WriteError::NoStorage)?;
+            let reader = s.storage.get().ok_or(WriteError::NoStorage)?;
             block.resize(b.len as usize, 0);
             reader
                 .read(b.piece, b.begin, &mut block)
@@ -152,6 +152,7 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
             id: extension::HANDSHAKE_ID,
             payload,
         },
+        Command::Extended { id, payload } => Message::Extended { id: *id, payload },
         Command::Requests(blocks) => {
             for b in blocks {
                 Message::Request {
