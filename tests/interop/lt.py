@@ -11,7 +11,7 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
+    lt.py leech TORRENT|MAGNET OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
               [--enc POLICY] [--host ADDR] [--verbose]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
@@ -114,8 +114,12 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False):
 def add(ses, torrent, save_path, trackers=True):
     """Adds the torrent, started. Without `trackers` it is added paused, its
     trackers are removed before it can announce, and then it starts."""
-    atp = lt.add_torrent_params()
-    atp.ti = lt.torrent_info(torrent)
+    if torrent.startswith("magnet:"):
+        # The metadata comes from peers (BEP 9).
+        atp = lt.parse_magnet_uri(torrent)
+    else:
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(torrent)
     atp.save_path = save_path
     flags = atp.flags
     flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
@@ -130,7 +134,7 @@ def add(ses, torrent, save_path, trackers=True):
     if not trackers:
         handle.replace_trackers([])
         handle.resume()
-    return handle, atp.ti
+    return handle
 
 
 def watch_stdin(closed):
@@ -196,8 +200,8 @@ def main(argv):
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
     ses = session(port, use_utp, host, enc, verbose)
-    handle, info = add(ses, torrent, data_dir, use_trackers)
-    has_tracker = use_trackers and any(True for _ in info.trackers())
+    handle = add(ses, torrent, data_dir, use_trackers)
+    has_tracker = use_trackers and any(True for _ in handle.trackers())
     started = time.monotonic()
     for peer_host, peer_port in peers:
         handle.connect_peer((peer_host, peer_port))
@@ -234,7 +238,7 @@ def main(argv):
                 announced = True
             elif not checking and st.state == lt.torrent_status.states.downloading:
                 warn("ERROR data in %s is incomplete: %d of %d pieces"
-                     % (data_dir, st.num_pieces, info.num_pieces()))
+                     % (data_dir, st.num_pieces, handle.torrent_file().num_pieces()))
                 return 1
         elif (st.is_seeding or st.is_finished) and finished_at is None:
             finished_at = time.monotonic()
