@@ -57,6 +57,9 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 fn all_parsers(input: &[u8]) {
     let _ = bencode::decode(input);
     let _ = bencode::decode_prefix(input);
+    let _ = shoal::proto::ut_metadata::parse(input);
+    let _ = shoal::proto::pex::parse(input);
+    let _ = shoal::proto::magnet::Magnet::parse(&String::from_utf8_lossy(input));
     let _ = Metainfo::from_bytes(input);
     let _ = tracker::parse_response(input);
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
