@@ -26,6 +26,7 @@
 //! zeros and hash as zeros, and block bytes that fall in them are dropped.
 #![allow(unsafe_code)]
 
+use crate::disk::resume::{self, FileStamp};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::geometry::{FileSlice, PieceIndex};
 use crate::proto::metainfo::Metainfo;
@@ -345,26 +346,57 @@ impl Storage {
     /// not checked.
     pub fn changed_files(&self, files: std::ops::Range<usize>) -> Vec<(usize, Change)> {
         files
-            .filter_map(|i| {
-                let (Some(Some(then)), Some(Some(path))) =
-                    (self.stamps.get(i), self.shared.paths.get(i))
-                else {
-                    return None;
-                };
-                let Ok(now) = std::fs::metadata(path).map(|m| Stamp::of(&m)) else {
-                    return Some((i, Change::Replaced));
-                };
-                if (now.dev, now.ino) != (then.dev, then.ino) {
-                    Some((i, Change::Replaced))
-                } else if now.len < self.shared.meta.files[i].length
-                    || (!self.written[i] && (now.len, now.mtime) != (then.len, then.mtime))
-                {
-                    Some((i, Change::Modified))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|i| self.change(i, &self.metadata(i)?).map(|c| (i, c)))
             .collect()
+    }
+
+    /// Every file's resume stamp, from one look at each that also found it
+    /// unchanged — or the files that changed.
+    pub fn unchanged_stamps(&self) -> Result<Vec<FileStamp>, Vec<(usize, Change)>> {
+        let mut stamps = Vec::with_capacity(self.stamps.len());
+        let mut changed = Vec::new();
+        for i in 0..self.stamps.len() {
+            let Some(now) = self.metadata(i) else {
+                stamps.push(None);
+                continue;
+            };
+            match self.change(i, &now) {
+                Some(c) => changed.push((i, c)),
+                None => stamps.push(now.ok().as_ref().and_then(resume::stamp_of)),
+            }
+        }
+        if changed.is_empty() {
+            Ok(stamps)
+        } else {
+            Err(changed)
+        }
+    }
+
+    /// File `i`'s metadata now; `None` for a file not checked (padding, or
+    /// missing when we opened it).
+    fn metadata(&self, i: usize) -> Option<std::io::Result<std::fs::Metadata>> {
+        let (Some(Some(_)), Some(Some(path))) = (self.stamps.get(i), self.shared.paths.get(i))
+        else {
+            return None;
+        };
+        Some(std::fs::metadata(path))
+    }
+
+    /// How file `i` changed since we opened it, given its metadata now.
+    fn change(&self, i: usize, now: &std::io::Result<std::fs::Metadata>) -> Option<Change> {
+        let then = self.stamps.get(i).copied().flatten()?;
+        let Ok(now) = now.as_ref().map(Stamp::of) else {
+            return Some(Change::Replaced);
+        };
+        if (now.dev, now.ino) != (then.dev, then.ino) {
+            Some(Change::Replaced)
+        } else if now.len < self.shared.meta.files[i].length
+            || (!self.written[i] && (now.len, now.mtime) != (then.len, then.mtime))
+        {
+            Some(Change::Modified)
+        } else {
+            None
+        }
     }
 
     /// File `file` was modified in place by someone else and its pieces
