@@ -280,12 +280,7 @@ impl Storage {
             let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
             let src = (from - begin) as usize..(to - begin) as usize;
             self.written[s.file] = true;
-            let faults = crate::disk::sys::bus_faults();
-            // The fences keep the copy between the two counts.
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            map[dst].copy_from_slice(&data[src]);
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if crate::disk::sys::bus_faults() != faults {
+            if !crate::disk::sys::guarded_copy(&mut map[dst], &data[src]) {
                 // The file shrank under the map: the SIGBUS guard put a
                 // throw-away page where the data went.
                 return Err(StorageError::Truncated {
