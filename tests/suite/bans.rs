@@ -130,3 +130,50 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
         shoal.describe()
     );
 }
+
+/// A dial to ourselves (a tracker or PEX gave us our own address) is
+/// recognised on the dialling side too and banned, not redialled after
+/// every backoff: the listening side answers the handshake before it
+/// closes, so the dialler sees its own peer id.
+#[test]
+fn a_dial_to_ourselves_is_banned_not_repeated() {
+    let t = make_torrent(
+        "self.bin",
+        &[("", &random_bytes(60, 100_000))],
+        16 * 1024,
+        None,
+        false,
+    );
+    let tmp = TempDir::new("self-dial");
+    let torrent = t.write_torrent(tmp.path());
+    let out = tmp.subdir("out");
+    let port = free_port();
+    let me = format!("127.0.0.1:{port}");
+    let port_s = port.to_string();
+    let run = crate::common::run_shoal(
+        &[
+            "get",
+            torrent.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port_s,
+            "--peer",
+            &me,
+            "--timeout",
+            "5s",
+            "-vv",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    let ends: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(&format!("({me}) gone:")))
+        .collect();
+    assert_eq!(ends.len(), 1, "dialled ourselves more than once: {ends:#?}");
+    assert!(ends[0].ends_with("connected to ourselves"), "{ends:#?}");
+}

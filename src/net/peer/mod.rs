@@ -491,14 +491,20 @@ pub fn run_inbound(
             theirs,
             mut transport,
         } = inbound;
-        check_handshake(&theirs, &settings)?;
-        stream
-            .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-            .and_then(|()| {
-                let ours = &mut our_handshake(&settings);
-                transport.outgoing.write_all(&stream, ours)
-            })
-            .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+        let checked = check_handshake(&theirs, &settings);
+        // We answer a connection from ourselves too, and only then close
+        // it: our own dialling side then sees our peer id and bans the
+        // address it dialled, instead of redialling it for ever.
+        if matches!(checked, Ok(()) | Err(CloseReason::Ourselves)) {
+            stream
+                .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+                .and_then(|()| {
+                    let ours = &mut our_handshake(&settings);
+                    transport.outgoing.write_all(&stream, ours)
+                })
+                .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+        }
+        checked?;
         serve(peer, theirs, stream, transport, &settings, commands, events)
     });
 }
