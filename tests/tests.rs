@@ -31,6 +31,8 @@ mod limits;
 mod magnet;
 #[path = "suite/matrix.rs"]
 mod matrix;
+#[path = "suite/rates.rs"]
+mod rates;
 #[path = "suite/reliability.rs"]
 mod reliability;
 #[path = "suite/swarm.rs"]

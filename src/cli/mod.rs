@@ -138,6 +138,9 @@ const SESSION_OPTIONS: &str = "
                          (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
+  --max-download-rate RATE, --max-upload-rate RATE
+                         bytes per second for the whole process, e.g. 20M
+                         or 512K (default: unlimited)
   --encryption MODE      MSE/PE stream encryption (RC4): prefer (default:
                          dial encrypted, retry a peer in plaintext if it
                          hangs up; accept both), require (encrypted only,
@@ -372,6 +375,8 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
+    opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
+    opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
     Ok((opts, listen))
 }
 
@@ -403,6 +408,12 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         None => Target::Torrent(Arc::new(load_torrent(Path::new(&file))?)),
     };
     run_session(target, opts, listen, mode)
+}
+
+/// A rate in bytes per second (`20M`, `512K`, `1000000`): more than 0 and
+/// at most 1 TiB/s.
+fn parse_rate(s: &str) -> Option<u64> {
+    crate::util::units::parse_size(s).filter(|&n| n > 0 && n <= 1 << 40)
 }
 
 /// A magnet link from the command line; a malformed one is a usage error.
@@ -438,13 +449,14 @@ fn run_session(
     mode: Mode,
 ) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
-    let session = Session::new(listen, opts.encryption).map_err(|e| {
+    let mut session = Session::new(listen, opts.encryption).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",
             crate::disk::sys::io_reason(&e)
         ))
     })?;
+    session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
     let name = match &target {
         Target::Torrent(meta) => meta.display_name(),
         Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),

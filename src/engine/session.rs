@@ -13,6 +13,7 @@
 
 use crate::net::listener::{Listener, Route};
 use crate::net::peer::{Admission, Encryption, Inbound};
+use crate::net::throttle::Throttles;
 use crate::net::utp_refuser::UtpRefuser;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -32,6 +33,8 @@ pub struct Session {
     listener: Option<Listener>,
     /// Turns uTP dialers to TCP at once (on the listener's port).
     _utp: Option<UtpRefuser>,
+    /// Rate limits shared by every torrent's peers.
+    throttles: Throttles,
 }
 
 impl Session {
@@ -63,7 +66,18 @@ impl Session {
             routes,
             listener,
             _utp: utp,
+            throttles: Throttles::default(),
         })
+    }
+
+    /// Limits the whole session's download and upload to these many bytes
+    /// per second (`None`: unlimited). Applies to peers started after.
+    pub fn limit_rates(&mut self, down: Option<u64>, up: Option<u64>) {
+        self.throttles = Throttles::new(down, up);
+    }
+
+    pub fn throttles(&self) -> Throttles {
+        self.throttles.clone()
     }
 
     /// Where we accept peers, if we do.

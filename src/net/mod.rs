@@ -11,6 +11,7 @@
 pub mod announce;
 pub mod listener;
 pub mod peer;
+pub mod throttle;
 pub mod tracker_error;
 pub mod udp_tracker;
 pub mod utp_refuser;

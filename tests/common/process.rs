@@ -123,12 +123,19 @@ impl External {
         )
     }
 
-    /// Waits for a stdout line starting with `prefix` and returns it; `None`
-    /// when the deadline passes or the process closes stdout first.
+    /// Waits for a stdout line starting with `prefix` and returns it (the
+    /// first such line, if one came already); `None` when the deadline
+    /// passes or the process closes stdout first.
     pub fn wait_for_line(&mut self, prefix: &str, deadline: Duration) -> Option<String> {
         if let Some(l) = self.stdout_log.iter().find(|l| l.starts_with(prefix)) {
             return Some(l.clone());
         }
+        self.next_line_with(prefix, deadline)
+    }
+
+    /// The next stdout line starting with `prefix` that has not been read
+    /// yet; `None` when the deadline passes or stdout closes first.
+    pub fn next_line_with(&mut self, prefix: &str, deadline: Duration) -> Option<String> {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());

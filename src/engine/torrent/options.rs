@@ -38,6 +38,10 @@ pub struct Options {
     pub upload_slots: usize,
     /// When to stop once complete.
     pub seed: SeedLimit,
+    /// Rate limits in bytes per second, for the session (see
+    /// `Session::limit_rates`).
+    pub max_download_rate: Option<u64>,
+    pub max_upload_rate: Option<u64>,
     /// Where to save the torrent of a magnet link once its metadata is in.
     pub save_torrent: Option<PathBuf>,
     /// Serve data that is already complete (`shoal seed`): open it
@@ -83,6 +87,8 @@ impl Options {
             seed: SeedLimit::default(),
             seed_only: false,
             save_torrent: None,
+            max_download_rate: None,
+            max_upload_rate: None,
             encryption: Encryption::default(),
         }
     }

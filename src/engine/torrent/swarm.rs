@@ -37,6 +37,7 @@ impl Swarm {
                 num_pieces: Arc::default(),
                 connect_timeout: Duration::from_secs(5),
                 source: opts.source,
+                throttles: session.throttles(),
                 idle_timeout: Duration::from_secs(180),
                 keepalive: Duration::from_secs(120),
                 storage: Arc::default(),

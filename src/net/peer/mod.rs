@@ -58,6 +58,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Dial from this local address (else the one routing picks).
     pub source: Option<std::net::IpAddr>,
+    /// The session's rate limits.
+    pub throttles: crate::net::throttle::Throttles,
     /// A peer that sends nothing at all (not even a keep-alive) for this
     /// long is gone. BEP 3 keep-alives come every ~2 minutes.
     pub idle_timeout: Duration,
@@ -667,7 +669,7 @@ fn serve(
             .spawn(move || writer::run(peer, writer_socket, outgoing, &s, fast, commands, &events))
             .map_err(CloseReason::Spawn)?;
     }
-    let result = reader::run(peer, &stream, incoming, s.num_pieces.clone(), fast, events);
+    let result = reader::run(peer, &stream, incoming, s, fast, events);
     // The writer is not joined: it may be asleep waiting for a command, and
     // `Closed` must reach the orchestrator now (it frees the peer's slot).
     // The writer ends as soon as the orchestrator drops its queue.

@@ -8,7 +8,7 @@
 //! the read buffer into the block handed over.
 
 use super::transport::Incoming;
-use super::{BlockData, CloseReason, Event, PeerKey, Phase, Unsized, Violation};
+use super::{BlockData, CloseReason, Event, PeerKey, Phase, Settings, Unsized, Violation};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension;
 use crate::proto::wire::{self, Decoded, Message};
@@ -33,12 +33,12 @@ pub(super) fn run(
     peer: PeerKey,
     stream: &TcpStream,
     mut incoming: Incoming,
-    num_pieces: Arc<OnceLock<u32>>,
+    s: &Settings,
     fast: bool,
     events: &Sender<Event>,
 ) -> Result<(), CloseReason> {
     let mut buf = ReadBuf::new(READ_BUFFER);
-    let mut state = State::new(peer, num_pieces, fast);
+    let mut state = State::new(peer, s.num_pieces.clone(), fast);
     loop {
         let need = loop {
             match wire::decode(buf.filled())? {
@@ -58,7 +58,9 @@ pub(super) fn run(
         };
         // The next read may block: hand over what we have first.
         state.flush(events)?;
-        buf.fill(&mut incoming.on(stream), need)?;
+        let read = buf.fill(&mut incoming.on(stream), need)?;
+        // In debt, the next read waits: the sender is slowed by TCP.
+        crate::net::throttle::charge(&s.throttles.down, read);
     }
 }
 
@@ -241,8 +243,9 @@ impl ReadBuf {
     }
 
     /// Reads at least once, making room for `need` more bytes first (the
-    /// decoder never asks for more than the rest of one capped frame).
-    fn fill(&mut self, stream: &mut impl Read, need: usize) -> Result<(), CloseReason> {
+    /// decoder never asks for more than the rest of one capped frame);
+    /// returns the bytes read.
+    fn fill(&mut self, stream: &mut impl Read, need: usize) -> Result<usize, CloseReason> {
         if self.data.len() - self.end < need {
             self.data.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -260,7 +263,7 @@ impl ReadBuf {
                 }
                 Ok(n) => {
                     self.end += n;
-                    return Ok(());
+                    return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(CloseReason::io(Phase::Read, e)),
@@ -301,7 +304,7 @@ mod tests {
                         buf.consume(used);
                     }
                     Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
-                        Ok(()) => {}
+                        Ok(_) => {}
                         Err(CloseReason::Closed) => break,
                         Err(e) => panic!("chunk {chunk}: {e}"),
                     },

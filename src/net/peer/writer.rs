@@ -108,6 +108,7 @@ fn write_loop(
             out.extend_from_slice(&block);
             bytes += b.len;
         }
+        crate::net::throttle::charge(&s.throttles.up, bytes as usize);
         if !out.is_empty() {
             outgoing
                 .write_all(socket, &mut out)
