@@ -35,6 +35,8 @@ mod matrix;
 mod rates;
 #[path = "suite/reliability.rs"]
 mod reliability;
+#[path = "suite/select.rs"]
+mod select;
 #[path = "suite/swarm.rs"]
 mod swarm;
 #[path = "suite/trackers.rs"]

@@ -94,10 +94,21 @@ pub fn text(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     }
     let real = m.files.iter().filter(|f| !f.padding).count();
     let _ = writeln!(s, "files:       {real}");
+    // Numbered as `--files` takes them: padding files have no number.
+    let mut n = 0;
     for f in &m.files {
-        let path = file_path(m, f);
-        let pad = if f.padding { "  [padding]" } else { "" };
-        let _ = writeln!(s, "  {:>12}  {path}{pad}", format_bytes(f.length));
+        let path = m.file_display_path(f);
+        let (number, pad) = if f.padding {
+            (String::new(), "  [padding]")
+        } else {
+            n += 1;
+            (n.to_string(), "")
+        };
+        let _ = writeln!(
+            s,
+            "  {number:>4}  {:>12}  {path}{pad}",
+            format_bytes(f.length)
+        );
     }
     s
 }
@@ -112,7 +123,7 @@ pub fn json(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     );
     let files = json::array(m.files.iter().map(|f| {
         Object::new()
-            .str("path", &file_path(m, f))
+            .str("path", &m.file_display_path(f))
             .num("length", f.length)
             .bool("padding", f.padding)
             .finish()
@@ -157,14 +168,6 @@ fn scrape_json((url, result): &Scraped) -> String {
 }
 
 /// A file's path as the user will see it on disk, below the output dir.
-fn file_path(m: &Metainfo, f: &crate::proto::metainfo::FileInfo) -> String {
-    if m.multi_file {
-        format!("{}/{}", m.display_name(), f.display_path())
-    } else {
-        m.display_name()
-    }
-}
-
 /// What a magnet link says, without the network (`shoal info MAGNET`).
 pub fn magnet_text(m: &Magnet) -> String {
     let mut s = String::new();

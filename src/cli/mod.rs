@@ -8,6 +8,7 @@ pub mod info;
 pub mod progress;
 
 use crate::cli::progress::{Mode, Progress};
+use crate::engine::selection::Selector;
 use crate::engine::session::Session;
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::net::peer::Encryption;
@@ -78,10 +79,12 @@ missing.
 ";
 
 const CHECK_USAGE: &str = "\
-usage: shoal check FILE.torrent DATA_PATH [--json]
+usage: shoal check FILE.torrent DATA_PATH [--json] [--only GLOB] [--files LIST]
 
 Hashes the data on all cores and says how many pieces are good. Exits 0 if
-all are, 1 otherwise. DATA_PATH as for 'shoal seed'.
+all are, 1 otherwise. DATA_PATH as for 'shoal seed'. With --only/--files
+(as for 'get'), only the chosen files' pieces count, and the bytes of
+other files are read from the parts file a selective 'get' left.
 ";
 
 const CREATE_USAGE: &str = "\
@@ -138,6 +141,11 @@ const SESSION_OPTIONS: &str = "
                          (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
+  --only GLOB            only the files whose path (as 'shoal info' prints
+                         it) matches: * within a directory, ** across, ?
+                         one character (repeatable)
+  --files LIST           only these files, numbered as 'shoal info' does,
+                         e.g. 1,4-7 (repeatable; with --only, either)
   --max-download-rate RATE, --max-upload-rate RATE
                          bytes per second for the whole process, e.g. 20M
                          or 512K (default: unlimited)
@@ -375,6 +383,7 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
+    opts.select = selectors(p)?;
     opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
     opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
     Ok((opts, listen))
@@ -405,9 +414,41 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
     };
     let target = match file.to_str().filter(|f| f.starts_with("magnet:")) {
         Some(uri) => Target::Magnet(parse_magnet(uri)?),
-        None => Target::Torrent(Arc::new(load_torrent(Path::new(&file))?)),
+        None => {
+            let meta = Arc::new(load_torrent(Path::new(&file))?);
+            opts.selection = selection(&opts.select, &meta)?;
+            Target::Torrent(meta)
+        }
     };
     run_session(target, opts, listen, mode)
+}
+
+/// `--only GLOB` and `--files LIST`, repeatable.
+fn selectors(p: &mut pico_args::Arguments) -> Result<Selector, Failure> {
+    let usage = |e: pico_args::Error| Failure::Usage(e.to_string());
+    let mut select = Selector {
+        globs: p.values_from_str("--only").map_err(usage)?,
+        numbers: Vec::new(),
+    };
+    let lists: Vec<String> = p.values_from_str("--files").map_err(usage)?;
+    for list in lists {
+        select
+            .add_numbers(&list)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    Ok(select)
+}
+
+/// The files `select` chooses in `meta` (`None`: all); choosing nothing
+/// or a number past the end is a usage error.
+fn selection(select: &Selector, meta: &Metainfo) -> Result<Option<Vec<bool>>, Failure> {
+    if select.is_empty() {
+        return Ok(None);
+    }
+    select
+        .resolve(meta)
+        .map(Some)
+        .map_err(|e| Failure::Usage(e.to_string()))
 }
 
 /// A rate in bytes per second (`20M`, `512K`, `1000000`): more than 0 and
@@ -435,6 +476,7 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let mode = output_mode(&mut p);
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
+    opts.selection = selection(&opts.select, &meta)?;
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
@@ -506,23 +548,33 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
         return Ok(());
     }
     let json = p.contains("--json");
+    let select = selectors(&mut p)?;
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
+    let chosen = selection(&select, &meta)?;
     let root = crate::disk::storage::resolve_root(&meta, Path::new(&data));
-    let storage = crate::disk::storage::Storage::open_existing(meta.clone(), &root)
-        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let storage =
+        crate::disk::storage::Storage::open_existing(meta.clone(), &root, chosen.as_deref())
+            .map_err(|e| Failure::Failed(e.to_string()))?;
     let start = std::time::Instant::now();
     let threads = crate::disk::storage::available_parallelism();
     let have = crate::disk::storage::verify(&storage.reader(), threads, &|_| {});
+    // With a selection, only the pieces of the chosen files count.
+    let wanted = match &chosen {
+        Some(c) => torrent::wanted_pieces(&meta.geometry, c),
+        None => crate::proto::bitfield::Bitfield::full(have.len()),
+    };
+    let good = wanted.iter_set().filter(|&p| have.get(p)).count() as u32;
+    let (pieces, complete) = (wanted.count(), good == wanted.count());
     let secs = start.elapsed().as_secs_f64();
     let total = meta.geometry.total_len();
     if json {
         println!(
             "{}",
             crate::util::json::Object::new()
-                .bool("complete", have.is_complete())
-                .num("have", have.count())
-                .num("pieces", have.len())
+                .bool("complete", complete)
+                .num("have", good)
+                .num("pieces", pieces)
                 .num("bytes", total)
                 .num("seconds", format!("{secs:.3}"))
                 .finish()
@@ -531,20 +583,20 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
         println!(
             "{}: {} of {} pieces good ({} checked in {:.2}s, {}/s)",
             meta.display_name(),
-            have.count(),
-            have.len(),
+            good,
+            pieces,
             format_bytes(total),
             secs,
             format_bytes((total as f64 / secs.max(1e-6)) as u64)
         );
     }
-    if have.is_complete() {
+    if complete {
         Ok(())
     } else {
         Err(Failure::Failed(format!(
             "{}: {} pieces missing or damaged",
             root.display(),
-            have.len() - have.count()
+            pieces - good
         )))
     }
 }

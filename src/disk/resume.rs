@@ -60,10 +60,11 @@ fn stamps(paths: &[Option<PathBuf>]) -> Option<Vec<FileStamp>> {
         .collect()
 }
 
-/// The verified pieces, if a resume file exists and still matches the data.
-pub fn load(meta: &Metainfo, root: &Path) -> Option<Bitfield> {
+/// The verified pieces, if a resume file exists and still matches the data
+/// (laid out for `selection`: files not selected are in the parts file).
+pub fn load(meta: &Metainfo, root: &Path, selection: Option<&[bool]>) -> Option<Bitfield> {
     let text = std::fs::read_to_string(path(meta, root)).ok()?;
-    let paths = crate::disk::storage::file_paths(meta, root).ok()?;
+    let paths = crate::disk::storage::placed_paths(meta, root, selection).ok()?;
     let now = stamps(&paths)?;
     parse(&text, meta, &now)
 }
@@ -186,7 +187,7 @@ mod tests {
         let have = Bitfield::full(2);
         let now = stamps(&crate::disk::storage::file_paths(&m, &root).unwrap()).unwrap();
         save(&m, &root, &have, &now).unwrap();
-        assert_eq!(load(&m, &root), Some(have));
+        assert_eq!(load(&m, &root, None), Some(have));
         assert!(path(&m, &root).ends_with(".d.shoal-resume"));
         // A touched data file makes the state stale.
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
@@ -195,7 +196,7 @@ mod tests {
             .open(root.join("d/a"))
             .unwrap();
         f.set_modified(later).unwrap();
-        assert_eq!(load(&m, &root), None);
+        assert_eq!(load(&m, &root, None), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -16,5 +16,6 @@ pub mod notes;
 pub mod picker;
 pub mod pipeline;
 pub mod rate;
+pub mod selection;
 pub mod session;
 pub mod torrent;

@@ -231,17 +231,33 @@ fn download(
     notes: Notes<'_>,
     start: Instant,
 ) -> Result<Summary, TorrentError> {
+    let mut opts = opts;
+    if opts.selection.is_none() && !opts.select.is_empty() {
+        // A magnet's selection is known only now.
+        opts.selection = Some(
+            opts.select
+                .resolve(&meta)
+                .map_err(TorrentError::Selection)?,
+        );
+    }
     let (storage, have) = open_storage(&meta, &opts)?;
     notes(Note::Checked {
         have: have.count(),
         pieces: have.len(),
     });
-    if opts.seed_only && !have.is_complete() {
-        return Err(TorrentError::Incomplete {
-            path: opts.out_dir.join(crate::disk::storage::os_path(&meta.name)),
-            missing: have.len() - have.count(),
-            pieces: have.len(),
-        });
+    if opts.seed_only {
+        let wanted = match &opts.selection {
+            Some(chosen) => wanted_pieces(&meta.geometry, chosen),
+            None => Bitfield::full(have.len()),
+        };
+        let missing = wanted.iter_set().filter(|&p| !have.get(p)).count() as u32;
+        if missing > 0 {
+            return Err(TorrentError::Incomplete {
+                path: opts.out_dir.join(crate::disk::storage::os_path(&meta.name)),
+                missing,
+                pieces: wanted.count(),
+            });
+        }
     }
     let hasher = Hasher::spawn(storage.reader()).map_err(|cause| TorrentError::Spawn {
         what: "hasher",
@@ -261,16 +277,30 @@ fn download(
     Ok(summary)
 }
 
+/// The pieces holding a byte of a selected file.
+pub fn wanted_pieces(geometry: &crate::proto::geometry::Geometry, selected: &[bool]) -> Bitfield {
+    let mut wanted = Bitfield::new(geometry.num_pieces());
+    for (file, span) in geometry.files().iter().enumerate() {
+        if !span.padding && selected.get(file).copied().unwrap_or(true) {
+            for p in geometry.pieces_of_file(file) {
+                wanted.set(p);
+            }
+        }
+    }
+    wanted
+}
+
 /// Opens (or creates) the data and finds which pieces are already good.
 fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), StorageError> {
     let root = &opts.out_dir;
     // Resume state that still matches the files spares the rehash.
-    let resumed = crate::disk::resume::load(meta, root);
-    let existed = opts.seed_only || existing_files(meta, root);
+    let selection = opts.selection.as_deref();
+    let resumed = crate::disk::resume::load(meta, root, selection);
+    let existed = opts.seed_only || existing_files(meta, root, selection);
     let storage = if opts.seed_only {
-        Storage::open_existing(meta.clone(), root)
+        Storage::open_existing(meta.clone(), root, selection)
     } else {
-        Storage::create(meta.clone(), root)
+        Storage::create(meta.clone(), root, selection)
     }?;
     let have = match resumed {
         Some(have) => have,
@@ -285,8 +315,8 @@ fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfie
 
 /// Whether any of the torrent's files is already on disk with data (if
 /// none is, there is nothing to check).
-fn existing_files(meta: &Metainfo, root: &std::path::Path) -> bool {
-    crate::disk::storage::file_paths(meta, root)
+fn existing_files(meta: &Metainfo, root: &std::path::Path, selection: Option<&[bool]>) -> bool {
+    crate::disk::storage::placed_paths(meta, root, selection)
         .unwrap_or_default()
         .iter()
         .flatten()
@@ -320,8 +350,10 @@ struct Orchestrator<'p> {
     up: RateMeter,
     notes: Notes<'p>,
     started: Instant,
-    /// Verified bytes, for progress.
+    /// Verified bytes of wanted pieces, and all wanted bytes, for progress
+    /// (which counts the selection, not the torrent).
     verified_bytes: u64,
+    wanted_bytes: u64,
     down: RateMeter,
     last_tick: Instant,
     /// The file watch: when it last ran, and the next file to check.
@@ -352,12 +384,19 @@ impl<'p> Orchestrator<'p> {
         notes: Notes<'p>,
     ) -> Orchestrator<'p> {
         let geometry = meta.geometry.clone();
-        let verified_bytes = geometry
-            .pieces()
-            .filter(|p| have.get(p.get()))
-            .map(|p| u64::from(geometry.piece_size(p)))
-            .sum();
-        let picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
+        let mut picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
+        if let Some(selected) = &opts.selection {
+            picker.want_only(wanted_pieces(&geometry, selected));
+        }
+        let bytes_of = |pieces: &mut dyn Iterator<Item = u32>| -> u64 {
+            pieces
+                .filter_map(|p| geometry.piece(p))
+                .map(|p| u64::from(geometry.piece_size(p)))
+                .sum()
+        };
+        let wanted = picker.wanted_pieces();
+        let verified_bytes = bytes_of(&mut wanted.iter_set().filter(|&p| picker.have().get(p)));
+        let wanted_bytes = bytes_of(&mut wanted.iter_set());
         swarm.counters.left.store(picker.left(), Ordering::Relaxed);
         let _ = swarm.settings.num_pieces.set(geometry.num_pieces());
         let _ = swarm.settings.storage.set(storage.reader());
@@ -385,6 +424,7 @@ impl<'p> Orchestrator<'p> {
             notes,
             started: now,
             verified_bytes,
+            wanted_bytes,
             down: RateMeter::default(),
             last_tick: now,
             last_watch: now,
@@ -702,11 +742,15 @@ impl<'p> Orchestrator<'p> {
     }
 
     fn snapshot(&self) -> Snapshot {
+        let wanted = self.picker.wanted_pieces();
         Snapshot {
-            have: self.picker.have().count(),
-            pieces: self.picker.have().len(),
+            have: wanted
+                .iter_set()
+                .filter(|&p| self.picker.have().get(p))
+                .count() as u32,
+            pieces: wanted.count(),
             bytes: self.verified_bytes,
-            total: self.meta.geometry.total_len(),
+            total: self.wanted_bytes,
             down_rate: self.down.rate(),
             up_rate: self.up.rate(),
             uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),

@@ -103,6 +103,16 @@ impl Metainfo {
         self.piece_hashes[i..i + 20].try_into().expect("20 bytes")
     }
 
+    /// A file's path as `shoal info` prints it (and `--only` matches it):
+    /// the torrent's name, then the file's own path.
+    pub fn file_display_path(&self, f: &FileInfo) -> String {
+        if self.multi_file {
+            format!("{}/{}", self.display_name(), f.display_path())
+        } else {
+            self.display_name()
+        }
+    }
+
     /// A torrent from its info dictionary alone (fetched for a magnet
     /// link, BEP 9), with these trackers.
     pub fn from_info(info: &[u8], trackers: Vec<Vec<String>>) -> Result<Metainfo, Error> {

@@ -126,9 +126,11 @@ impl Orchestrator<'_> {
                     p.proven = true;
                 }
             }
-            let size = u64::from(self.meta.geometry.piece_size(piece));
-            self.verified_bytes += size;
-            self.swarm.counters.left.fetch_sub(size, Ordering::Relaxed);
+            if self.picker.wanted_pieces().get(piece.get()) {
+                let size = u64::from(self.meta.geometry.piece_size(piece));
+                self.verified_bytes += size;
+                self.swarm.counters.left.fetch_sub(size, Ordering::Relaxed);
+            }
             let tell: Vec<PeerKey> = self
                 .peers
                 .iter()

@@ -34,6 +34,8 @@ pub enum TorrentError {
     /// A magnet link's metadata matched its info hash but is not a valid
     /// torrent.
     BadMetadata(crate::proto::metainfo::Error),
+    /// `--only`/`--files` do not fit the magnet link's torrent.
+    Selection(crate::engine::selection::SelectError),
     /// `--save-torrent` could not write the file.
     SaveTorrent { path: PathBuf, cause: io::Error },
     /// `--timeout` passed before the download was complete.
@@ -76,6 +78,7 @@ impl fmt::Display for TorrentError {
                 crate::util::units::format_duration(*after)
             ),
             TorrentError::BadMetadata(e) => write!(f, "the magnet link's metadata: {e}"),
+            TorrentError::Selection(e) => e.fmt(f),
             TorrentError::SaveTorrent { path, cause } => write!(
                 f,
                 "{}: cannot save the torrent: {}",

@@ -48,9 +48,11 @@ impl Orchestrator<'_> {
                 continue;
             };
             if self.picker.unverify(piece) {
-                let size = u64::from(self.meta.geometry.piece_size(piece));
-                self.verified_bytes -= size;
-                self.swarm.counters.left.fetch_add(size, Ordering::Relaxed);
+                if self.picker.wanted_pieces().get(index) {
+                    let size = u64::from(self.meta.geometry.piece_size(piece));
+                    self.verified_bytes -= size;
+                    self.swarm.counters.left.fetch_add(size, Ordering::Relaxed);
+                }
                 self.lost.set(index);
                 lost += 1;
                 let keys: Vec<PeerKey> = self.peers.keys().copied().collect();

@@ -42,6 +42,10 @@ pub struct Options {
     /// `Session::limit_rates`).
     pub max_download_rate: Option<u64>,
     pub max_upload_rate: Option<u64>,
+    /// The files to download (`--only`, `--files`), as given, and by
+    /// index into the torrent's list once resolved (`None`: all).
+    pub select: crate::engine::selection::Selector,
+    pub selection: Option<Vec<bool>>,
     /// Where to save the torrent of a magnet link once its metadata is in.
     pub save_torrent: Option<PathBuf>,
     /// Serve data that is already complete (`shoal seed`): open it
@@ -87,6 +91,8 @@ impl Options {
             seed: SeedLimit::default(),
             seed_only: false,
             save_torrent: None,
+            select: Default::default(),
+            selection: None,
             max_download_rate: None,
             max_upload_rate: None,
             encryption: Encryption::default(),
