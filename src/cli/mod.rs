@@ -410,7 +410,7 @@ fn run_session(
     mode: Mode,
 ) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
-    let session = Session::new(listen, opts.encryption).map_err(|e| {
+    let session = Session::new(listen, opts.encryption, None).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",

@@ -9,8 +9,10 @@
 //! [`crate::util`].
 
 pub mod announce;
+pub mod dht;
 pub mod listener;
 pub mod peer;
 pub mod tracker_error;
+pub mod udp_port;
 pub mod udp_tracker;
 pub mod utp_refuser;

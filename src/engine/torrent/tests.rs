@@ -165,7 +165,7 @@ fn download(
     hasher: Option<Hasher>,
     timeout: Option<Duration>,
 ) -> (Summary, Vec<Note>) {
-    let session = Session::new(None, Encryption::Prefer).unwrap();
+    let session = Session::new(None, Encryption::Prefer, None).unwrap();
     let mut opts = Options::new(f.dir.0.clone());
     opts.timeout = timeout;
     // Only what each test is about may end a stall: never the peer timeout.
