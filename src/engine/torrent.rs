@@ -12,6 +12,7 @@
 //! with `try_send`, and a peer whose queue is full is dropped.
 
 mod connections;
+mod dht;
 mod download;
 mod error;
 mod files;
@@ -266,6 +267,8 @@ struct Orchestrator<'p> {
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
     announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    /// Peers from the DHT (see `dht.rs`).
+    dht: dht::Lookups,
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
@@ -324,6 +327,7 @@ impl<'p> Orchestrator<'p> {
             keepalive: Duration::from_secs(120),
             storage: Some(storage.reader()),
             encryption: opts.encryption,
+            dht: false,
         };
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let (reports_tx, reports) = unbounded();
@@ -331,6 +335,7 @@ impl<'p> Orchestrator<'p> {
         let complete_at_start = picker.is_complete();
         let hashed = hasher.results().clone();
         let now = Instant::now();
+        let dht = dht::Lookups::new(session, &meta);
         let mut o = Orchestrator {
             meta,
             storage,
@@ -349,6 +354,7 @@ impl<'p> Orchestrator<'p> {
             hasher,
             hashed,
             announce: None,
+            dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
             last_choke: now,
@@ -370,6 +376,7 @@ impl<'p> Orchestrator<'p> {
             rtt_window_start: now,
             opts,
         };
+        o.settings.dht = o.dht.is_on();
         if let Some(addr) = o.listen_addr {
             o.opts.port = addr.port();
             (o.notes)(Note::Listening(addr));
@@ -454,6 +461,12 @@ impl<'p> Orchestrator<'p> {
                         return Err(TorrentError::HasherStopped);
                     }
                 },
+                recv(self.dht.found) -> found => {
+                    for addr in found.into_iter().flatten() {
+                        self.learn(addr);
+                    }
+                    self.connect_more();
+                }
                 recv(self.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.inbound = never(),
@@ -542,8 +555,14 @@ impl<'p> Orchestrator<'p> {
                 id,
                 extended,
                 fast,
+                dht,
                 socket,
-            } => self.on_connected(peer, id, extended, fast, socket),
+            } => self.on_connected(peer, id, extended, fast, dht, socket),
+            Event::DhtPort(peer, port) => {
+                if let Some(p) = self.peers.get(&peer) {
+                    self.dht.add_node(p.addr, port);
+                }
+            }
             Event::Bitfield(peer, bits) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     // A later bitfield replaces the earlier one.
@@ -682,6 +701,7 @@ impl<'p> Orchestrator<'p> {
         // event: it scans the known addresses.
         self.connect_more();
         self.tell_announcer_if_we_want_peers();
+        self.look_up_dht();
         if now - self.last_choke >= crate::engine::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);

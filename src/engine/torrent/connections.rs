@@ -150,6 +150,7 @@ impl Orchestrator<'_> {
         id: [u8; 20],
         extended: bool,
         fast: bool,
+        dht: bool,
         socket: TcpStream,
     ) {
         // Two connections to one peer (we dialled it as it dialled us)
@@ -180,6 +181,9 @@ impl Orchestrator<'_> {
             let ours =
                 crate::proto::extension::our_handshake(peer::MAX_QUEUED_UPLOADS as u32, port);
             hello.push(Command::ExtensionHandshake(ours));
+        }
+        if let Some(port) = self.dht.port().filter(|_| dht) {
+            hello.push(Command::Port(port));
         }
         if fast {
             let set = allowed_fast::allowed_fast_set(

@@ -95,6 +95,7 @@ impl Fake {
                     id: peer_id,
                     extended: false,
                     fast,
+                    dht: false,
                     socket,
                 },
                 Event::Bitfield(peer, Bitfield::full(settings.num_pieces)),

@@ -166,13 +166,13 @@ impl State {
                 peer,
                 extension::parse_handshake(payload).map_err(Violation::Extension)?,
             ),
-            // Keep-alives (the read itself reset the idle timer), DHT port,
+            Message::Port(port) => Event::DhtPort(peer, port),
+            // Keep-alives (the read itself reset the idle timer),
             // extension messages (we offer none) and unknown ids: ignored,
             // as BEP 3 asks.
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Extended { .. }
-            | Message::Unknown { .. } => return Ok(None),
+            Message::KeepAlive | Message::Extended { .. } | Message::Unknown { .. } => {
+                return Ok(None)
+            }
         }))
     }
 
