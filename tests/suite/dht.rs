@@ -267,3 +267,32 @@ fn time_to_first_byte() {
     eprintln!("median: {:?}", times[2]);
     seeder.stop_seeding();
 }
+
+/// Interop: a python3-libtorrent seeder whose DHT is bootstrapped from a
+/// shoal node (its filters of one-IP and private-range nodes off, as
+/// everything is on 127.0.0.1) announces itself into the shoal DHT, and
+/// `shoal get` with no tracker and no `--peer` finds it there.
+#[test]
+fn shoal_get_finds_a_libtorrent_seeder_through_the_dht() {
+    if !crate::common::interop::tools_present("dht interop", false) {
+        return;
+    }
+    let tmp = TempDir::new("dht-lt");
+    let f = fleet(&tmp);
+    let (t, torrent, src) = trackerless(&tmp);
+    let extra = ["--no-tracker", "--no-utp", "--dht", &f.boot];
+    let mut seeder = crate::common::interop::LtPeer::start(
+        "lt.py seed (DHT)",
+        "seed",
+        &torrent,
+        &src,
+        &extra,
+        tmp.path(),
+    );
+    seeder.proc.expect_line("READY", Duration::from_secs(30));
+    let out = tmp.subdir("out");
+    run_get(&get_args(&torrent, &out, &f.boot), LIMIT).assert_success();
+    t.assert_downloaded(&out);
+    let (uploaded, _) = seeder.finish();
+    assert!(uploaded > 0, "the bytes came from libtorrent");
+}
