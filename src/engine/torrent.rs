@@ -420,6 +420,7 @@ impl<'p> Orchestrator<'p> {
     fn run(&mut self) -> Result<(), TorrentError> {
         let deadline = self.opts.timeout.map(|t| self.started + t);
         self.connect_more();
+        self.look_up_dht();
         loop {
             if self.picker.is_complete() {
                 if self.completed_at.is_none() {

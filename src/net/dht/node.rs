@@ -306,7 +306,10 @@ impl Node {
         let Some(run) = self.lookups.get_mut(&l) else {
             return;
         };
-        run.lookup.answered(from, r.id, r.token, &r.nodes);
+        // We may be among the nodes named: never ask ourselves.
+        let own = self.id;
+        let nodes: Vec<NodeInfo> = r.nodes.into_iter().filter(|n| n.id != own).collect();
+        run.lookup.answered(from, r.id, r.token, &nodes);
         if let Some((peers, _)) = &run.get_peers {
             let room = PEERS_PER_LOOKUP.saturating_sub(run.found.len());
             let fresh: Vec<SocketAddr> = r
