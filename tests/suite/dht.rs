@@ -72,6 +72,27 @@ fn fleet(tmp: &TempDir) -> Fleet {
     }
 }
 
+impl Fleet {
+    /// Waits until the nodes of this process hold a few announces (the
+    /// seeder's reached the DHT); without it, a leecher that starts at
+    /// once may look before the seeder announced and find it only on its
+    /// next lookup, 10 s later.
+    fn wait_announced(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stored = || -> usize {
+            self.nodes
+                .iter()
+                .filter_map(|n| n.dht().unwrap().stats(Duration::from_secs(1)))
+                .map(|s| s.stored_peers)
+                .sum()
+        };
+        while stored() < 4 {
+            assert!(Instant::now() < deadline, "the seeder never announced");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// A torrent with no tracker, its data, and where the seeder finds it.
 fn trackerless(tmp: &TempDir) -> (crate::common::Torrent, PathBuf, PathBuf) {
     let data = random_bytes(0xd47, 2 * 1024 * 1024 + 333);
@@ -109,6 +130,7 @@ fn shoal_get_finds_its_seeder_through_the_dht_only() {
     let f = fleet(&tmp);
     let (t, torrent, src) = trackerless(&tmp);
     let mut seeder = seed(&torrent, &src, &f.boot, tmp.path());
+    f.wait_announced();
     let out = tmp.subdir("out");
     run_get(&get_args(&torrent, &out, &f.boot), LIMIT).assert_success();
     t.assert_downloaded(&out);
@@ -254,18 +276,7 @@ fn time_to_first_byte() {
     t.write_data(&src);
     let mut seeder = seed(&torrent, &src, &f.boot, tmp.path());
     // Measure from when the seeder's announce is in the DHT.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let stored = || -> usize {
-        f.nodes
-            .iter()
-            .filter_map(|n| n.dht().unwrap().stats(Duration::from_secs(1)))
-            .map(|s| s.stored_peers)
-            .sum()
-    };
-    while stored() < 4 {
-        assert!(Instant::now() < deadline, "the seeder never announced");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    f.wait_announced();
     let mut times = Vec::new();
     for run in 0..5 {
         let out = tmp.subdir(&format!("out{run}"));
