@@ -320,3 +320,20 @@ fn allowed_fast_pieces_are_fetched_while_choked() {
         assert_on_disk(&f);
     });
 }
+
+/// BEP 27: a private torrent never uses the session's DHT node (no
+/// lookups, no reserved bit, no `PORT`); a public one does.
+#[test]
+fn the_dht_is_off_for_private_torrents() {
+    let config = crate::net::dht::Config::default(); // no bootstrap: silent
+    let session = Session::new(None, Encryption::Prefer, Some(config)).unwrap();
+    let public = fixture("dht-public", 1);
+    let lookups = dht::Lookups::new(&session, &public.meta);
+    assert!(lookups.is_on());
+    assert_eq!(lookups.port(), session.dht().map(|d| d.port));
+    let mut private = (*public.meta).clone();
+    private.private = true;
+    assert!(!dht::Lookups::new(&session, &private).is_on());
+    let off = Session::new(None, Encryption::Prefer, None).unwrap();
+    assert!(!dht::Lookups::new(&off, &public.meta).is_on());
+}
