@@ -9,6 +9,8 @@ mod common;
 mod bans;
 #[path = "suite/bench_smoke.rs"]
 mod bench_smoke;
+#[path = "suite/dht.rs"]
+mod dht;
 #[path = "suite/fixtures.rs"]
 mod fixtures;
 #[path = "suite/fuzz.rs"]

@@ -31,6 +31,7 @@ usage:
   shoal create PATH [-t URL] [-o OUT.torrent] make a torrent of a file or directory
   shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
+  shoal dht [--listen ADDR:PORT]              a DHT node (a bootstrap node for a fleet)
 
 'shoal COMMAND --help' describes each command.
 
@@ -125,6 +126,22 @@ number. Peers silent for two intervals are forgotten. Runs until Ctrl-C.
   -q, --quiet            no log line at start
 ";
 
+const DHT_USAGE: &str = "\
+usage: shoal dht [--listen ADDR:PORT] [--dht-bootstrap HOST:PORT ...] [options]
+
+A DHT node (BEP 5) and nothing else: a bootstrap node for a private fleet
+(give its address to every host's --dht-bootstrap). It answers ping,
+find_node, get_peers and announce_peer, keeps announced peers 30 minutes,
+and runs until Ctrl-C.
+
+  --listen ADDR:PORT       UDP address (default 0.0.0.0:6881)
+  --dht-bootstrap HOST:PORT  join the DHT through this node (repeatable;
+                           default: the public routers and the nodes saved
+                           by the last run)
+  --json                   print the listening line as a JSON object
+  -q, --quiet              print nothing
+";
+
 /// Options common to `get` and `seed`, shown in both helps.
 const SESSION_OPTIONS: &str = "
   --peer ADDR            connect to this peer too (repeatable), e.g.
@@ -153,6 +170,13 @@ const SESSION_OPTIONS: &str = "
                          dial encrypted, retry a peer in plaintext if it
                          hangs up; accept both), require (encrypted only,
                          both ways), off (plaintext only, both ways)
+  --no-dht               no DHT (BEP 5); it is on by default, and always
+                         off for private torrents
+  --dht-bootstrap HOST:PORT  join the DHT through this node (repeatable;
+                         default: router.bittorrent.com:6881,
+                         dht.transmissionbt.com:6881, router.utorrent.com:6881
+                         and the nodes saved by the last run in
+                         $XDG_STATE_HOME/shoal/dht.nodes)
   -q, --quiet            no progress output
   --json                 one JSON object per line on stdout: checked,
                          listening, progress, piece_failed, peer_banned,
@@ -216,6 +240,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "check" => check(p),
         "create" => create(p),
         "tracker" => tracker(p),
+        "dht" => dht(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -337,12 +362,52 @@ fn output_mode(p: &mut pico_args::Arguments) -> Mode {
 /// The port we listen on by default.
 const DEFAULT_PORT: u16 = 6881;
 
-/// Options shared by `get` and `seed`: the torrent's, and where the
-/// session listens (`None`: nowhere).
+/// Where the DHT node's routing table is kept between runs:
+/// `$XDG_STATE_HOME/shoal/dht.nodes`, else `~/.local/state/shoal/dht.nodes`.
+fn dht_state_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))?;
+    Some(base.join("shoal").join("dht.nodes"))
+}
+
+/// `--dht-bootstrap` (repeatable): the given nodes only; without it the
+/// public routers and the nodes saved by the last run (saved again at exit).
+fn dht_config(p: &mut pico_args::Arguments) -> Result<crate::net::dht::Config, Failure> {
+    let bootstrap: Vec<String> = p
+        .values_from_str("--dht-bootstrap")
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(bad) = bootstrap.iter().find(|b| b.rsplit_once(':').is_none()) {
+        return Err(Failure::Usage(format!(
+            "invalid DHT node '{bad}' (HOST:PORT)"
+        )));
+    }
+    Ok(if bootstrap.is_empty() {
+        crate::net::dht::Config {
+            bootstrap: crate::net::dht::ROUTERS.map(String::from).to_vec(),
+            state_file: dht_state_file(),
+        }
+    } else {
+        crate::net::dht::Config {
+            bootstrap,
+            state_file: None,
+        }
+    })
+}
+
+/// How the session is set up: where it listens (`None`: nowhere) and its
+/// DHT node (`None`: off).
+struct Setup {
+    listen: Option<SocketAddr>,
+    dht: Option<crate::net::dht::Config>,
+}
+
+/// Options shared by `get` and `seed`: the torrent's and the session's.
 fn session_options(
     p: &mut pico_args::Arguments,
     out_dir: PathBuf,
-) -> Result<(Options, Option<SocketAddr>), Failure> {
+) -> Result<(Options, Setup), Failure> {
     let mut opts = Options::new(out_dir);
     let mut listen = Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
     while let Some(addr) = parse_value(p, "--peer", "peer address", |s| s.parse().ok())? {
@@ -386,7 +451,15 @@ fn session_options(
     opts.select = selectors(p)?;
     opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
     opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
-    Ok((opts, listen))
+    let no_dht = p.contains("--no-dht");
+    let dht = dht_config(p)?;
+    Ok((
+        opts,
+        Setup {
+            listen,
+            dht: (!no_dht).then_some(dht),
+        },
+    ))
 }
 
 fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Failure> {
@@ -397,7 +470,7 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let (mut opts, listen) = session_options(&mut p, out_dir)?;
+    let (mut opts, setup) = session_options(&mut p, out_dir)?;
     opts.save_torrent = p
         .opt_value_from_os_str("--save-torrent", |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?;
@@ -420,7 +493,7 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
             Target::Torrent(meta)
         }
     };
-    run_session(target, opts, listen, mode)
+    run_session(target, opts, setup, mode)
 }
 
 /// `--only GLOB` and `--files LIST`, repeatable.
@@ -472,7 +545,7 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     if help_requested(&mut p, SEED_USAGE) {
         return Ok(());
     }
-    let (mut opts, listen) = session_options(&mut p, PathBuf::new())?;
+    let (mut opts, setup) = session_options(&mut p, PathBuf::new())?;
     let mode = output_mode(&mut p);
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
@@ -480,18 +553,14 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
-    run_session(Target::Torrent(meta), opts, listen, mode)
+    run_session(Target::Torrent(meta), opts, setup, mode)
 }
 
 /// Runs a download or seed to its end and reports it.
-fn run_session(
-    target: Target,
-    opts: Options,
-    listen: Option<SocketAddr>,
-    mode: Mode,
-) -> Result<(), Failure> {
+fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
-    let mut session = Session::new(listen, opts.encryption).map_err(|e| {
+    let listen = setup.listen;
+    let mut session = Session::new(listen, opts.encryption, setup.dht).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",
@@ -722,4 +791,36 @@ fn tracker(mut p: pico_args::Arguments) -> Result<(), Failure> {
             crate::disk::sys::io_reason(&e)
         ))
     })
+}
+
+fn dht(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    if help_requested(&mut p, DHT_USAGE) {
+        return Ok(());
+    }
+    let listen = parse_value(&mut p, "--listen", "address", |s| s.parse().ok())?
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+    let config = dht_config(&mut p)?;
+    let json = p.contains("--json");
+    let quiet = p.contains(["-q", "--quiet"]);
+    positionals(p, [])?;
+    crate::disk::sys::install_stop_handlers();
+    let port = crate::net::udp_port::UdpPort::start(listen, Some(config)).map_err(|e| {
+        Failure::Failed(format!(
+            "DHT node on {listen}: {}",
+            crate::disk::sys::io_reason(&e)
+        ))
+    })?;
+    if json {
+        let line = crate::util::json::Object::new()
+            .str("event", "listening")
+            .str("addr", &port.local_addr.to_string())
+            .finish();
+        println!("{line}");
+    } else if !quiet {
+        eprintln!("shoal dht: listening on udp {}", port.local_addr);
+    }
+    while !crate::disk::sys::stop_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
 }

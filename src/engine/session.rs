@@ -1,8 +1,9 @@
 //! The session: what the torrents of one process share. Today that is the
-//! listening port, TCP and UDP (later also global rate limits, the DHT node
-//! and the peer/thread budget).
+//! listening port, TCP and UDP, and the DHT node on that UDP port (later
+//! also global rate limits and the peer/thread budget).
 //!
-//! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, the
+//! Owns: the [`Listener`], the [`UdpPort`] on the same port (uTP
+//! refusals and the DHT node, whose [`Dht`] handle torrents use), the
 //! inbound encryption policy, and the routing table from info hash to the torrent serving it. An inbound connection
 //! goes to the torrent named by the info hash in its handshake; one naming
 //! a torrent we do not serve is closed before we say anything (an MSE one
@@ -11,10 +12,11 @@
 //! torrent's orchestrator takes its connections from the queue it got
 //! from [`Session::register`] and decides on them).
 
+use crate::net::dht::{self, Dht};
 use crate::net::listener::{Listener, Route};
 use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::throttle::Throttles;
-use crate::net::utp_refuser::UtpRefuser;
+use crate::net::udp_port::UdpPort;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -31,16 +33,23 @@ type Routes = Mutex<HashMap<InfoHash, Sender<Inbound>>>;
 pub struct Session {
     routes: Arc<Routes>,
     listener: Option<Listener>,
-    /// Turns uTP dialers to TCP at once (on the listener's port).
-    _utp: Option<UtpRefuser>,
+    /// Turns uTP dialers to TCP at once and runs the DHT node (on the
+    /// listener's port).
+    udp: Option<UdpPort>,
     /// Rate limits shared by every torrent's peers.
     throttles: Throttles,
 }
 
 impl Session {
     /// A session accepting peers on `listen` (`None`: accepting none),
-    /// plaintext or encrypted as `encryption` says.
-    pub fn new(listen: Option<SocketAddr>, encryption: Encryption) -> io::Result<Session> {
+    /// plaintext or encrypted as `encryption` says, with a DHT node if
+    /// `dht` is given (on the listener's UDP port, or any port when not
+    /// listening).
+    pub fn new(
+        listen: Option<SocketAddr>,
+        encryption: Encryption,
+        dht: Option<dht::Config>,
+    ) -> io::Result<Session> {
         let routes: Arc<Routes> = Arc::default();
         let listener = match listen {
             Some(addr) => {
@@ -55,17 +64,23 @@ impl Session {
             }
             None => None,
         };
+        let udp_addr = match (&listener, &dht) {
+            (Some(l), _) => Some(l.local_addr),
+            (None, Some(_)) => Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            (None, None) => None,
+        };
         // Without the UDP port (taken by another program) uTP-first
-        // clients still reach us, after their own timeout.
-        let utp = listener.as_ref().and_then(|l| {
-            UtpRefuser::start(l.local_addr)
-                .map_err(|e| log::info!("no uTP refusals on {}: {e}", l.local_addr))
+        // clients still reach us, after their own timeout, but there is
+        // no DHT.
+        let udp = udp_addr.and_then(|addr| {
+            UdpPort::start(addr, dht)
+                .map_err(|e| log::warn!("no UDP (uTP refusals, DHT) on {addr}: {e}"))
                 .ok()
         });
         Ok(Session {
             routes,
             listener,
-            _utp: utp,
+            udp,
             throttles: Throttles::default(),
         })
     }
@@ -78,6 +93,11 @@ impl Session {
 
     pub fn throttles(&self) -> Throttles {
         self.throttles.clone()
+    }
+
+    /// The DHT node, if it runs.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.udp.as_ref().and_then(UdpPort::dht)
     }
 
     /// Where we accept peers, if we do.
@@ -155,8 +175,12 @@ mod tests {
     #[test]
     fn inbound_connections_are_routed_by_info_hash() {
         within(|| {
-            let session =
-                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session = Session::new(
+                Some("127.0.0.1:0".parse().unwrap()),
+                Encryption::Prefer,
+                None,
+            )
+            .unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (to_a, to_b) = (session.register(a), session.register(b));
@@ -210,7 +234,7 @@ mod tests {
     fn encrypted_connections_are_routed_and_policies_refuse() {
         within(|| {
             let local = Some("127.0.0.1:0".parse().unwrap());
-            let session = Session::new(local, Encryption::Prefer).unwrap();
+            let session = Session::new(local, Encryption::Prefer, None).unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (_to_a, to_b) = (session.register(a), session.register(b));
@@ -221,11 +245,11 @@ mod tests {
             assert!(got.transport.is_encrypted());
             assert_eq!(dial_encrypted(addr, [9; 20]).1, None, "unknown torrent");
 
-            let off = Session::new(local, Encryption::Off).unwrap();
+            let off = Session::new(local, Encryption::Off, None).unwrap();
             let _queue = off.register(a);
             assert_eq!(dial_encrypted(off.local_addr().unwrap(), a.0).1, None);
 
-            let require = Session::new(local, Encryption::Require).unwrap();
+            let require = Session::new(local, Encryption::Require, None).unwrap();
             let _queue = require.register(a);
             let mut plain = dial(require.local_addr().unwrap(), a.0);
             assert!(closed_silently(&mut plain), "plaintext under require");
@@ -238,8 +262,12 @@ mod tests {
     #[test]
     fn a_full_torrent_queue_never_blocks_the_listener() {
         within(|| {
-            let session =
-                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session = Session::new(
+                Some("127.0.0.1:0".parse().unwrap()),
+                Encryption::Prefer,
+                None,
+            )
+            .unwrap();
             let addr = session.local_addr().unwrap();
             let hash = InfoHash([3; 20]);
             let queue = session.register(hash);

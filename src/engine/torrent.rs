@@ -12,6 +12,7 @@
 //! with `try_send`, and a peer whose queue is full is dropped.
 
 mod connections;
+mod dht;
 mod download;
 mod error;
 mod extensions;
@@ -339,6 +340,8 @@ struct Orchestrator<'p> {
     /// `never()` if the thread is gone).
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
+    /// Peers from the DHT (see `dht.rs`).
+    dht: dht::Lookups,
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
@@ -380,7 +383,7 @@ impl<'p> Orchestrator<'p> {
         storage: Storage,
         have: Bitfield,
         hasher: Hasher,
-        swarm: Swarm,
+        mut swarm: Swarm,
         notes: Notes<'p>,
     ) -> Orchestrator<'p> {
         let geometry = meta.geometry.clone();
@@ -404,6 +407,8 @@ impl<'p> Orchestrator<'p> {
         let hashed = hasher.results().clone();
         let now = Instant::now();
         opts.port = swarm.port(&opts);
+        let dht = dht::Lookups::new(session, meta.private);
+        swarm.settings.dht = dht.is_on();
         let mut o = Orchestrator {
             meta,
             storage,
@@ -414,6 +419,7 @@ impl<'p> Orchestrator<'p> {
             session,
             hasher,
             hashed,
+            dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
             last_choke: now,
@@ -446,6 +452,7 @@ impl<'p> Orchestrator<'p> {
     fn run(&mut self) -> Result<(), TorrentError> {
         let deadline = self.opts.timeout.map(|t| self.started + t);
         self.connect_more();
+        self.look_up_dht();
         loop {
             if self.picker.is_complete() {
                 if self.completed_at.is_none() {
@@ -487,6 +494,12 @@ impl<'p> Orchestrator<'p> {
                         return Err(TorrentError::HasherStopped);
                     }
                 },
+                recv(self.dht.found) -> found => {
+                    for addr in found.into_iter().flatten() {
+                        self.learn(addr);
+                    }
+                    self.connect_more();
+                }
                 recv(self.swarm.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.swarm.inbound = never(),
@@ -575,8 +588,14 @@ impl<'p> Orchestrator<'p> {
                 id,
                 extended,
                 fast,
+                dht,
                 socket,
-            } => self.on_connected(peer, id, extended, fast, socket),
+            } => self.on_connected(peer, id, extended, fast, dht, socket),
+            Event::DhtPort(peer, port) => {
+                if let Some(p) = self.peers.get(&peer) {
+                    self.dht.add_node(p.addr, port);
+                }
+            }
             Event::Bitfield(peer, bits) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     // A later bitfield replaces the earlier one.
@@ -729,6 +748,7 @@ impl<'p> Orchestrator<'p> {
         self.connect_more();
         self.tell_announcer_if_we_want_peers();
         self.exchange_peers();
+        self.look_up_dht();
         if now - self.last_choke >= crate::engine::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);

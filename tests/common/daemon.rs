@@ -144,6 +144,11 @@ impl Daemon {
     pub fn describe(&self) -> String {
         self.proc.describe()
     }
+
+    /// The PID of its `timeout` wrapper.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
 }
 
 /// `shoal tracker --listen 127.0.0.1:PORT --interval INTERVAL`, waiting

@@ -244,6 +244,30 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Arguments for the shoal binary as tests run it: `get` and `seed` get
+/// `--no-dht` unless the test is about the DHT (it names
+/// `--dht-bootstrap` or `--no-dht` itself), so no test ever asks the
+/// public DHT routers.
+pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
+    let mut full: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    let session = full
+        .first()
+        .is_some_and(|c| c == "get" || c == "seed" || c.to_string_lossy().ends_with(".torrent"));
+    let chosen = full
+        .iter()
+        .any(|a| a == "--dht-bootstrap" || a == "--no-dht");
+    if session && !chosen {
+        full.push("--no-dht".into());
+    }
+    full
+}
+
+/// Where shoal processes of the tests keep state (the DHT's saved nodes):
+/// never the real home directory.
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join("shoal-test-state")
+}
+
 /// Runs `shoal ARGS`, waiting at most `deadline`. On the deadline the
 /// process is killed and the test panics with what it printed. Both output
 /// streams are drained while it runs, so a chatty run never blocks on a full
@@ -251,7 +275,8 @@ impl Drop for KillOnDrop {
 pub fn run_shoal<S: AsRef<std::ffi::OsStr>>(args: &[S], deadline: Duration) -> Run {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
+        .args(shoal_args(args))
+        .env("XDG_STATE_HOME", state_home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -55,6 +55,14 @@ impl External {
         if !prefix.is_empty() {
             cmd.arg("timeout");
         }
+        if program == crate::common::daemon::SHOAL {
+            cmd.env("XDG_STATE_HOME", crate::common::state_home());
+        }
+        let args = if program == crate::common::daemon::SHOAL {
+            crate::common::shoal_args(args)
+        } else {
+            args.iter().map(Into::into).collect()
+        };
         let mut child = cmd
             .arg("-k")
             .arg("5")

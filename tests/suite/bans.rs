@@ -7,9 +7,9 @@
 
 use crate::common::peer::{FakePeer, Got};
 use crate::common::process::External;
-use crate::common::{free_port, make_torrent, random_bytes, wait_until, TempDir, Torrent};
+use crate::common::{free_port, make_torrent, random_bytes, TempDir, Torrent};
 use shoal::proto::wire::{Message, MAX_BLOCK};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What one lying connection achieved.
@@ -68,7 +68,7 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
     let torrent = t.write_torrent(tmp.path());
     let out = tmp.subdir("out");
     let port = free_port();
-    let shoal = External::start(
+    let mut shoal = External::start(
         "shoal get",
         Duration::from_secs(60),
         env!("CARGO_BIN_EXE_shoal"),
@@ -87,15 +87,9 @@ fn an_inbound_liar_is_cut_off_and_then_its_ip_banned() {
         ],
         tmp.path(),
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_ok()),
-        "shoal listens\n{}",
-        shoal.describe()
-    );
+    // `listening` comes once the torrent takes connections (the port is
+    // open a little earlier, and a connection then would be turned away).
+    shoal.expect_line("{\"event\":\"listening\"", Duration::from_secs(20));
     // Each lying connection is cut after 3 failed pieces. A peer that has
     // sent no good piece is on probation (at most 2 pieces in doubt at a
     // time), so a liar gets only a few requests however busy the hasher is

@@ -111,6 +111,7 @@ impl Orchestrator<'_> {
         id: [u8; 20],
         extended: bool,
         fast: bool,
+        dht: bool,
         socket: TcpStream,
     ) {
         // Two connections to one peer (we dialled it as it dialled us)
@@ -138,6 +139,9 @@ impl Orchestrator<'_> {
             _ => hello.push(Command::Bitfield(have.as_bytes().to_vec())),
         }
         hello.extend(ours.map(Command::ExtensionHandshake));
+        if let Some(port) = self.dht.port().filter(|_| dht) {
+            hello.push(Command::Port(port));
+        }
         if fast {
             let set = allowed_fast::allowed_fast_set(
                 p.addr.ip(),

@@ -32,6 +32,9 @@ pub fn run_magnet(
     opts.peers.extend(&magnet.peers);
     let mut f = Fetch {
         swarm: Swarm::new(session, magnet.info_hash, &opts),
+        // Whether the torrent is private is not known yet: its metadata
+        // decides for the download; until then peers are found every way.
+        dht: dht::Lookups::new(session, false),
         peers: HashMap::new(),
         said: HashMap::new(),
         assembly: Assembly::new(magnet.info_hash),
@@ -83,6 +86,7 @@ pub fn run_magnet(
 
 struct Fetch<'p> {
     swarm: Swarm,
+    dht: dht::Lookups,
     peers: HashMap<PeerKey, Peer>,
     said: HashMap<PeerKey, Said>,
     assembly: Assembly,
@@ -133,6 +137,12 @@ impl Fetch<'_> {
                     }
                     Err(_) => self.swarm.reports = never(),
                 },
+                recv(self.dht.found) -> found => {
+                    for addr in found.into_iter().flatten() {
+                        self.swarm.book.learn(addr, Instant::now());
+                    }
+                    self.connect_more();
+                }
                 recv(self.swarm.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.swarm.inbound = never(),
@@ -144,6 +154,10 @@ impl Fetch<'_> {
 
     fn tick(&mut self) {
         self.connect_more();
+        let peerless = !self.peers.values().any(|p| p.ext.metadata_size.is_some());
+        let announce = self.swarm.listen_addr.map(|a| a.port());
+        self.dht
+            .look_up(&self.swarm.settings.info_hash, announce, peerless);
         let connected = self.peers.values().filter(|p| p.socket.is_some()).count();
         self.swarm
             .want_peers(connected < self.opts.max_peers, &mut self.wants_peers);
@@ -244,6 +258,7 @@ impl Fetch<'_> {
                 extended,
                 fast,
                 socket,
+                ..
             } => {
                 let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
                 let Some(p) = self.peers.get_mut(&peer) else {
@@ -306,6 +321,11 @@ impl Fetch<'_> {
                 self.forget(peer, "sent a block we did not request", false)
             }
             Event::Closed { peer, reason } => self.forget(peer, &reason.to_string(), reason.bans()),
+            Event::DhtPort(peer, port) => {
+                if let Some(p) = self.peers.get(&peer) {
+                    self.dht.add_node(p.addr, port);
+                }
+            }
             // We have nothing yet: requests, cancels and rejects concern
             // nothing of ours; the piece count is not known for a bitfield.
             Event::Bitfield(..)

@@ -42,6 +42,8 @@ impl Swarm {
                 keepalive: Duration::from_secs(120),
                 storage: Arc::default(),
                 encryption: opts.encryption,
+                // Until the torrent says (a private one never uses it).
+                dht: session.dht().is_some(),
             },
             book: AddressBook::default(),
             next_key: 0,

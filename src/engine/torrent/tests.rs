@@ -96,6 +96,7 @@ impl Fake {
                     id: peer_id,
                     extended: false,
                     fast,
+                    dht: false,
                     socket,
                 },
                 Event::Bitfield(peer, Bitfield::full(num_pieces)),
@@ -166,7 +167,7 @@ fn download(
     hasher: Option<Hasher>,
     timeout: Option<Duration>,
 ) -> (Summary, Vec<Note>) {
-    let session = Session::new(None, Encryption::Prefer).unwrap();
+    let session = Session::new(None, Encryption::Prefer, None).unwrap();
     let mut opts = Options::new(f.dir.0.clone());
     opts.timeout = timeout;
     // Only what each test is about may end a stall: never the peer timeout.
@@ -321,4 +322,21 @@ fn allowed_fast_pieces_are_fetched_while_choked() {
         assert!(summary.complete, "{:?}", summary.stopped);
         assert_on_disk(&f);
     });
+}
+
+/// BEP 27: a private torrent never uses the session's DHT node (no
+/// lookups, no reserved bit, no `PORT`); a public one does.
+#[test]
+fn the_dht_is_off_for_private_torrents() {
+    let config = crate::net::dht::Config::default(); // no bootstrap: silent
+    let session = Session::new(None, Encryption::Prefer, Some(config)).unwrap();
+    let public = fixture("dht-public", 1);
+    let lookups = dht::Lookups::new(&session, public.meta.private);
+    assert!(lookups.is_on());
+    assert_eq!(lookups.port(), session.dht().map(|d| d.port));
+    let mut private = (*public.meta).clone();
+    private.private = true;
+    assert!(!dht::Lookups::new(&session, private.private).is_on());
+    let off = Session::new(None, Encryption::Prefer, None).unwrap();
+    assert!(!dht::Lookups::new(&off, public.meta.private).is_on());
 }

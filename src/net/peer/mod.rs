@@ -70,6 +70,8 @@ pub struct Settings {
     /// Whether we dial with MSE (inbound connections follow the
     /// session's policy: [`Admission`]).
     pub encryption: Encryption,
+    /// We run a DHT node for this torrent: set the BEP 5 reserved bit.
+    pub dht: bool,
 }
 
 /// How long the handshake may take once connected: a real peer answers in
@@ -103,6 +105,8 @@ pub enum Command {
     AllowedFast(u32),
     /// BEP 6: we will not serve this request.
     Reject(Block),
+    /// BEP 5: our DHT node's UDP port.
+    Port(u16),
     /// Send our BEP 10 extension handshake (this payload).
     ExtensionHandshake(Vec<u8>),
     /// A BEP 10 extension message, under the peer's id for it.
@@ -134,8 +138,12 @@ pub enum Event {
         extended: bool,
         /// The peer speaks BEP 6 (we always do).
         fast: bool,
+        /// The peer runs a DHT node (BEP 5): send it our `PORT`.
+        dht: bool,
         socket: TcpStream,
     },
+    /// BEP 5 `PORT`: the peer's DHT node listens on this UDP port.
+    DhtPort(PeerKey, u16),
     /// The peer's BEP 10 extension handshake.
     PeerInfo(PeerKey, PeerInfo),
     Choke(PeerKey),
@@ -552,7 +560,8 @@ fn handshake(stream: TcpStream, s: &Settings, encrypt: bool) -> Result<Connected
 }
 
 fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
-    let reserved = (wire::RESERVED_EXTENDED | wire::RESERVED_FAST).to_be_bytes();
+    let dht = if s.dht { wire::RESERVED_DHT } else { 0 };
+    let reserved = (wire::RESERVED_EXTENDED | wire::RESERVED_FAST | dht).to_be_bytes();
     Handshake::new(s.info_hash.0, s.peer_id, reserved).encode()
 }
 
@@ -651,6 +660,7 @@ fn serve(
             id: theirs.peer_id,
             extended: theirs.supports_extended(),
             fast: theirs.supports_fast(),
+            dht: theirs.supports_dht(),
             socket: handle,
         })
         .map_err(|_| CloseReason::Shutdown)?;

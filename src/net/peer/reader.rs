@@ -185,9 +185,10 @@ impl State {
                 id,
                 payload: payload.to_vec(),
             },
-            // Keep-alives (the read itself reset the idle timer), DHT port
-            // and unknown ids: ignored, as BEP 3 asks.
-            Message::KeepAlive | Message::Port(_) | Message::Unknown { .. } => return Ok(None),
+            Message::Port(port) => Event::DhtPort(peer, port),
+            // Keep-alives (the read itself reset the idle timer) and
+            // unknown ids: ignored, as BEP 3 asks.
+            Message::KeepAlive | Message::Unknown { .. } => return Ok(None),
         }))
     }
 

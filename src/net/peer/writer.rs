@@ -144,6 +144,7 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
         Command::HaveAll => Message::HaveAll,
         Command::HaveNone => Message::HaveNone,
         Command::AllowedFast(i) => Message::AllowedFast(*i),
+        Command::Port(port) => Message::Port(*port),
         Command::Reject(b) => Message::Reject {
             index: b.piece.get(),
             begin: b.begin,
