@@ -138,6 +138,26 @@ fn shoal_get_finds_its_seeder_through_the_dht_only() {
     assert!(f.nodes.len() + 1 >= 20);
 }
 
+/// A magnet link with no tracker and no `x.pe`: the metadata's peers come
+/// from the DHT alone (issue 12, "DHT only").
+#[test]
+fn a_magnet_is_fetched_through_the_dht_only() {
+    let tmp = TempDir::new("dht-magnet");
+    let f = fleet(&tmp);
+    let (t, torrent, src) = trackerless(&tmp);
+    let mut seeder = seed(&torrent, &src, &f.boot, tmp.path());
+    f.wait_announced();
+    let out = tmp.subdir("out");
+    let magnet = format!("magnet:?xt=urn:btih:{}", t.info_hash_hex());
+    let mut args = get_args(Path::new(&magnet), &out, &f.boot);
+    args[0] = magnet;
+    let run = run_get(&args, LIMIT);
+    run.assert_success();
+    assert!(run.stdout.contains("{\"event\":\"metadata\""), "{}", run.describe());
+    t.assert_downloaded(&out);
+    seeder.stop_seeding();
+}
+
 #[test]
 fn a_seeder_that_joins_last_is_found() {
     let tmp = TempDir::new("dht-late");
