@@ -6,6 +6,7 @@
 //! Owns: formatting and pacing. Does not own: the figures (the engine
 //! reports typed [`Note`]s).
 
+use crate::engine::address_book::Source;
 use crate::engine::notes::{Note, Snapshot};
 use crate::util::json::{self, Object};
 use crate::util::units::{format_bytes, format_duration};
@@ -45,8 +46,20 @@ impl Render for Snapshot {
 
     fn line(&self) -> String {
         let eta = self.eta().map_or("--".into(), format_duration);
+        // Where the connected peers came from, when any is connected.
+        let from: Vec<String> = Source::ALL
+            .iter()
+            .zip(self.sources)
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, n)| format!("{} {n}", s.name()))
+            .collect();
+        let from = if from.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", from.join(", "))
+        };
         format!(
-            "{:5.1}%  {} / {}  down {}/s  up {}/s  peers {}/{}  eta {eta}",
+            "{:5.1}%  {} / {}  down {}/s  up {}/s  peers {}/{}{from}  eta {eta}",
             self.percent(),
             format_bytes(self.bytes),
             format_bytes(self.total),
@@ -69,6 +82,18 @@ impl Render for Snapshot {
             .num("uploaded", self.uploaded)
             .num("peers", self.peers)
             .num("known", self.known)
+            .raw("sources", &self.sources_json())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// `{"given":0,"tracker":2,...}`: connected peers by source.
+    fn sources_json(&self) -> String {
+        Source::ALL
+            .iter()
+            .zip(self.sources)
+            .fold(Object::new(), |o, (s, n)| o.num(s.name(), n))
             .finish()
     }
 }
@@ -269,14 +294,15 @@ mod tests {
             uploaded: 0,
             peers: 2,
             known: 3,
+            sources: [0, 1, 1, 0, 0, 0],
         };
         assert_eq!(
             s.line(),
-            " 50.0%  512.0 MiB / 1.0 GiB  down 64.0 MiB/s  up 0 B/s  peers 2/3  eta 8s"
+            " 50.0%  512.0 MiB / 1.0 GiB  down 64.0 MiB/s  up 0 B/s  peers 2/3 (tracker 1, dht 1)  eta 8s"
         );
         assert_eq!(
             s.json(),
-            r#"{"event":"progress","have":5,"pieces":10,"bytes":536870912,"total":1073741824,"rate":67108864,"up_rate":0,"uploaded":0,"peers":2,"known":3}"#
+            r#"{"event":"progress","have":5,"pieces":10,"bytes":536870912,"total":1073741824,"rate":67108864,"up_rate":0,"uploaded":0,"peers":2,"known":3,"sources":{"given":0,"tracker":1,"dht":1,"pex":0,"lsd":0,"incoming":0}}"#
         );
     }
 }

@@ -26,9 +26,46 @@ pub const MAX_IP_STRIKES: u32 = 3 * MAX_STRIKES;
 /// Backoff doubles per failed connection up to 2^this seconds (~4 min).
 const MAX_BACKOFF_SHIFT: u32 = 8;
 
+/// Where we learned of an address (for the progress line and `--json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `--peer` or a magnet link's `x.pe`.
+    Given,
+    Tracker,
+    Dht,
+    Pex,
+    Lsd,
+    /// It dialled us.
+    Incoming,
+}
+
+impl Source {
+    pub const ALL: [Source; 6] = [
+        Source::Given,
+        Source::Tracker,
+        Source::Dht,
+        Source::Pex,
+        Source::Lsd,
+        Source::Incoming,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Given => "given",
+            Source::Tracker => "tracker",
+            Source::Dht => "dht",
+            Source::Pex => "pex",
+            Source::Lsd => "lsd",
+            Source::Incoming => "incoming",
+        }
+    }
+}
+
 /// What we know of an address.
 #[derive(Debug)]
 struct Known {
+    /// Who told us of it first.
+    source: Source,
     /// The peer now using this address, if any.
     active: Option<PeerKey>,
     /// Consecutive connections that ended without data: sets the backoff.
@@ -56,13 +93,15 @@ pub struct AddressBook {
 }
 
 impl AddressBook {
-    /// Remembers an address to dial (ignored past [`MAX_KNOWN`]).
-    pub fn learn(&mut self, addr: SocketAddr, now: Instant) {
+    /// Remembers an address to dial (ignored past [`MAX_KNOWN`]), and who
+    /// told us of it first.
+    pub fn learn(&mut self, addr: SocketAddr, now: Instant, source: Source) {
         if self.known.len() >= MAX_KNOWN && !self.known.contains_key(&addr) {
             log::debug!("not remembering {addr}: {MAX_KNOWN} addresses known already");
             return;
         }
         self.known.entry(addr).or_insert(Known {
+            source,
             active: None,
             failures: 0,
             strikes: 0,
@@ -73,6 +112,11 @@ impl AddressBook {
 
     pub fn knows(&self, addr: &SocketAddr) -> bool {
         self.known.contains_key(addr)
+    }
+
+    /// Who told us of `addr`; `Incoming` for an address we never learned.
+    pub fn source(&self, addr: &SocketAddr) -> Source {
+        self.known.get(addr).map_or(Source::Incoming, |k| k.source)
     }
 
     /// Addresses we may dial now: not in use, not banned, backoff over.
@@ -150,7 +194,7 @@ mod tests {
         let mut book = AddressBook::default();
         let t0 = Instant::now();
         let a = addr("10.0.0.1:6881");
-        book.learn(a, t0);
+        book.learn(a, t0, Source::Given);
         assert_eq!(book.ready(t0), [a]);
         book.dialled(a, 1);
         assert!(book.ready(t0).is_empty(), "in use");
@@ -181,7 +225,7 @@ mod tests {
         let mut book = AddressBook::default();
         let now = Instant::now();
         for port in 1..=(MAX_KNOWN as u16 + 100) {
-            book.learn(SocketAddr::from(([10, 0, 0, 1], port)), now);
+            book.learn(SocketAddr::from(([10, 0, 0, 1], port)), now, Source::Given);
         }
         assert_eq!(book.usable(), MAX_KNOWN);
     }
@@ -191,7 +235,7 @@ mod tests {
         let mut book = AddressBook::default();
         let now = Instant::now();
         let dialled = addr("10.0.0.2:6881");
-        book.learn(dialled, now);
+        book.learn(dialled, now, Source::Given);
         assert_eq!(book.strike(dialled, 1), None);
         assert_eq!(book.strike(dialled, 1), None);
         assert_eq!(book.strike(dialled, 1), Some(Ban::Address(dialled, 3)));
@@ -205,7 +249,7 @@ mod tests {
         assert_eq!(bans[5], Some(Ban::Ip(ip, MAX_IP_STRIKES)));
         assert!(book.ip_banned(ip));
         assert!(book.ip_banned("::ffff:10.0.0.2".parse().unwrap()), "mapped");
-        book.learn(addr("10.0.0.2:7000"), now);
+        book.learn(addr("10.0.0.2:7000"), now, Source::Given);
         assert!(book.ready(now).is_empty(), "a banned IP is never dialled");
     }
 }

@@ -22,6 +22,9 @@ pub struct Snapshot {
     pub uploaded: u64,
     /// Peers connected (handshake done).
     pub peers: usize,
+    /// Of those, how many came from each source, in the order of
+    /// [`crate::engine::address_book::Source::ALL`].
+    pub sources: [usize; 6],
     /// Addresses we may dial, plus peers that dialled us.
     pub known: usize,
 }

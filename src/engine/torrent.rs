@@ -32,7 +32,7 @@ use swarm::Swarm;
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
-use crate::engine::address_book::{AddressBook, Ban};
+use crate::engine::address_book::{AddressBook, Ban, Source};
 use crate::engine::choker::{Candidate, Choker};
 use crate::engine::notes::{Note, Notes, SeedUntil, Snapshot};
 use crate::engine::picker::{Picker, Received};
@@ -496,7 +496,7 @@ impl<'p> Orchestrator<'p> {
                 },
                 recv(self.dht.found) -> found => {
                     for addr in found.into_iter().flatten() {
-                        self.learn(addr);
+                        self.learn(addr, Source::Dht);
                     }
                     self.connect_more();
                 }
@@ -568,7 +568,7 @@ impl<'p> Orchestrator<'p> {
             Report::Peers { tracker, peers } => {
                 log::info!("{tracker}: {} peers", peers.len());
                 for p in peers {
-                    self.learn(p);
+                    self.learn(p, Source::Tracker);
                 }
                 self.connect_more();
             }
@@ -761,6 +761,20 @@ impl<'p> Orchestrator<'p> {
         });
     }
 
+    /// Connected peers by where we learned of them.
+    fn connected_by_source(&self) -> [usize; Source::ALL.len()] {
+        let mut counts = [0; Source::ALL.len()];
+        for p in self.peers.values().filter(|p| p.socket.is_some()) {
+            let source = if p.inbound {
+                Source::Incoming
+            } else {
+                self.swarm.book.source(&p.addr)
+            };
+            counts[source as usize] += 1;
+        }
+        counts
+    }
+
     fn snapshot(&self) -> Snapshot {
         let wanted = self.picker.wanted_pieces();
         Snapshot {
@@ -775,6 +789,7 @@ impl<'p> Orchestrator<'p> {
             up_rate: self.up.rate(),
             uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
+            sources: self.connected_by_source(),
             // Addresses we may dial, plus peers that dialled us.
             known: self.swarm.book.usable()
                 + self

@@ -153,7 +153,11 @@ fn a_magnet_is_fetched_through_the_dht_only() {
     args[0] = magnet;
     let run = run_get(&args, LIMIT);
     run.assert_success();
-    assert!(run.stdout.contains("{\"event\":\"metadata\""), "{}", run.describe());
+    assert!(
+        run.stdout.contains("{\"event\":\"metadata\""),
+        "{}",
+        run.describe()
+    );
     t.assert_downloaded(&out);
     seeder.stop_seeding();
 }

@@ -50,8 +50,8 @@ impl Orchestrator<'_> {
         }
     }
 
-    pub(super) fn learn(&mut self, addr: SocketAddr) {
-        self.swarm.book.learn(addr, Instant::now());
+    pub(super) fn learn(&mut self, addr: SocketAddr, source: Source) {
+        self.swarm.book.learn(addr, Instant::now(), source);
     }
 
     pub(super) fn connect_more(&mut self) {

@@ -57,7 +57,7 @@ impl Orchestrator<'_> {
 
     fn on_pex(&mut self, msg: pex::Pex) {
         for addr in msg.added {
-            self.learn(addr);
+            self.learn(addr, Source::Pex);
         }
     }
 

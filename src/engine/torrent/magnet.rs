@@ -125,7 +125,7 @@ impl Fetch<'_> {
                 recv(self.swarm.reports) -> r => match r {
                     Ok(announce::Report::Peers { peers, .. }) => {
                         for p in peers {
-                            self.swarm.book.learn(p, Instant::now());
+                            self.swarm.book.learn(p, Instant::now(), Source::Tracker);
                         }
                         self.connect_more();
                     }
@@ -139,7 +139,7 @@ impl Fetch<'_> {
                 },
                 recv(self.dht.found) -> found => {
                     for addr in found.into_iter().flatten() {
-                        self.swarm.book.learn(addr, Instant::now());
+                        self.swarm.book.learn(addr, Instant::now(), Source::Dht);
                     }
                     self.connect_more();
                 }
@@ -346,7 +346,7 @@ impl Fetch<'_> {
             extension::UT_PEX => match pex::parse(payload) {
                 Ok(msg) => {
                     for addr in msg.added {
-                        self.swarm.book.learn(addr, Instant::now());
+                        self.swarm.book.learn(addr, Instant::now(), Source::Pex);
                     }
                 }
                 Err(e) => self.forget(peer, &e.to_string(), false),

@@ -57,7 +57,7 @@ impl Swarm {
             counters: Arc::new(Counters::default()),
         };
         for &addr in &opts.peers {
-            swarm.book.learn(addr, Instant::now());
+            swarm.book.learn(addr, Instant::now(), Source::Given);
         }
         swarm
     }
