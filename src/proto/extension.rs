@@ -53,16 +53,18 @@ pub struct Offer {
     pub listen_port: Option<u16>,
     /// The info dictionary's size, once we have it.
     pub metadata_size: Option<usize>,
-    /// Peer exchange (never on a private torrent).
+    /// Peer exchange (never on a private torrent: said as id 0).
     pub pex: bool,
 }
 
 /// Our handshake payload.
 pub fn our_handshake(offer: Offer) -> Vec<u8> {
-    let mut m = Owned::dict().insert("ut_metadata", i64::from(UT_METADATA));
-    if offer.pex {
-        m = m.insert("ut_pex", i64::from(UT_PEX));
-    }
+    // An id of 0 turns PEX off, also after we offered it (BEP 10): a magnet
+    // link's torrent may turn out private (BEP 27).
+    let pex = if offer.pex { UT_PEX } else { 0 };
+    let m = Owned::dict()
+        .insert("ut_metadata", i64::from(UT_METADATA))
+        .insert("ut_pex", i64::from(pex));
     let mut d = Owned::dict()
         .insert("m", m)
         .insert("reqq", i64::from(offer.reqq))

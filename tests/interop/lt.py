@@ -5,7 +5,7 @@ Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
     lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
-              [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--verbose]
+              [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--verbose]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
@@ -22,6 +22,7 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
     --dht HOST:PORT: run libtorrent's DHT, bootstrapped from that node only,
     with its filters of nodes on one IP or in private ranges off (every
     node of a test is on 127.0.0.1), and use it for the torrent.
+    --pex: exchange peers (BEP 11 ut_pex) with the torrent's peers.
     --verbose: every peer connection, disconnection and error on stderr.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
@@ -49,7 +50,7 @@ import libtorrent as lt
 
 USAGE = (
     "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
-    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--verbose]\n"
+    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
     " [--no-utp] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
@@ -127,7 +128,7 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=
     )
 
 
-def add(ses, torrent, save_path, trackers=True, dht=False):
+def add(ses, torrent, save_path, trackers=True, dht=False, pex=False):
     """Adds the torrent, started. Without `trackers` it is added paused, its
     trackers are removed before it can announce, and then it starts. With
     `dht` it uses the session's DHT."""
@@ -142,7 +143,8 @@ def add(ses, torrent, save_path, trackers=True, dht=False):
     if not dht:
         flags |= lt.torrent_flags.disable_dht
     flags |= lt.torrent_flags.disable_lsd
-    flags |= lt.torrent_flags.disable_pex
+    if not pex:
+        flags |= lt.torrent_flags.disable_pex
     flags &= ~lt.torrent_flags.auto_managed
     if trackers:
         flags &= ~lt.torrent_flags.paused
@@ -187,6 +189,7 @@ def main(argv):
     enc = "enabled"
     verbose = False
     dht = None
+    pex = False
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -210,6 +213,9 @@ def main(argv):
         elif rest[0] == "--dht" and len(rest) >= 2:
             dht = rest[1]
             rest = rest[2:]
+        elif rest[0] == "--pex":
+            pex = True
+            rest = rest[1:]
         elif rest[0] == "--verbose":
             verbose = True
             rest = rest[1:]
@@ -223,7 +229,7 @@ def main(argv):
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
     ses = session(port, use_utp, host, enc, verbose, dht)
-    handle = add(ses, torrent, data_dir, use_trackers, dht is not None)
+    handle = add(ses, torrent, data_dir, use_trackers, dht is not None, pex)
     has_tracker = use_trackers and any(True for _ in handle.trackers())
     started = time.monotonic()
     for peer_host, peer_port in peers:

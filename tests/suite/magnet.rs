@@ -261,3 +261,56 @@ fn wrong_metadata_costs_its_sender_and_pex_finds_the_seeder() {
     t.assert_downloaded(&out);
     seed.stop_seeding();
 }
+
+/// `x.pe` names one libtorrent seeder only; it tells shoal (BEP 11) of
+/// another shoal that is downloading from it, which shoal then dials: a
+/// progress sample shows a peer learned by PEX.
+#[test]
+fn a_libtorrent_peer_tells_shoal_of_others_by_pex() {
+    if !tools_present("a_libtorrent_peer_tells_shoal_of_others_by_pex", false) {
+        return;
+    }
+    let t = torrent("mag-pex", 48, None);
+    let (tmp, src, file) = setup("magnet-pex", &t);
+    let mut relay = LtPeer::start(
+        "libtorrent seeder",
+        "seed",
+        &file,
+        &src,
+        &["--no-tracker", "--pex"],
+        tmp.path(),
+    );
+    relay.proc.expect_line("READY", WITHIN);
+    // Another shoal, slowly downloading from the relay (so it stays).
+    let other_out = tmp.subdir("other");
+    let relay_addr = relay.addr();
+    let args = [
+        "get",
+        file.to_str().unwrap(),
+        "-o",
+        other_out.to_str().unwrap(),
+        "--peer",
+        &relay_addr,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--json",
+        "--max-download-rate",
+        "64K",
+    ];
+    let mut other = Daemon::start("slow shoal", WITHIN, &args, tmp.path());
+    other.expect_event("progress", WITHIN);
+    let out = tmp.subdir("out");
+    let uri = magnet(&t, &format!("&x.pe={relay_addr}"));
+    let run = get_magnet(&uri, &out, &["--max-download-rate", "1M"]);
+    run.assert_success();
+    t.assert_downloaded(&out);
+    let by_pex = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"event\":\"progress\""))
+        .any(|l| !l.contains("\"pex\":0"));
+    assert!(by_pex, "no peer from PEX connected:\n{}", run.stdout);
+    drop(other);
+}

@@ -280,7 +280,8 @@ impl Fetch<'_> {
                         reqq: peer::MAX_QUEUED_UPLOADS as u32,
                         listen_port: self.swarm.listen_addr.map(|a| a.port()),
                         metadata_size: None,
-                        pex: false,
+                        // Until the metadata says the torrent is private.
+                        pex: true,
                     });
                     self.send(peer, Command::ExtensionHandshake(ours));
                 }
