@@ -231,8 +231,10 @@ impl Handshake {
         h
     }
 
-    /// We were dialled: accept `methods` (RC4 is selected when both sides
-    /// allow it) for any of `info_hashes`.
+    /// We were dialled: accept `methods` for any of `info_hashes`. The
+    /// stream stays plaintext when both sides allow it (as libtorrent
+    /// chooses by default: the handshake is obfuscated, and bulk data is
+    /// not RC4'd at half the speed); RC4 when either side insists.
     pub fn receiver(
         info_hashes: Vec<[u8; 20]>,
         methods: Methods,
@@ -355,7 +357,7 @@ impl Handshake {
                     return Ok(Stalled);
                 };
                 self.early = ia;
-                let method = [Method::Rc4, Method::Plaintext]
+                let method = [Method::Plaintext, Method::Rc4]
                     .into_iter()
                     .find(|&m| self.methods.has(m) && Methods(provide).has(m))
                     .ok_or(MseError::NoCommonMethod(provide))?;
@@ -379,7 +381,7 @@ impl Handshake {
                     return Ok(Stalled);
                 };
                 let select = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-                let method = [Method::Rc4, Method::Plaintext]
+                let method = [Method::Plaintext, Method::Rc4]
                     .into_iter()
                     .find(|&m| select == m.bit() && self.methods.has(m))
                     .ok_or(MseError::BadSelect(select))?;

@@ -132,7 +132,7 @@ fn decrypt(d: &mut Done, data: &[u8]) -> Vec<u8> {
 #[test]
 fn initiator_and_receiver_agree() {
     let table = [
-        (Methods::BOTH, Methods::BOTH, Method::Rc4),
+        (Methods::BOTH, Methods::BOTH, Method::Plaintext),
         (Methods::RC4, Methods::BOTH, Method::Rc4),
         (Methods::BOTH, Methods::RC4, Method::Rc4),
         (Methods::PLAINTEXT, Methods::BOTH, Method::Plaintext),
