@@ -6,14 +6,9 @@ use super::*;
 impl Orchestrator<'_> {
     /// An inbound connection: run it like any peer, if there is room.
     pub(super) fn accept(&mut self, inbound: Inbound) {
-        let Ok(addr) = inbound.stream.peer_addr() else {
+        let Some(addr) = self.swarm.admissible(&inbound, &self.peers, &self.opts) else {
             return;
         };
-        let connected = self.peers.values().map(|p| p.addr);
-        if let Some(why) = self.swarm.refuses(addr, connected, &self.opts) {
-            log::debug!("refusing {addr}: {why}");
-            return;
-        }
         if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;

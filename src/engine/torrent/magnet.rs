@@ -183,14 +183,9 @@ impl Fetch<'_> {
     }
 
     fn accept(&mut self, inbound: Inbound) {
-        let Ok(addr) = inbound.stream.peer_addr() else {
+        let Some(addr) = self.swarm.admissible(&inbound, &self.peers, &self.opts) else {
             return;
         };
-        let connected = self.peers.values().map(|p| p.addr);
-        if let Some(why) = self.swarm.refuses(addr, connected, &self.opts) {
-            log::debug!("refusing {addr}: {why}");
-            return;
-        }
         if self.peers.len() >= self.opts.max_peers {
             return;
         }

@@ -131,22 +131,25 @@ impl Swarm {
         started
     }
 
-    /// Why an inbound connection from `addr` is refused, if it is: a
-    /// banned IP, or one with `--max-peers-per-ip` connections among
-    /// `connected` already.
-    pub fn refuses(
+    /// The address of an inbound connection we may take, unless its IP is
+    /// banned or has `--max-peers-per-ip` connections among `peers`
+    /// already (said in the log).
+    pub fn admissible(
         &self,
-        addr: SocketAddr,
-        connected: impl Iterator<Item = SocketAddr>,
+        inbound: &Inbound,
+        peers: &HashMap<PeerKey, Peer>,
         opts: &Options,
-    ) -> Option<&'static str> {
-        if self.book.ip_banned(addr.ip()) {
-            Some("banned")
-        } else if at_ip_limit(addr.ip(), connected, opts) {
-            Some("as many peers from its IP as allowed already")
+    ) -> Option<SocketAddr> {
+        let addr = inbound.stream.peer_addr().ok()?;
+        let why = if self.book.ip_banned(addr.ip()) {
+            "banned"
+        } else if at_ip_limit(addr.ip(), peers.values().map(|p| p.addr), opts) {
+            "as many peers from its IP as allowed already"
         } else {
-            None
-        }
+            return Some(addr);
+        };
+        log::debug!("refusing {addr}: {why}");
+        None
     }
 
     /// Addresses to dial now: `room` at most, none whose IP is at its
