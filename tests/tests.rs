@@ -27,6 +27,8 @@ mod interop_upload;
 mod layers;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/lsd.rs"]
+mod lsd;
 #[path = "suite/matrix.rs"]
 mod matrix;
 #[path = "suite/reliability.rs"]

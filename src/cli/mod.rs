@@ -8,7 +8,7 @@ pub mod info;
 pub mod progress;
 
 use crate::cli::progress::{Mode, Progress};
-use crate::engine::session::Session;
+use crate::engine::session::{LsdOff, Session};
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::net::peer::Encryption;
 use crate::proto::metainfo::Metainfo;
@@ -129,6 +129,11 @@ const SESSION_OPTIONS: &str = "
                          when it is a specific one (default :: , which
                          takes IPv4 and IPv6; 0.0.0.0 where there is no IPv6)
   --no-listen            accept no inbound connections
+  --no-lsd               no local service discovery (BEP 14: announcing
+                         our torrents to the LAN by multicast, and learning
+                         peers from others' announces). It is on by default,
+                         except for private torrents and when we listen on
+                         loopback only or not at all
   --max-peers N          peers connected at once (default 50)
   --max-peers-per-ip N   connections with one IP address at most (default 8)
   --upload-slots N       peers we upload to at once, plus one optimistic
@@ -315,12 +320,19 @@ fn output_mode(p: &mut pico_args::Arguments) -> Mode {
 /// The port we listen on by default.
 const DEFAULT_PORT: u16 = 6881;
 
-/// Options shared by `get` and `seed`: the torrent's, and where the
-/// session listens (`None`: nowhere).
+/// How the session of `get` and `seed` is set up.
+struct SessionSetup {
+    /// Where it listens (`None`: nowhere).
+    listen: Option<SocketAddr>,
+    /// Local service discovery unless `--no-lsd`.
+    lsd: bool,
+}
+
+/// Options shared by `get` and `seed`: the torrent's and the session's.
 fn session_options(
     p: &mut pico_args::Arguments,
     out_dir: PathBuf,
-) -> Result<(Options, Option<SocketAddr>), Failure> {
+) -> Result<(Options, SessionSetup), Failure> {
     let mut opts = Options::new(out_dir);
     let mut listen = Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
     while let Some(addr) = parse_value(p, "--peer", "peer address", |s| s.parse().ok())? {
@@ -361,7 +373,8 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
-    Ok((opts, listen))
+    let lsd = !p.contains("--no-lsd");
+    Ok((opts, SessionSetup { listen, lsd }))
 }
 
 fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Failure> {
@@ -372,7 +385,7 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let (opts, listen) = session_options(&mut p, out_dir)?;
+    let (opts, setup) = session_options(&mut p, out_dir)?;
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -385,38 +398,47 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         }
     };
     let meta = Arc::new(load_torrent(Path::new(&file))?);
-    run_session(meta, opts, listen, mode)
+    run_session(meta, opts, setup, mode)
 }
 
 fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     if help_requested(&mut p, SEED_USAGE) {
         return Ok(());
     }
-    let (mut opts, listen) = session_options(&mut p, PathBuf::new())?;
+    let (mut opts, setup) = session_options(&mut p, PathBuf::new())?;
     let mode = output_mode(&mut p);
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
-    run_session(meta, opts, listen, mode)
+    run_session(meta, opts, setup, mode)
 }
 
 /// Runs a download or seed to its end and reports it.
 fn run_session(
     meta: Arc<Metainfo>,
     opts: Options,
-    listen: Option<SocketAddr>,
+    setup: SessionSetup,
     mode: Mode,
 ) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
-    let session = Session::new(listen, opts.encryption).map_err(|e| {
+    let listen = setup.listen;
+    let mut session = Session::new(listen, opts.encryption).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",
             crate::disk::sys::io_reason(&e)
         ))
     })?;
+    // BEP 27: a private torrent is never announced to the LAN.
+    if setup.lsd && !meta.private {
+        match session.start_lsd() {
+            Ok(interface) => log::info!("local discovery on {interface}"),
+            Err(why @ LsdOff::Socket(_)) => log::warn!("no local discovery: {why}"),
+            Err(why) => log::info!("no local discovery: {why}"),
+        }
+    }
     let mut progress = Progress::new(mode, meta.display_name());
     let summary = torrent::run(&session, meta.clone(), opts, &mut |note| {
         progress.show(note)

@@ -1,9 +1,12 @@
 //! The session: what the torrents of one process share. Today that is the
-//! listening port, TCP and UDP (later also global rate limits, the DHT node
-//! and the peer/thread budget).
+//! listening port, TCP and UDP, and local service discovery (later also
+//! global rate limits, the DHT node and the peer/thread budget).
 //!
 //! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, the
-//! inbound encryption policy, and the routing table from info hash to the torrent serving it. An inbound connection
+//! inbound encryption policy, the [`Lsd`] service (BEP 14) and the routing
+//! tables from info hash to the torrent serving it: inbound connections,
+//! and the addresses local discovery hears (for torrents that asked for
+//! them with [`Session::discover_locally`]; others' are dropped). An inbound connection
 //! goes to the torrent named by the info hash in its handshake; one naming
 //! a torrent we do not serve is closed before we say anything (an MSE one
 //! before the encryption handshake completes: its obfuscated info hash is
@@ -12,26 +15,59 @@
 //! from [`Session::register`] and decides on them).
 
 use crate::net::listener::{Listener, Route};
+use crate::net::lsd::Lsd;
 use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::utp_refuser::UtpRefuser;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Inbound connections waiting for one torrent at most; beyond, new ones
 /// are closed (the torrent is not keeping up, or is full).
 const INBOUND_QUEUE: usize = 16;
+/// Addresses heard by local discovery waiting for one torrent at most;
+/// beyond, they are dropped (the torrent hears them again later).
+const LOCAL_QUEUE: usize = 64;
 
 type Routes = Mutex<HashMap<InfoHash, Sender<Inbound>>>;
+type LocalRoutes = Mutex<HashMap<InfoHash, Sender<SocketAddr>>>;
 
 pub struct Session {
     routes: Arc<Routes>,
     listener: Option<Listener>,
     /// Turns uTP dialers to TCP at once (on the listener's port).
     _utp: Option<UtpRefuser>,
+    lsd: Option<Lsd>,
+    local: Arc<LocalRoutes>,
+}
+
+/// Why local service discovery does not run.
+#[derive(Debug)]
+pub enum LsdOff {
+    /// We accept no peers (`--no-listen`): there is no port to announce.
+    NotListening,
+    /// We listen on a loopback address, which nobody on the LAN can dial.
+    Loopback,
+    /// We listen on one IPv6 address only; discovery is IPv4.
+    Ipv6Only,
+    /// The multicast socket could not be made (no multicast route, the
+    /// group cannot be joined, ...).
+    Socket(io::Error),
+}
+
+impl fmt::Display for LsdOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LsdOff::NotListening => f.write_str("not listening for peers"),
+            LsdOff::Loopback => f.write_str("listening on loopback only"),
+            LsdOff::Ipv6Only => f.write_str("listening on an IPv6 address only"),
+            LsdOff::Socket(e) => write!(f, "{}", crate::disk::sys::io_reason(e)),
+        }
+    }
 }
 
 impl Session {
@@ -46,7 +82,7 @@ impl Session {
                 let known = Arc::clone(&routes);
                 let admission = Arc::new(Admission {
                     encryption,
-                    info_hashes: Box::new(move || table(&known).keys().map(|h| h.0).collect()),
+                    info_hashes: Box::new(move || lock(&known).keys().map(|h| h.0).collect()),
                 });
                 Some(Listener::start(addr, admission, route)?)
             }
@@ -63,7 +99,47 @@ impl Session {
             routes,
             listener,
             _utp: utp,
+            lsd: None,
+            local: Arc::default(),
         })
+    }
+
+    /// Starts local service discovery (BEP 14), announcing our listening
+    /// port on the interface of the listener's address (an unspecified
+    /// one: the interface the kernel routes multicast through). Returns
+    /// that interface address.
+    pub fn start_lsd(&mut self) -> Result<Ipv4Addr, LsdOff> {
+        let addr = self.local_addr().ok_or(LsdOff::NotListening)?;
+        let interface = match addr.ip() {
+            ip if ip.is_loopback() => return Err(LsdOff::Loopback),
+            ip if ip.is_unspecified() => Ipv4Addr::UNSPECIFIED,
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => ip.to_ipv4_mapped().ok_or(LsdOff::Ipv6Only)?,
+        };
+        let local = Arc::clone(&self.local);
+        let deliver = Box::new(move |hash: InfoHash, peer: SocketAddr| {
+            let Some(tx) = lock(&local).get(&hash).cloned() else {
+                log::debug!("lsd: {peer} announced {}, not ours", hash.hex());
+                return;
+            };
+            if tx.try_send(peer).is_err() {
+                log::debug!("lsd: torrent {} is not taking addresses", hash.hex());
+            }
+        });
+        let lsd = Lsd::start(interface, addr.port(), deliver).map_err(LsdOff::Socket)?;
+        self.lsd = Some(lsd);
+        Ok(interface)
+    }
+
+    /// Announces `info_hash` on the LAN and routes the addresses heard for
+    /// it to the returned queue, until [`Session::unregister`]. `None`
+    /// when local discovery is off.
+    pub fn discover_locally(&self, info_hash: InfoHash) -> Option<Receiver<SocketAddr>> {
+        let lsd = self.lsd.as_ref()?;
+        let (tx, rx) = bounded(LOCAL_QUEUE);
+        lock(&self.local).insert(info_hash, tx);
+        lsd.announce(info_hash);
+        Some(rx)
     }
 
     /// Where we accept peers, if we do.
@@ -75,25 +151,30 @@ impl Session {
     /// [`Session::unregister`] (or the queue's receiver is dropped).
     pub fn register(&self, info_hash: InfoHash) -> Receiver<Inbound> {
         let (tx, rx) = bounded(INBOUND_QUEUE);
-        table(&self.routes).insert(info_hash, tx);
+        lock(&self.routes).insert(info_hash, tx);
         rx
     }
 
     pub fn unregister(&self, info_hash: &InfoHash) {
-        table(&self.routes).remove(info_hash);
+        lock(&self.routes).remove(info_hash);
+        if lock(&self.local).remove(info_hash).is_some() {
+            if let Some(lsd) = &self.lsd {
+                lsd.withdraw(*info_hash);
+            }
+        }
     }
 }
 
-fn table(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<InfoHash, Sender<Inbound>>> {
-    // Every change leaves the table valid, so a poisoned lock is usable.
-    routes.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change leaves a table valid, so a poisoned lock is usable.
+    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Hands a connection to its torrent without blocking; anything else
 /// closes it (dropping the stream) without a reply.
 fn deliver(routes: &Routes, inbound: Inbound) {
     let hash = InfoHash(inbound.theirs.info_hash);
-    let Some(tx) = table(routes).get(&hash).cloned() else {
+    let Some(tx) = lock(routes).get(&hash).cloned() else {
         log::debug!("inbound connection for unknown torrent {}", hash.hex());
         return;
     };
@@ -101,7 +182,7 @@ fn deliver(routes: &Routes, inbound: Inbound) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => log::debug!("torrent {} is not accepting", hash.hex()),
         Err(TrySendError::Disconnected(_)) => {
-            let mut t = table(routes);
+            let mut t = lock(routes);
             if t.get(&hash).is_some_and(|s| s.same_channel(&tx)) {
                 t.remove(&hash);
             }

@@ -258,6 +258,8 @@ struct Orchestrator<'p> {
     reports: Receiver<Report>,
     /// Inbound connections the session routed to us.
     inbound: Receiver<Inbound>,
+    /// Peers local service discovery heard (`never()` when it is off).
+    local: Receiver<SocketAddr>,
     session: &'p Session,
     /// Where we accept peers, if we do.
     listen_addr: Option<SocketAddr>,
@@ -344,6 +346,7 @@ impl<'p> Orchestrator<'p> {
             events,
             reports,
             inbound,
+            local: never(),
             session,
             listen_addr: session.local_addr(),
             hasher,
@@ -380,6 +383,12 @@ impl<'p> Orchestrator<'p> {
         let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
         if needed && !o.meta.trackers.is_empty() {
             o.start_announce(reports_tx);
+        }
+        // BEP 27: a private torrent's peers come from its trackers only.
+        if needed && !o.meta.private {
+            if let Some(local) = session.discover_locally(o.meta.info_hash) {
+                o.local = local;
+            }
         }
         o
     }
@@ -457,6 +466,14 @@ impl<'p> Orchestrator<'p> {
                 recv(self.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.inbound = never(),
+                },
+                recv(self.local) -> a => match a {
+                    Ok(addr) => {
+                        log::info!("local discovery: {addr}");
+                        self.learn(addr);
+                        self.connect_more();
+                    }
+                    Err(_) => self.local = never(),
                 },
                 default(wait) => {}
             }
@@ -719,6 +736,7 @@ impl<'p> Orchestrator<'p> {
         // Stop taking connections (the session closes new ones for us).
         self.session.unregister(&self.meta.info_hash);
         self.inbound = never();
+        self.local = never();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.forget(k, "shutting down", false);

@@ -11,6 +11,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod extension;
 pub mod geometry;
+pub mod lsd;
 pub mod metainfo;
 pub mod mse;
 pub mod tracker;

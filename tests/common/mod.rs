@@ -244,6 +244,15 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `--no-lsd` for a `shoal get` or `shoal seed` command line, nothing for
+/// others: a test that is not about local service discovery must not
+/// announce on the machine's network (`tests/suite/lsd.rs` runs it inside
+/// namespaces). Runs that bind 127.0.0.1 have it off anyway.
+pub fn no_lsd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static str> {
+    let command = args.first().map(|a| a.as_ref());
+    matches!(command, Some(c) if c == "get" || c == "seed").then_some("--no-lsd")
+}
+
 /// Runs `shoal ARGS`, waiting at most `deadline`. On the deadline the
 /// process is killed and the test panics with what it printed. Both output
 /// streams are drained while it runs, so a chatty run never blocks on a full
@@ -252,6 +261,7 @@ pub fn run_shoal<S: AsRef<std::ffi::OsStr>>(args: &[S], deadline: Duration) -> R
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
         .args(args)
+        .args(no_lsd(args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
