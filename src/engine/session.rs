@@ -299,6 +299,23 @@ mod tests {
         });
     }
 
+    /// Local discovery announces our port to the LAN: never one nobody
+    /// there could dial (and no test on loopback multicasts on the
+    /// machine's network).
+    #[test]
+    fn local_discovery_is_off_where_the_lan_cannot_dial_us() {
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let mut session = Session::new(Some(listen.parse().unwrap()), Encryption::Prefer);
+            let Ok(session) = session.as_mut() else {
+                continue; // no IPv6 here
+            };
+            assert!(matches!(session.start_lsd(), Err(LsdOff::Loopback)));
+            assert!(session.discover_locally(InfoHash([1; 20])).is_none());
+        }
+        let mut session = Session::new(None, Encryption::Prefer).unwrap();
+        assert!(matches!(session.start_lsd(), Err(LsdOff::NotListening)));
+    }
+
     /// A torrent that takes no connections (its queue full) costs the
     /// newcomers their connection, never a blocked listener: dropping the
     /// session returns at once.

@@ -4,6 +4,7 @@
 
 use shoal::proto::bencode;
 use shoal::proto::bitfield::Bitfield;
+use shoal::proto::lsd::Announce;
 use shoal::proto::metainfo::{InfoHash, Metainfo};
 use shoal::proto::mse::{self, Methods, Step};
 use shoal::proto::tracker;
@@ -61,6 +62,13 @@ fn all_parsers(input: &[u8]) {
     let _ = tracker::parse_response(input);
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
     let _ = Handshake::decode(input);
+    if let Ok(a) = Announce::parse(input) {
+        assert_eq!(
+            Announce::parse(&a.build()),
+            Ok(a),
+            "an announce round-trips"
+        );
+    }
     let mut rest = input;
     while let Ok(wire::Decoded::Message(_, used)) = wire::decode(rest) {
         rest = &rest[used..];
@@ -102,6 +110,14 @@ fn seeds() -> Vec<Vec<u8>> {
     }
     seeds.push(frames);
     seeds.push(Handshake::new([1; 20], [2; 20], [0; 8]).encode().to_vec());
+    seeds.push(
+        Announce {
+            port: 6881,
+            info_hashes: vec![InfoHash([0xab; 20]), InfoHash([0x01; 20])],
+            cookie: Some("c00k1e".into()),
+        }
+        .build(),
+    );
     seeds.push(b"d8:intervali1800e5:peers12:\x7f\0\0\x01\x1a\xe1\x7f\0\0\x01\x1a\xe2e".to_vec());
     seeds
 }
