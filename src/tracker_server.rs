@@ -53,8 +53,8 @@ mod udp;
 
 pub use http::MAX_HEAD;
 pub use query::{
-    numwant, parse_announce, parse_scrape, percent_decode, AnnounceQuery, Families,
-    DEFAULT_NUMWANT, MAX_NUMWANT, MAX_SCRAPE_HASHES,
+    numwant, parse_announce, parse_scrape, AnnounceQuery, Families, DEFAULT_NUMWANT, MAX_NUMWANT,
+    MAX_SCRAPE_HASHES,
 };
 pub use swarms::{
     canonical, encode_failure, encode_reply, encode_scrape, Limits, PeerInfo, Reply, Swarms,
@@ -67,8 +67,7 @@ use http::Route;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{
-    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream,
-    UdpSocket,
+    IpAddr, Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
 };
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -215,13 +214,14 @@ impl Shared {
         self.per_ip.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a connection from `ip`, unless it has its share already.
+    /// Counts a connection from `ip` (its /64 for IPv6), unless that has
+    /// its share already.
     fn admit(&self, ip: IpAddr) -> bool {
-        if ip == IpAddr::from(Ipv4Addr::LOCALHOST) || ip == IpAddr::from(Ipv6Addr::LOCALHOST) {
+        let Some(key) = swarms::client_key(ip) else {
             return true;
-        }
+        };
         let mut m = self.per_ip();
-        let n = m.entry(ip).or_default();
+        let n = m.entry(key).or_default();
         if *n >= self.max_per_ip {
             return false;
         }
@@ -230,8 +230,11 @@ impl Shared {
     }
 
     fn release(&self, ip: IpAddr) {
+        let Some(key) = swarms::client_key(ip) else {
+            return;
+        };
         let mut m = self.per_ip();
-        if let Some(n) = m.get_mut(&ip) {
+        if let Some(n) = m.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
                 m.remove(&ip);

@@ -9,6 +9,8 @@ mod common;
 mod bans;
 #[path = "suite/bench_smoke.rs"]
 mod bench_smoke;
+#[path = "suite/dht.rs"]
+mod dht;
 #[path = "suite/fixtures.rs"]
 mod fixtures;
 #[path = "suite/fuzz.rs"]
@@ -29,10 +31,16 @@ mod layers;
 mod limits;
 #[path = "suite/lsd.rs"]
 mod lsd;
+#[path = "suite/magnet.rs"]
+mod magnet;
 #[path = "suite/matrix.rs"]
 mod matrix;
+#[path = "suite/rates.rs"]
+mod rates;
 #[path = "suite/reliability.rs"]
 mod reliability;
+#[path = "suite/select.rs"]
+mod select;
 #[path = "suite/swarm.rs"]
 mod swarm;
 #[path = "suite/trackers.rs"]

@@ -1,6 +1,7 @@
 //! `shoal info`: what a torrent holds, as text for people or JSON for
 //! scripts. Pure rendering of a [`Metainfo`]; reading the file is the CLI's.
 
+use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::Metainfo;
 use crate::proto::tracker::ScrapeStats;
 use crate::util::json::{self, Object};
@@ -93,10 +94,21 @@ pub fn text(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     }
     let real = m.files.iter().filter(|f| !f.padding).count();
     let _ = writeln!(s, "files:       {real}");
+    // Numbered as `--files` takes them: padding files have no number.
+    let mut n = 0;
     for f in &m.files {
-        let path = file_path(m, f);
-        let pad = if f.padding { "  [padding]" } else { "" };
-        let _ = writeln!(s, "  {:>12}  {path}{pad}", format_bytes(f.length));
+        let path = m.file_display_path(f);
+        let (number, pad) = if f.padding {
+            (String::new(), "  [padding]")
+        } else {
+            n += 1;
+            (n.to_string(), "")
+        };
+        let _ = writeln!(
+            s,
+            "  {number:>4}  {:>12}  {path}{pad}",
+            format_bytes(f.length)
+        );
     }
     s
 }
@@ -111,7 +123,7 @@ pub fn json(m: &Metainfo, scraped: Option<&[Scraped]>) -> String {
     );
     let files = json::array(m.files.iter().map(|f| {
         Object::new()
-            .str("path", &file_path(m, f))
+            .str("path", &m.file_display_path(f))
             .num("length", f.length)
             .bool("padding", f.padding)
             .finish()
@@ -156,10 +168,42 @@ fn scrape_json((url, result): &Scraped) -> String {
 }
 
 /// A file's path as the user will see it on disk, below the output dir.
-fn file_path(m: &Metainfo, f: &crate::proto::metainfo::FileInfo) -> String {
-    if m.multi_file {
-        format!("{}/{}", m.display_name(), f.display_path())
-    } else {
-        m.display_name()
+/// What a magnet link says, without the network (`shoal info MAGNET`).
+pub fn magnet_text(m: &Magnet) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "magnet link");
+    let _ = writeln!(s, "name:        {}", m.name.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(s, "info hash:   {}", m.info_hash.hex());
+    let trackers: Vec<&String> = m.trackers.iter().flatten().collect();
+    let _ = writeln!(s, "trackers:    {}", list_or_none(&trackers));
+    let peers: Vec<String> = m.peers.iter().map(|p| p.to_string()).collect();
+    let _ = writeln!(s, "peers:       {}", list_or_none(&peers));
+    s
+}
+
+fn list_or_none(items: &[impl AsRef<str>]) -> String {
+    if items.is_empty() {
+        return "none".into();
     }
+    items
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn magnet_json(m: &Magnet) -> String {
+    let mut o = Object::new().str("info_hash", &m.info_hash.hex());
+    if let Some(n) = &m.name {
+        o = o.str("name", n);
+    }
+    o.raw(
+        "trackers",
+        &json::array(m.trackers.iter().flatten().map(|u| json::string(u))),
+    )
+    .raw(
+        "peers",
+        &json::array(m.peers.iter().map(|p| json::string(&p.to_string()))),
+    )
+    .finish()
 }

@@ -8,9 +8,11 @@ pub mod info;
 pub mod progress;
 
 use crate::cli::progress::{Mode, Progress};
+use crate::engine::selection::Selector;
 use crate::engine::session::{LsdOff, Session};
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::net::peer::Encryption;
+use crate::proto::magnet::Magnet;
 use crate::proto::metainfo::Metainfo;
 use crate::util::units::{format_bytes, parse_duration};
 use std::ffi::OsString;
@@ -29,6 +31,7 @@ usage:
   shoal create PATH [-t URL] [-o OUT.torrent] make a torrent of a file or directory
   shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
+  shoal dht [--listen ADDR:PORT]              a DHT node (a bootstrap node for a fleet)
 
 'shoal COMMAND --help' describes each command.
 
@@ -50,15 +53,17 @@ flag, trackers by tier, web seeds and file list.
 ";
 
 const GET_USAGE: &str = "\
-usage: shoal get FILE.torrent [-o DIR] [options]
-       shoal FILE.torrent [-o DIR] [options]
+usage: shoal get FILE.torrent|MAGNET [-o DIR] [options]
+       shoal FILE.torrent|MAGNET [-o DIR] [options]
 
 Downloads every file of the torrent into DIR (default: the current
 directory), which receives the torrent's file or folder. Data already there
 is checked first and only missing pieces are fetched. Exits 0 only when all
-data is on disk and verified; by default it exits as soon as it is.
+data is on disk and verified; by default it exits as soon as it is. A magnet
+link ('magnet:?xt=urn:btih:...') first fetches the torrent from its peers.
 
   -o, --output DIR       where the torrent's file or folder goes
+  --save-torrent FILE    (magnet) save the fetched torrent to FILE
   --seed-ratio R         keep seeding until we uploaded R x the torrent's size
   --seed-time DURATION   keep seeding this long after completion
                          (with both, whichever comes first)
@@ -75,10 +80,12 @@ missing.
 ";
 
 const CHECK_USAGE: &str = "\
-usage: shoal check FILE.torrent DATA_PATH [--json]
+usage: shoal check FILE.torrent DATA_PATH [--json] [--only GLOB] [--files LIST]
 
 Hashes the data on all cores and says how many pieces are good. Exits 0 if
-all are, 1 otherwise. DATA_PATH as for 'shoal seed'.
+all are, 1 otherwise. DATA_PATH as for 'shoal seed'. With --only/--files
+(as for 'get'), only the chosen files' pieces count, and the bytes of
+other files are read from the parts file a selective 'get' left.
 ";
 
 const CREATE_USAGE: &str = "\
@@ -119,6 +126,22 @@ number. Peers silent for two intervals are forgotten. Runs until Ctrl-C.
   -q, --quiet            no log line at start
 ";
 
+const DHT_USAGE: &str = "\
+usage: shoal dht [--listen ADDR:PORT] [--dht-bootstrap HOST:PORT ...] [options]
+
+A DHT node (BEP 5) and nothing else: a bootstrap node for a private fleet
+(give its address to every host's --dht-bootstrap). It answers ping,
+find_node, get_peers and announce_peer, keeps announced peers 30 minutes,
+and runs until Ctrl-C.
+
+  --listen ADDR:PORT       UDP address (default 0.0.0.0:6881)
+  --dht-bootstrap HOST:PORT  join the DHT through this node (repeatable;
+                           default: the public routers and the nodes saved
+                           by the last run)
+  --json                   print the listening line as a JSON object
+  -q, --quiet              print nothing
+";
+
 /// Options common to `get` and `seed`, shown in both helps.
 const SESSION_OPTIONS: &str = "
   --peer ADDR            connect to this peer too (repeatable), e.g.
@@ -140,10 +163,25 @@ const SESSION_OPTIONS: &str = "
                          (default 4)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
+  --only GLOB            only the files whose path (as 'shoal info' prints
+                         it) matches: * within a directory, ** across, ?
+                         one character (repeatable)
+  --files LIST           only these files, numbered as 'shoal info' does,
+                         e.g. 1,4-7 (repeatable; with --only, either)
+  --max-download-rate RATE, --max-upload-rate RATE
+                         bytes per second for the whole process, e.g. 20M
+                         or 512K (default: unlimited)
   --encryption MODE      MSE/PE stream encryption (RC4): prefer (default:
                          dial encrypted, retry a peer in plaintext if it
                          hangs up; accept both), require (encrypted only,
                          both ways), off (plaintext only, both ways)
+  --no-dht               no DHT (BEP 5); it is on by default, and always
+                         off for private torrents
+  --dht-bootstrap HOST:PORT  join the DHT through this node (repeatable;
+                         default: router.bittorrent.com:6881,
+                         dht.transmissionbt.com:6881, router.utorrent.com:6881
+                         and the nodes saved by the last run in
+                         $XDG_STATE_HOME/shoal/dht.nodes)
   -q, --quiet            no progress output
   --json                 one JSON object per line on stdout: checked,
                          listening, progress, piece_failed, peer_banned,
@@ -207,6 +245,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "check" => check(p),
         "create" => create(p),
         "tracker" => tracker(p),
+        "dht" => dht(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -265,6 +304,14 @@ fn info(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let scrape = p.contains("--scrape");
     let timeout = parse_value(&mut p, "--timeout", "duration", parse_duration)?;
     let [file] = positionals(p, ["FILE.torrent"])?;
+    if let Some(uri) = file.to_str().filter(|f| f.starts_with("magnet:")) {
+        let m = parse_magnet(uri)?;
+        match json {
+            true => println!("{}", crate::cli::info::magnet_json(&m)),
+            false => print!("{}", crate::cli::info::magnet_text(&m)),
+        }
+        return Ok(());
+    }
     let m = load_torrent(Path::new(&file))?;
     let scraped = scrape.then(|| {
         crate::cli::info::scrape_all(&m, timeout.unwrap_or(std::time::Duration::from_secs(10)))
@@ -320,11 +367,46 @@ fn output_mode(p: &mut pico_args::Arguments) -> Mode {
 /// The port we listen on by default.
 const DEFAULT_PORT: u16 = 6881;
 
-/// How the session of `get` and `seed` is set up.
-struct SessionSetup {
-    /// Where it listens (`None`: nowhere).
+/// Where the DHT node's routing table is kept between runs:
+/// `$XDG_STATE_HOME/shoal/dht.nodes`, else `~/.local/state/shoal/dht.nodes`.
+fn dht_state_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))?;
+    Some(base.join("shoal").join("dht.nodes"))
+}
+
+/// `--dht-bootstrap` (repeatable): the given nodes only; without it the
+/// public routers and the nodes saved by the last run (saved again at exit).
+fn dht_config(p: &mut pico_args::Arguments) -> Result<crate::net::dht::Config, Failure> {
+    let bootstrap: Vec<String> = p
+        .values_from_str("--dht-bootstrap")
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(bad) = bootstrap.iter().find(|b| b.rsplit_once(':').is_none()) {
+        return Err(Failure::Usage(format!(
+            "invalid DHT node '{bad}' (HOST:PORT)"
+        )));
+    }
+    Ok(if bootstrap.is_empty() {
+        crate::net::dht::Config {
+            bootstrap: crate::net::dht::ROUTERS.map(String::from).to_vec(),
+            state_file: dht_state_file(),
+        }
+    } else {
+        crate::net::dht::Config {
+            bootstrap,
+            state_file: None,
+        }
+    })
+}
+
+/// How the session is set up: where it listens (`None`: nowhere), its
+/// DHT node (`None`: off) and whether it runs local service discovery
+/// (unless `--no-lsd`).
+struct Setup {
     listen: Option<SocketAddr>,
-    /// Local service discovery unless `--no-lsd`.
+    dht: Option<crate::net::dht::Config>,
     lsd: bool,
 }
 
@@ -332,7 +414,7 @@ struct SessionSetup {
 fn session_options(
     p: &mut pico_args::Arguments,
     out_dir: PathBuf,
-) -> Result<(Options, SessionSetup), Failure> {
+) -> Result<(Options, Setup), Failure> {
     let mut opts = Options::new(out_dir);
     let mut listen = Some(SocketAddr::from((Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
     while let Some(addr) = parse_value(p, "--peer", "peer address", |s| s.parse().ok())? {
@@ -373,8 +455,20 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
+    opts.select = selectors(p)?;
+    opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
+    opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
+    let no_dht = p.contains("--no-dht");
     let lsd = !p.contains("--no-lsd");
-    Ok((opts, SessionSetup { listen, lsd }))
+    let dht = dht_config(p)?;
+    Ok((
+        opts,
+        Setup {
+            listen,
+            dht: (!no_dht).then_some(dht),
+            lsd,
+        },
+    ))
 }
 
 fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Failure> {
@@ -385,7 +479,10 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
         .opt_value_from_os_str(["-o", "--output"], |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?
         .unwrap_or_else(|| PathBuf::from("."));
-    let (opts, setup) = session_options(&mut p, out_dir)?;
+    let (mut opts, setup) = session_options(&mut p, out_dir)?;
+    opts.save_torrent = p
+        .opt_value_from_os_str("--save-torrent", |s| Ok::<_, String>(PathBuf::from(s)))
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -397,8 +494,60 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
             f
         }
     };
-    let meta = Arc::new(load_torrent(Path::new(&file))?);
-    run_session(meta, opts, setup, mode)
+    let target = match file.to_str().filter(|f| f.starts_with("magnet:")) {
+        Some(uri) => Target::Magnet(parse_magnet(uri)?),
+        None => {
+            let meta = Arc::new(load_torrent(Path::new(&file))?);
+            opts.selection = selection(&opts.select, &meta)?;
+            Target::Torrent(meta)
+        }
+    };
+    run_session(target, opts, setup, mode)
+}
+
+/// `--only GLOB` and `--files LIST`, repeatable.
+fn selectors(p: &mut pico_args::Arguments) -> Result<Selector, Failure> {
+    let usage = |e: pico_args::Error| Failure::Usage(e.to_string());
+    let mut select = Selector {
+        globs: p.values_from_str("--only").map_err(usage)?,
+        numbers: Vec::new(),
+    };
+    let lists: Vec<String> = p.values_from_str("--files").map_err(usage)?;
+    for list in lists {
+        select
+            .add_numbers(&list)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    Ok(select)
+}
+
+/// The files `select` chooses in `meta` (`None`: all); choosing nothing
+/// or a number past the end is a usage error.
+fn selection(select: &Selector, meta: &Metainfo) -> Result<Option<Vec<bool>>, Failure> {
+    if select.is_empty() {
+        return Ok(None);
+    }
+    select
+        .resolve(meta)
+        .map(Some)
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// A rate in bytes per second (`20M`, `512K`, `1000000`): more than 0 and
+/// at most 1 TiB/s.
+fn parse_rate(s: &str) -> Option<u64> {
+    crate::util::units::parse_size(s).filter(|&n| n > 0 && n <= 1 << 40)
+}
+
+/// A magnet link from the command line; a malformed one is a usage error.
+fn parse_magnet(uri: &str) -> Result<Magnet, Failure> {
+    Magnet::parse(uri).map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// What `get` downloads.
+enum Target {
+    Torrent(Arc<Metainfo>),
+    Magnet(Magnet),
 }
 
 fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
@@ -409,40 +558,47 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let mode = output_mode(&mut p);
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
+    opts.selection = selection(&opts.select, &meta)?;
     opts.out_dir = crate::disk::storage::resolve_root(&meta, Path::new(&data));
     opts.seed_only = true;
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
-    run_session(meta, opts, setup, mode)
+    run_session(Target::Torrent(meta), opts, setup, mode)
 }
 
 /// Runs a download or seed to its end and reports it.
-fn run_session(
-    meta: Arc<Metainfo>,
-    opts: Options,
-    setup: SessionSetup,
-    mode: Mode,
-) -> Result<(), Failure> {
+fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Result<(), Failure> {
     crate::disk::sys::install_stop_handlers();
     let listen = setup.listen;
-    let mut session = Session::new(listen, opts.encryption).map_err(|e| {
+    let mut session = Session::new(listen, opts.encryption, setup.dht).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
         Failure::Failed(format!(
             "cannot listen on {addr}: {}",
             crate::disk::sys::io_reason(&e)
         ))
     })?;
-    // BEP 27: a private torrent is never announced to the LAN.
-    if setup.lsd && !meta.private {
+    session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
+    // BEP 27: a private torrent is never announced to the LAN (a magnet
+    // link's torrent decides once its metadata says).
+    let private = matches!(&target, Target::Torrent(meta) if meta.private);
+    if setup.lsd && !private {
         match session.start_lsd() {
             Ok(interface) => log::info!("local discovery on {interface}"),
             Err(why @ LsdOff::Socket(_)) => log::warn!("no local discovery: {why}"),
             Err(why) => log::info!("no local discovery: {why}"),
         }
     }
-    let mut progress = Progress::new(mode, meta.display_name());
-    let summary = torrent::run(&session, meta.clone(), opts, &mut |note| {
-        progress.show(note)
-    })
+    let name = match &target {
+        Target::Torrent(meta) => meta.display_name(),
+        Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),
+    };
+    let mut progress = Progress::new(mode, name);
+    let mut show = |note| progress.show(note);
+    let (meta, summary) = match target {
+        Target::Torrent(meta) => {
+            torrent::run(&session, meta.clone(), opts, &mut show).map(|summary| (meta, summary))
+        }
+        Target::Magnet(m) => torrent::run_magnet(&session, &m, opts, &mut show),
+    }
     .map_err(|e| Failure::Failed(e.to_string()))?;
     let secs = summary.elapsed.as_secs_f64();
     let total = meta.geometry.total_len();
@@ -480,23 +636,33 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
         return Ok(());
     }
     let json = p.contains("--json");
+    let select = selectors(&mut p)?;
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
+    let chosen = selection(&select, &meta)?;
     let root = crate::disk::storage::resolve_root(&meta, Path::new(&data));
-    let storage = crate::disk::storage::Storage::open_existing(meta.clone(), &root)
-        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let storage =
+        crate::disk::storage::Storage::open_existing(meta.clone(), &root, chosen.as_deref())
+            .map_err(|e| Failure::Failed(e.to_string()))?;
     let start = std::time::Instant::now();
     let threads = crate::disk::storage::available_parallelism();
     let have = crate::disk::storage::verify(&storage.reader(), threads, &|_| {});
+    // With a selection, only the pieces of the chosen files count.
+    let wanted = match &chosen {
+        Some(c) => torrent::wanted_pieces(&meta.geometry, c),
+        None => crate::proto::bitfield::Bitfield::full(have.len()),
+    };
+    let good = wanted.iter_set().filter(|&p| have.get(p)).count() as u32;
+    let (pieces, complete) = (wanted.count(), good == wanted.count());
     let secs = start.elapsed().as_secs_f64();
     let total = meta.geometry.total_len();
     if json {
         println!(
             "{}",
             crate::util::json::Object::new()
-                .bool("complete", have.is_complete())
-                .num("have", have.count())
-                .num("pieces", have.len())
+                .bool("complete", complete)
+                .num("have", good)
+                .num("pieces", pieces)
                 .num("bytes", total)
                 .num("seconds", format!("{secs:.3}"))
                 .finish()
@@ -505,20 +671,20 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
         println!(
             "{}: {} of {} pieces good ({} checked in {:.2}s, {}/s)",
             meta.display_name(),
-            have.count(),
-            have.len(),
+            good,
+            pieces,
             format_bytes(total),
             secs,
             format_bytes((total as f64 / secs.max(1e-6)) as u64)
         );
     }
-    if have.is_complete() {
+    if complete {
         Ok(())
     } else {
         Err(Failure::Failed(format!(
             "{}: {} pieces missing or damaged",
             root.display(),
-            have.len() - have.count()
+            pieces - good
         )))
     }
 }
@@ -644,4 +810,36 @@ fn tracker(mut p: pico_args::Arguments) -> Result<(), Failure> {
             crate::disk::sys::io_reason(&e)
         ))
     })
+}
+
+fn dht(mut p: pico_args::Arguments) -> Result<(), Failure> {
+    if help_requested(&mut p, DHT_USAGE) {
+        return Ok(());
+    }
+    let listen = parse_value(&mut p, "--listen", "address", |s| s.parse().ok())?
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)));
+    let config = dht_config(&mut p)?;
+    let json = p.contains("--json");
+    let quiet = p.contains(["-q", "--quiet"]);
+    positionals(p, [])?;
+    crate::disk::sys::install_stop_handlers();
+    let port = crate::net::udp_port::UdpPort::start(listen, Some(config)).map_err(|e| {
+        Failure::Failed(format!(
+            "DHT node on {listen}: {}",
+            crate::disk::sys::io_reason(&e)
+        ))
+    })?;
+    if json {
+        let line = crate::util::json::Object::new()
+            .str("event", "listening")
+            .str("addr", &port.local_addr.to_string())
+            .finish();
+        println!("{line}");
+    } else if !quiet {
+        eprintln!("shoal dht: listening on udp {}", port.local_addr);
+    }
+    while !crate::disk::sys::stop_requested() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
 }

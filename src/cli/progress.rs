@@ -125,6 +125,14 @@ impl Progress {
                     .finish(),
                 format!("{name}: {have} of {pieces} pieces already on disk"),
             ),
+            Note::Metadata { bytes, peers } => (
+                Object::new()
+                    .str("event", "metadata")
+                    .num("bytes", bytes)
+                    .num("peers", peers)
+                    .finish(),
+                format!("{name}: metadata fetched ({bytes} bytes, {peers} peers connected)"),
+            ),
             Note::Listening(addr) => (
                 Object::new()
                     .str("event", "listening")

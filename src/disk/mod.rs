@@ -11,3 +11,18 @@ pub mod resume;
 pub mod storage;
 pub mod sys;
 pub mod torrent_file;
+
+/// Writes `bytes` to `dest` through `tmp` and a rename, so that a crash
+/// leaves the old file or the new one, never half of one; `tmp` is removed
+/// if anything fails.
+pub fn write_replacing(
+    dest: &std::path::Path,
+    tmp: &std::path::Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let result = std::fs::write(tmp, bytes).and_then(|()| std::fs::rename(tmp, dest));
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    result
+}

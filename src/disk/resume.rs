@@ -39,26 +39,32 @@ pub fn path(meta: &Metainfo, root: &Path) -> PathBuf {
     root.join(name)
 }
 
-/// Each data file's (length, mtime) as the file system has them now;
-/// `None` for padding.
-fn stamps(paths: &[Option<PathBuf>]) -> Option<Vec<Option<(u64, u128)>>> {
+/// A data file's (length, mtime in nanoseconds), as recorded; `None` for
+/// padding.
+pub type FileStamp = Option<(u64, u128)>;
+
+/// What the file system says of a file now, as a [`FileStamp`].
+pub fn stamp_of(m: &std::fs::Metadata) -> Option<(u64, u128)> {
+    let mtime = m.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some((m.len(), mtime.as_nanos()))
+}
+
+/// Each data file's stamp as the file system has it now.
+fn stamps(paths: &[Option<PathBuf>]) -> Option<Vec<FileStamp>> {
     paths
         .iter()
         .map(|p| match p {
             None => Some(None),
-            Some(p) => {
-                let m = std::fs::metadata(p).ok()?;
-                let mtime = m.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
-                Some(Some((m.len(), mtime.as_nanos())))
-            }
+            Some(p) => stamp_of(&std::fs::metadata(p).ok()?).map(Some),
         })
         .collect()
 }
 
-/// The verified pieces, if a resume file exists and still matches the data.
-pub fn load(meta: &Metainfo, root: &Path) -> Option<Bitfield> {
+/// The verified pieces, if a resume file exists and still matches the data
+/// (laid out for `selection`: files not selected are in the parts file).
+pub fn load(meta: &Metainfo, root: &Path, selection: Option<&[bool]>) -> Option<Bitfield> {
     let text = std::fs::read_to_string(path(meta, root)).ok()?;
-    let paths = crate::disk::storage::file_paths(meta, root).ok()?;
+    let paths = crate::disk::storage::placed_paths(meta, root, selection).ok()?;
     let now = stamps(&paths)?;
     parse(&text, meta, &now)
 }
@@ -79,24 +85,20 @@ fn parse(text: &str, meta: &Metainfo, now: &[Option<(u64, u128)>]) -> Option<Bit
     Bitfield::from_bytes(&bytes, meta.geometry.num_pieces()).ok()
 }
 
-/// Records `have`. Call only after the data of every piece in it was
-/// flushed. Failing to save costs a rehash later, nothing else: the caller
-/// warns with the error, and no temporary file is left behind.
-pub fn save(meta: &Metainfo, root: &Path, have: &Bitfield) -> std::io::Result<()> {
+/// Records `have` for the files as `stamps` say they are — the very stamps
+/// that were checked to be unchanged (statting again here would bless a
+/// change made in between). Call only after the data of every piece in it
+/// was flushed. Failing to save costs a rehash later, nothing else: the
+/// caller warns with the error, and no temporary file is left behind.
+pub fn save(
+    meta: &Metainfo,
+    root: &Path,
+    have: &Bitfield,
+    stamps: &[FileStamp],
+) -> std::io::Result<()> {
     let dest = path(meta, root);
     let tmp = dest.with_extension("shoal-resume.tmp");
-    let result = (|| -> std::io::Result<()> {
-        let paths = crate::disk::storage::file_paths(meta, root)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let stamps =
-            stamps(&paths).ok_or_else(|| std::io::Error::other("a data file is missing"))?;
-        std::fs::write(&tmp, render(meta, &stamps, have))?;
-        std::fs::rename(&tmp, &dest)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::disk::write_replacing(&dest, &tmp, render(meta, stamps, have).as_bytes())
 }
 
 /// Removes the resume state (the data changed under us: the next start
@@ -183,8 +185,9 @@ mod tests {
         std::fs::create_dir_all(root.join("d")).unwrap();
         std::fs::write(root.join("d/a"), vec![1u8; 20000]).unwrap();
         let have = Bitfield::full(2);
-        save(&m, &root, &have).unwrap();
-        assert_eq!(load(&m, &root), Some(have));
+        let now = stamps(&crate::disk::storage::file_paths(&m, &root).unwrap()).unwrap();
+        save(&m, &root, &have, &now).unwrap();
+        assert_eq!(load(&m, &root, None), Some(have));
         assert!(path(&m, &root).ends_with(".d.shoal-resume"));
         // A touched data file makes the state stale.
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
@@ -193,7 +196,7 @@ mod tests {
             .open(root.join("d/a"))
             .unwrap();
         f.set_modified(later).unwrap();
-        assert_eq!(load(&m, &root), None);
+        assert_eq!(load(&m, &root, None), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
 
@@ -206,7 +209,8 @@ mod tests {
         std::fs::create_dir_all(dir.0.join("d")).unwrap();
         std::fs::write(dir.0.join("d/a"), vec![1u8; 20000]).unwrap();
         std::fs::create_dir_all(path(&m, &dir.0).join("in-the-way")).unwrap();
-        assert!(save(&m, &dir.0, &Bitfield::full(2)).is_err());
+        let now = stamps(&crate::disk::storage::file_paths(&m, &dir.0).unwrap()).unwrap();
+        assert!(save(&m, &dir.0, &Bitfield::full(2), &now).is_err());
         let tmp = path(&m, &dir.0).with_extension("shoal-resume.tmp");
         assert!(!tmp.exists(), "{} left behind", tmp.display());
     }

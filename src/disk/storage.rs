@@ -26,6 +26,7 @@
 //! zeros and hash as zeros, and block bytes that fall in them are dropped.
 #![allow(unsafe_code)]
 
+use crate::disk::resume::{self, FileStamp};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::geometry::{FileSlice, PieceIndex};
 use crate::proto::metainfo::Metainfo;
@@ -55,6 +56,10 @@ struct Files {
     meta: Arc<Metainfo>,
     /// Where each file lives on disk; `None` for padding.
     paths: Vec<Option<PathBuf>>,
+    /// For a file not selected (`--only`, `--files`), its offset in the
+    /// parts file, where its bytes of boundary pieces are kept (its path
+    /// is the parts file's).
+    parted: Vec<Option<u64>>,
     /// Open read-write (`Storage::create`) or read-only.
     writable: bool,
     /// Each file's (device, inode) when storage was made: a file reopened
@@ -137,18 +142,31 @@ impl Storage {
     /// Existing files are opened and kept, never truncated (their data is
     /// checked against the hashes later). A file longer than its torrent
     /// length is left as it is; only its first bytes are used.
-    pub fn create(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
+    ///
+    /// With a `selection`, files not selected are not created: their bytes
+    /// in pieces shared with selected files go to the parts file
+    /// ([`parts_path`]), a sparse file as long as the torrent.
+    pub fn create(
+        meta: Arc<Metainfo>,
+        root: &Path,
+        selection: Option<&[bool]>,
+    ) -> Result<Storage, StorageError> {
         // Writes go through maps: a file truncated under one must cost an
         // error, not the process.
         crate::disk::sys::install_bus_guard();
-        let paths = file_paths(&meta, root)?;
+        let Layout { paths, parted } = layout(&meta, root, selection)?;
         // Files this call creates: removed again if it fails, so a failed
         // start (a full disk) leaves nothing behind.
         let mut created: Vec<PathBuf> = Vec::new();
         let result = (|| {
-            for (info, path) in meta.files.iter().zip(&paths) {
+            for ((info, path), parted) in meta.files.iter().zip(&paths).zip(&parted) {
                 let Some(path) = path else {
                     continue;
+                };
+                // The parts file: sparse, grown once to the torrent's size.
+                let len = match parted {
+                    Some(_) => meta.geometry.total_len(),
+                    None => info.length,
                 };
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|cause| StorageError::Create {
@@ -170,12 +188,14 @@ impl Storage {
                 if !existed {
                     created.push(path.clone());
                 }
-                crate::disk::sys::fallocate(&file, info.length).map_err(|cause| {
-                    StorageError::Preallocate {
-                        path: path.clone(),
-                        len: info.length,
-                        cause,
-                    }
+                let grown = match parted {
+                    Some(_) => grow(&file, len),
+                    None => crate::disk::sys::fallocate(&file, len),
+                };
+                grown.map_err(|cause| StorageError::Preallocate {
+                    path: path.clone(),
+                    len,
+                    cause,
                 })?;
             }
             Ok(())
@@ -186,7 +206,7 @@ impl Storage {
             }
             return Err(e);
         }
-        Ok(Storage::new(meta, paths, false))
+        Ok(Storage::new(meta, Layout { paths, parted }, false))
     }
 
     /// Opens the torrent's existing files under `root` read-only, for
@@ -194,8 +214,12 @@ impl Storage {
     /// it fail, so its pieces fail verification; a short file likewise fails
     /// reads past its end. Any other failure to open (permission denied, a
     /// directory where a file should be) is an error.
-    pub fn open_existing(meta: Arc<Metainfo>, root: &Path) -> Result<Storage, StorageError> {
-        let paths = file_paths(&meta, root)?;
+    pub fn open_existing(
+        meta: Arc<Metainfo>,
+        root: &Path,
+        selection: Option<&[bool]>,
+    ) -> Result<Storage, StorageError> {
+        let Layout { paths, parted } = layout(&meta, root, selection)?;
         for path in paths.iter().flatten() {
             let open = |cause| StorageError::Open {
                 path: path.clone(),
@@ -212,10 +236,10 @@ impl Storage {
                 Err(e) => return Err(open(e)),
             }
         }
-        Ok(Storage::new(meta, paths, true))
+        Ok(Storage::new(meta, Layout { paths, parted }, true))
     }
 
-    fn new(meta: Arc<Metainfo>, paths: Vec<Option<PathBuf>>, read_only: bool) -> Storage {
+    fn new(meta: Arc<Metainfo>, Layout { paths, parted }: Layout, read_only: bool) -> Storage {
         let stamps: Vec<Option<Stamp>> = paths
             .iter()
             .map(|p| {
@@ -235,6 +259,7 @@ impl Storage {
             shared: Arc::new(Files {
                 meta,
                 paths,
+                parted,
                 writable: !read_only,
                 identity,
                 open,
@@ -279,12 +304,7 @@ impl Storage {
             let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
             let src = (from - begin) as usize..(to - begin) as usize;
             self.written[s.file] = true;
-            let faults = crate::disk::sys::bus_faults();
-            // The fences keep the copy between the two counts.
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            map[dst].copy_from_slice(&data[src]);
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            if crate::disk::sys::bus_faults() != faults {
+            if !crate::disk::sys::guarded_copy(&mut map[dst], &data[src]) {
                 // The file shrank under the map: the SIGBUS guard put a
                 // throw-away page where the data went.
                 return Err(StorageError::Truncated {
@@ -345,26 +365,57 @@ impl Storage {
     /// not checked.
     pub fn changed_files(&self, files: std::ops::Range<usize>) -> Vec<(usize, Change)> {
         files
-            .filter_map(|i| {
-                let (Some(Some(then)), Some(Some(path))) =
-                    (self.stamps.get(i), self.shared.paths.get(i))
-                else {
-                    return None;
-                };
-                let Ok(now) = std::fs::metadata(path).map(|m| Stamp::of(&m)) else {
-                    return Some((i, Change::Replaced));
-                };
-                if (now.dev, now.ino) != (then.dev, then.ino) {
-                    Some((i, Change::Replaced))
-                } else if now.len < self.shared.meta.files[i].length
-                    || (!self.written[i] && (now.len, now.mtime) != (then.len, then.mtime))
-                {
-                    Some((i, Change::Modified))
-                } else {
-                    None
-                }
-            })
+            .filter_map(|i| self.change(i, &self.metadata(i)?).map(|c| (i, c)))
             .collect()
+    }
+
+    /// Every file's resume stamp, from one look at each that also found it
+    /// unchanged — or the files that changed.
+    pub fn unchanged_stamps(&self) -> Result<Vec<FileStamp>, Vec<(usize, Change)>> {
+        let mut stamps = Vec::with_capacity(self.stamps.len());
+        let mut changed = Vec::new();
+        for i in 0..self.stamps.len() {
+            let Some(now) = self.metadata(i) else {
+                stamps.push(None);
+                continue;
+            };
+            match self.change(i, &now) {
+                Some(c) => changed.push((i, c)),
+                None => stamps.push(now.ok().as_ref().and_then(resume::stamp_of)),
+            }
+        }
+        if changed.is_empty() {
+            Ok(stamps)
+        } else {
+            Err(changed)
+        }
+    }
+
+    /// File `i`'s metadata now; `None` for a file not checked (padding, or
+    /// missing when we opened it).
+    fn metadata(&self, i: usize) -> Option<std::io::Result<std::fs::Metadata>> {
+        let (Some(Some(_)), Some(Some(path))) = (self.stamps.get(i), self.shared.paths.get(i))
+        else {
+            return None;
+        };
+        Some(std::fs::metadata(path))
+    }
+
+    /// How file `i` changed since we opened it, given its metadata now.
+    fn change(&self, i: usize, now: &std::io::Result<std::fs::Metadata>) -> Option<Change> {
+        let then = self.stamps.get(i).copied().flatten()?;
+        let Ok(now) = now.as_ref().map(Stamp::of) else {
+            return Some(Change::Replaced);
+        };
+        if (now.dev, now.ino) != (then.dev, then.ino) {
+            Some(Change::Replaced)
+        } else if now.len < self.shared.parted[i].unwrap_or(0) + self.shared.meta.files[i].length
+            || (!self.written[i] && (now.len, now.mtime) != (then.len, then.mtime))
+        {
+            Some(Change::Modified)
+        } else {
+            None
+        }
     }
 
     /// File `file` was modified in place by someone else and its pieces
@@ -374,11 +425,18 @@ impl Storage {
         let Some(Some(path)) = self.shared.paths.get(file) else {
             return Ok(());
         };
-        let len = self.shared.meta.files[file].length;
+        let parted = self.shared.parted[file];
+        let len = parted.unwrap_or(0) + self.shared.meta.files[file].length;
         let handle = self
             .shared
             .file(file)
-            .and_then(|h| crate::disk::sys::fallocate(&h, len).map(|()| h))
+            .and_then(|h| {
+                match parted {
+                    Some(_) => grow(&h, len),
+                    None => crate::disk::sys::fallocate(&h, len),
+                }
+                .map(|()| h)
+            })
             .map_err(|cause| StorageError::Preallocate {
                 path: path.clone(),
                 len,
@@ -416,6 +474,11 @@ impl Storage {
 impl Files {
     fn path_of(&self, file: usize) -> PathBuf {
         self.paths[file].clone().unwrap_or_default()
+    }
+
+    /// Where a slice's bytes are in the file that holds them.
+    fn offset(&self, slice: &FileSlice) -> u64 {
+        self.parted[slice.file].unwrap_or(0) + slice.file_offset
     }
 
     /// File `index`, open (from the cache, or opened now, closing the least
@@ -484,8 +547,9 @@ fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageEr
             let file = shared.file(slice.file).map_err(map_err)?;
             // Touching a map past the end of its file is a SIGBUS, not an
             // error: refuse a file someone shortened since `create`.
+            let at = shared.offset(&slice);
             let file_len = file.metadata().map_err(map_err)?.len();
-            if file_len < slice.file_offset + u64::from(slice.len) {
+            if file_len < at + u64::from(slice.len) {
                 return Err(map_err(io::Error::other(format!(
                     "the file is {file_len} bytes, shorter than the torrent says"
                 ))));
@@ -502,7 +566,7 @@ fn map_piece(shared: &Files, piece: PieceIndex) -> Result<Vec<Window>, StorageEr
             // descriptor.
             let map = unsafe {
                 MmapOptions::new()
-                    .offset(slice.file_offset)
+                    .offset(at)
                     .len(slice.len as usize)
                     .map_mut(&*file)
             }
@@ -548,13 +612,14 @@ impl Reader {
                 cause,
             };
             let file = self.shared.file(s.file).map_err(read)?;
-            file.read_exact_at(part, s.file_offset).map_err(|e| {
-                read(if e.kind() == io::ErrorKind::UnexpectedEof {
-                    io::Error::new(e.kind(), "the file is shorter than the torrent says")
-                } else {
-                    e
-                })
-            })?;
+            file.read_exact_at(part, self.shared.offset(&s))
+                .map_err(|e| {
+                    read(if e.kind() == io::ErrorKind::UnexpectedEof {
+                        io::Error::new(e.kind(), "the file is shorter than the torrent says")
+                    } else {
+                        e
+                    })
+                })?;
         }
         Ok(())
     }
@@ -688,6 +753,67 @@ pub fn available_parallelism() -> usize {
 /// onto a path.
 pub fn os_path(component: &[u8]) -> &OsStr {
     OsStr::from_bytes(component)
+}
+
+/// Where each file's bytes go: its own path, or for one not selected the
+/// parts file at the file's offset in the torrent.
+struct Layout {
+    paths: Vec<Option<PathBuf>>,
+    parted: Vec<Option<u64>>,
+}
+
+fn layout(
+    meta: &Metainfo,
+    root: &Path,
+    selection: Option<&[bool]>,
+) -> Result<Layout, StorageError> {
+    let paths = placed_paths(meta, root, selection)?;
+    let parted = meta
+        .geometry
+        .files()
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            let chosen = selection.is_none_or(|s| s.get(i).copied().unwrap_or(true));
+            (!span.padding && !chosen).then_some(span.offset)
+        })
+        .collect();
+    Ok(Layout { paths, parted })
+}
+
+/// The hidden file beside the data that holds the bytes of files not
+/// selected that share a piece with selected ones: `.NAME.shoal-parts`.
+pub fn parts_path(meta: &Metainfo, root: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(os_path(&meta.name));
+    name.push(".shoal-parts");
+    root.join(name)
+}
+
+/// [`file_paths`], with each file not in `selection` at the parts file.
+pub fn placed_paths(
+    meta: &Metainfo,
+    root: &Path,
+    selection: Option<&[bool]>,
+) -> Result<Vec<Option<PathBuf>>, StorageError> {
+    let mut paths = file_paths(meta, root)?;
+    if let Some(sel) = selection {
+        let parts = parts_path(meta, root);
+        for (path, chosen) in paths.iter_mut().zip(sel) {
+            if path.is_some() && !chosen {
+                *path = Some(parts.clone());
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Makes `file` at least `len` bytes long without allocating (sparse).
+fn grow(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    Ok(())
 }
 
 /// Each file's path under `root`, `None` for padding, built only by

@@ -144,17 +144,21 @@ thread_local! {
     /// initialiser and no destructor make it a plain TLS access, safe in a
     /// signal handler.
     static BUS_FAULTS: AtomicUsize = const { AtomicUsize::new(0) };
+    /// The memory this thread is copying into through [`guarded_copy`]
+    /// (start, length): the only place a fault is repaired.
+    static WINDOW: (AtomicUsize, AtomicUsize) = const { (AtomicUsize::new(0), AtomicUsize::new(0)) };
 }
 /// The page size, read once when the guard is installed.
 static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
 
 /// SIGBUS handler: for a fault on a mapped page past the end of its file
-/// (`BUS_ADRERR`), maps a private zero page over the faulting page, so the
-/// copy that faulted completes into memory nobody reads, and counts the
-/// fault; the writer sees the count change and reports an error instead
-/// of dying. Any other SIGBUS gets the default action back and recurs
-/// (the process dies as it would have). `mmap` is a plain system call
-/// here: no lock, no allocation.
+/// (`BUS_ADRERR`) inside the window this thread is copying into through
+/// [`guarded_copy`], maps a private zero page over the faulting page, so
+/// the copy completes into memory nobody reads, and counts the fault; the
+/// writer sees the count change and reports an error instead of dying.
+/// Any other SIGBUS (another mapping, another thread, another cause) gets
+/// the default action back and recurs: the process dies as it would have.
+/// `mmap` is a plain system call here: no lock, no allocation.
 extern "C" fn on_bus_error(
     signal: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -165,7 +169,9 @@ extern "C" fn on_bus_error(
     let page = PAGE_SIZE.load(Ordering::Relaxed);
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
-    let replaced = page != 0 && code == libc::BUS_ADRERR && {
+    let (from, len) = WINDOW.with(|(a, n)| (a.load(Ordering::SeqCst), n.load(Ordering::SeqCst)));
+    let in_window = addr >= from && addr - from < len;
+    let replaced = page != 0 && code == libc::BUS_ADRERR && in_window && {
         let start = addr & !(page - 1);
         // SAFETY: the page is inside a mapping of ours that faulted; mapping
         // anonymous memory over it with MAP_FIXED replaces only that page.
@@ -216,10 +222,22 @@ pub fn install_bus_guard() {
     });
 }
 
-/// How many mapped-page faults the SIGBUS guard has absorbed on this
-/// thread so far.
-pub fn bus_faults() -> usize {
-    BUS_FAULTS.with(|n| n.load(Ordering::SeqCst))
+/// Copies `src` into `dst` (a memory-mapped file's bytes) under the SIGBUS
+/// guard: `false` if a page of `dst` was past the end of its file (it was
+/// truncated under the map), in which case what went there is lost.
+pub fn guarded_copy(dst: &mut [u8], src: &[u8]) -> bool {
+    let faults = || BUS_FAULTS.with(|n| n.load(Ordering::SeqCst));
+    let before = faults();
+    WINDOW.with(|(a, n)| {
+        a.store(dst.as_ptr() as usize, Ordering::SeqCst);
+        n.store(dst.len(), Ordering::SeqCst);
+    });
+    // The fences keep the copy between arming the window and disarming it.
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    dst.copy_from_slice(src);
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    WINDOW.with(|(_, n)| n.store(0, Ordering::SeqCst));
+    faults() == before
 }
 
 /// Whether SIGINT or SIGTERM arrived since [`install_stop_handlers`].

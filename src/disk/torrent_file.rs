@@ -36,6 +36,13 @@ impl fmt::Display for ReadError {
 /// instead (a list, junk at byte 0, ...), never more.
 const NOT_A_DICT_READ: u64 = 64 << 10;
 
+/// Saves a `.torrent` (replacing any file at `path`, atomically).
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".shoal-tmp");
+    crate::disk::write_replacing(path, Path::new(&tmp), bytes)
+}
+
 /// The bytes of the `.torrent` at `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>, ReadError> {
     let mut file = std::fs::File::open(path).map_err(ReadError::Io)?;

@@ -11,9 +11,11 @@
 
 pub mod address_book;
 pub mod choker;
+pub mod metadata;
 pub mod notes;
 pub mod picker;
 pub mod pipeline;
 pub mod rate;
+pub mod selection;
 pub mod session;
 pub mod torrent;

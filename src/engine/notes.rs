@@ -43,6 +43,12 @@ pub enum Note {
     },
     /// Accepting peers on this address.
     Listening(SocketAddr),
+    /// A magnet link's metadata (`bytes` of info dictionary) is in and
+    /// verified; `peers` were connected.
+    Metadata {
+        bytes: usize,
+        peers: usize,
+    },
     /// A piece failed its hash check; these peers sent its blocks.
     PieceFailed {
         piece: u32,

@@ -1,7 +1,9 @@
 //! Which blocks to request next, and the state of every piece.
 //!
 //! Owns: the piece states (missing, active, verified — a piece is in
-//! exactly one), per-block request state of active pieces, availability
+//! exactly one), which pieces are wanted at all (`--only`/`--files`: those
+//! holding a byte of a selected file), per-block request state of active
+//! pieces, availability
 //! (how many connected peers have each piece), rarest-first choice (random
 //! among equals), finishing started pieces before new ones, and endgame.
 //! Does not own: peers, sockets, storage or hashing; the orchestrator calls
@@ -54,6 +56,10 @@ pub enum Received {
 pub struct Picker {
     geometry: Geometry,
     have: Bitfield,
+    /// Pieces to download; the others are never picked.
+    wanted: Bitfield,
+    /// Wanted pieces not verified: complete at 0.
+    missing: u32,
     availability: Vec<u32>,
     active: HashMap<PieceIndex, Active>,
     /// Open blocks across active pieces.
@@ -66,31 +72,46 @@ pub struct Picker {
 impl Picker {
     /// A picker for a torrent of which `have` is already verified.
     pub fn new(geometry: Geometry, have: Bitfield, seed: u64) -> Picker {
-        let untouched = geometry.num_pieces() - have.count();
+        let wanted = Bitfield::full(geometry.num_pieces());
+        let missing = geometry.num_pieces() - have.count();
         Picker {
             availability: vec![0; geometry.num_pieces() as usize],
             geometry,
             have,
+            wanted,
+            missing,
             active: HashMap::new(),
             open_blocks: 0,
-            untouched,
+            untouched: missing,
             rng: Rng::new(seed),
         }
+    }
+
+    /// Downloads only these pieces (call before picking anything).
+    pub fn want_only(&mut self, wanted: Bitfield) {
+        self.missing = wanted.iter_set().filter(|&p| !self.have.get(p)).count() as u32;
+        self.untouched = self.missing;
+        self.wanted = wanted;
     }
 
     pub fn have(&self) -> &Bitfield {
         &self.have
     }
 
-    pub fn is_complete(&self) -> bool {
-        self.have.is_complete()
+    pub fn wanted_pieces(&self) -> &Bitfield {
+        &self.wanted
     }
 
-    /// Bytes not yet verified.
+    /// Every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.missing == 0
+    }
+
+    /// Bytes of wanted pieces not yet verified.
     pub fn left(&self) -> u64 {
         let g = &self.geometry;
         g.pieces()
-            .filter(|p| !self.have.get(p.get()))
+            .filter(|p| self.wanted.get(p.get()) && !self.have.get(p.get()))
             .map(|p| u64::from(g.piece_size(p)))
             .sum()
     }
@@ -126,7 +147,8 @@ impl Picker {
             .as_bytes()
             .iter()
             .zip(self.have.as_bytes())
-            .any(|(theirs, ours)| theirs & !ours != 0)
+            .zip(self.wanted.as_bytes())
+            .any(|((theirs, ours), wanted)| theirs & !ours & wanted != 0)
     }
 
     /// Up to `max` blocks to request from a peer that has `pieces`;
@@ -247,7 +269,7 @@ impl Picker {
         let mut best: Option<(u32, u32)> = None;
         for k in 0..n {
             let p = (start + k) % n;
-            if !pieces.get(p) || self.have.get(p) {
+            if !pieces.get(p) || self.have.get(p) || !self.wanted.get(p) {
                 continue;
             }
             let piece = self.geometry.piece(p).expect("below num_pieces");
@@ -323,7 +345,10 @@ impl Picker {
             return false;
         }
         self.have.clear(piece.get());
-        self.untouched += 1;
+        if self.wanted.get(piece.get()) {
+            self.untouched += 1;
+            self.missing += 1;
+        }
         true
     }
 
@@ -333,6 +358,14 @@ impl Picker {
             return Vec::new();
         }
         self.have.set(piece.get());
+        if !self.wanted.get(piece.get()) {
+            return self
+                .active
+                .remove(&piece)
+                .map(|a| a.contributors)
+                .unwrap_or_default();
+        }
+        self.missing -= 1;
         match self.active.remove(&piece) {
             Some(active) => active.contributors,
             None => {

@@ -1,8 +1,10 @@
 //! The session: what the torrents of one process share. Today that is the
-//! listening port, TCP and UDP, and local service discovery (later also
-//! global rate limits, the DHT node and the peer/thread budget).
+//! listening port, TCP and UDP, the DHT node on that UDP port and local
+//! service discovery (later also global rate limits and the peer/thread
+//! budget).
 //!
-//! Owns: the [`Listener`], the [`UtpRefuser`] on the same port, the
+//! Owns: the [`Listener`], the [`UdpPort`] on the same port (uTP
+//! refusals and the DHT node, whose [`Dht`] handle torrents use), the
 //! inbound encryption policy, the [`Lsd`] service (BEP 14) and the routing
 //! tables from info hash to the torrent serving it: inbound connections,
 //! and the addresses local discovery hears (for torrents that asked for
@@ -14,10 +16,12 @@
 //! torrent's orchestrator takes its connections from the queue it got
 //! from [`Session::register`] and decides on them).
 
+use crate::net::dht::{self, Dht};
 use crate::net::listener::{Listener, Route};
 use crate::net::lsd::Lsd;
 use crate::net::peer::{Admission, Encryption, Inbound};
-use crate::net::utp_refuser::UtpRefuser;
+use crate::net::throttle::Throttles;
+use crate::net::udp_port::UdpPort;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -39,8 +43,11 @@ type LocalRoutes = Mutex<HashMap<InfoHash, Sender<SocketAddr>>>;
 pub struct Session {
     routes: Arc<Routes>,
     listener: Option<Listener>,
-    /// Turns uTP dialers to TCP at once (on the listener's port).
-    _utp: Option<UtpRefuser>,
+    /// Turns uTP dialers to TCP at once and runs the DHT node (on the
+    /// listener's port).
+    udp: Option<UdpPort>,
+    /// Rate limits shared by every torrent's peers.
+    throttles: Throttles,
     lsd: Option<Lsd>,
     local: Arc<LocalRoutes>,
 }
@@ -72,8 +79,14 @@ impl fmt::Display for LsdOff {
 
 impl Session {
     /// A session accepting peers on `listen` (`None`: accepting none),
-    /// plaintext or encrypted as `encryption` says.
-    pub fn new(listen: Option<SocketAddr>, encryption: Encryption) -> io::Result<Session> {
+    /// plaintext or encrypted as `encryption` says, with a DHT node if
+    /// `dht` is given (on the listener's UDP port, or any port when not
+    /// listening).
+    pub fn new(
+        listen: Option<SocketAddr>,
+        encryption: Encryption,
+        dht: Option<dht::Config>,
+    ) -> io::Result<Session> {
         let routes: Arc<Routes> = Arc::default();
         let listener = match listen {
             Some(addr) => {
@@ -88,20 +101,42 @@ impl Session {
             }
             None => None,
         };
+        let udp_addr = match (&listener, &dht) {
+            (Some(l), _) => Some(l.local_addr),
+            (None, Some(_)) => Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            (None, None) => None,
+        };
         // Without the UDP port (taken by another program) uTP-first
-        // clients still reach us, after their own timeout.
-        let utp = listener.as_ref().and_then(|l| {
-            UtpRefuser::start(l.local_addr)
-                .map_err(|e| log::info!("no uTP refusals on {}: {e}", l.local_addr))
+        // clients still reach us, after their own timeout, but there is
+        // no DHT.
+        let udp = udp_addr.and_then(|addr| {
+            UdpPort::start(addr, dht)
+                .map_err(|e| log::warn!("no UDP (uTP refusals, DHT) on {addr}: {e}"))
                 .ok()
         });
         Ok(Session {
             routes,
             listener,
-            _utp: utp,
+            udp,
+            throttles: Throttles::default(),
             lsd: None,
             local: Arc::default(),
         })
+    }
+
+    /// Limits the whole session's download and upload to these many bytes
+    /// per second (`None`: unlimited). Applies to peers started after.
+    pub fn limit_rates(&mut self, down: Option<u64>, up: Option<u64>) {
+        self.throttles = Throttles::new(down, up);
+    }
+
+    pub fn throttles(&self) -> Throttles {
+        self.throttles.clone()
+    }
+
+    /// The DHT node, if it runs.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.udp.as_ref().and_then(UdpPort::dht)
     }
 
     /// Starts local service discovery (BEP 14), announcing our listening
@@ -222,8 +257,12 @@ mod tests {
     #[test]
     fn inbound_connections_are_routed_by_info_hash() {
         within(|| {
-            let session =
-                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session = Session::new(
+                Some("127.0.0.1:0".parse().unwrap()),
+                Encryption::Prefer,
+                None,
+            )
+            .unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (to_a, to_b) = (session.register(a), session.register(b));
@@ -277,7 +316,7 @@ mod tests {
     fn encrypted_connections_are_routed_and_policies_refuse() {
         within(|| {
             let local = Some("127.0.0.1:0".parse().unwrap());
-            let session = Session::new(local, Encryption::Prefer).unwrap();
+            let session = Session::new(local, Encryption::Prefer, None).unwrap();
             let addr = session.local_addr().unwrap();
             let (a, b) = (InfoHash([1; 20]), InfoHash([2; 20]));
             let (_to_a, to_b) = (session.register(a), session.register(b));
@@ -288,11 +327,11 @@ mod tests {
             assert!(got.transport.is_encrypted());
             assert_eq!(dial_encrypted(addr, [9; 20]).1, None, "unknown torrent");
 
-            let off = Session::new(local, Encryption::Off).unwrap();
+            let off = Session::new(local, Encryption::Off, None).unwrap();
             let _queue = off.register(a);
             assert_eq!(dial_encrypted(off.local_addr().unwrap(), a.0).1, None);
 
-            let require = Session::new(local, Encryption::Require).unwrap();
+            let require = Session::new(local, Encryption::Require, None).unwrap();
             let _queue = require.register(a);
             let mut plain = dial(require.local_addr().unwrap(), a.0);
             assert!(closed_silently(&mut plain), "plaintext under require");
@@ -305,14 +344,14 @@ mod tests {
     #[test]
     fn local_discovery_is_off_where_the_lan_cannot_dial_us() {
         for listen in ["127.0.0.1:0", "[::1]:0"] {
-            let mut session = Session::new(Some(listen.parse().unwrap()), Encryption::Prefer);
+            let mut session = Session::new(Some(listen.parse().unwrap()), Encryption::Prefer, None);
             let Ok(session) = session.as_mut() else {
                 continue; // no IPv6 here
             };
             assert!(matches!(session.start_lsd(), Err(LsdOff::Loopback)));
             assert!(session.discover_locally(InfoHash([1; 20])).is_none());
         }
-        let mut session = Session::new(None, Encryption::Prefer).unwrap();
+        let mut session = Session::new(None, Encryption::Prefer, None).unwrap();
         assert!(matches!(session.start_lsd(), Err(LsdOff::NotListening)));
     }
 
@@ -322,8 +361,12 @@ mod tests {
     #[test]
     fn a_full_torrent_queue_never_blocks_the_listener() {
         within(|| {
-            let session =
-                Session::new(Some("127.0.0.1:0".parse().unwrap()), Encryption::Prefer).unwrap();
+            let session = Session::new(
+                Some("127.0.0.1:0".parse().unwrap()),
+                Encryption::Prefer,
+                None,
+            )
+            .unwrap();
             let addr = session.local_addr().unwrap();
             let hash = InfoHash([3; 20]);
             let queue = session.register(hash);

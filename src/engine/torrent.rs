@@ -12,17 +12,23 @@
 //! with `try_send`, and a peer whose queue is full is dropped.
 
 mod connections;
+mod dht;
 mod download;
 mod error;
+mod extensions;
 mod files;
+mod magnet;
 mod options;
+mod swarm;
 mod upload;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::TorrentError;
+pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
+use swarm::Swarm;
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
@@ -34,11 +40,13 @@ use crate::engine::pipeline::{Arrival, Pipeline};
 use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
 use crate::net::announce::{self, Counters, Report};
-use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings};
+use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings, Unsized};
 use crate::proto::allowed_fast;
 use crate::proto::bitfield::Bitfield;
+use crate::proto::extension;
+use crate::proto::extension::PeerInfo;
 use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
-use crate::proto::metainfo::Metainfo;
+use crate::proto::metainfo::{InfoHash, Metainfo};
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
@@ -129,6 +137,15 @@ struct Peer {
     allowed_fast: Vec<u32>,
     /// BEP 6: pieces we let it request while we choke it.
     offered_fast: Vec<u32>,
+    /// Its BEP 10 handshake (extension ids, listen port).
+    ext: PeerInfo,
+    /// It dialled us (its address's port is not where it listens).
+    inbound: bool,
+    /// Metadata bytes we sent it (BEP 9), bounded.
+    metadata_sent: usize,
+    /// BEP 11: the peers we last told it about, and when.
+    pex_told: HashSet<SocketAddr>,
+    pex_at: Option<Instant>,
 }
 
 impl Peer {
@@ -156,6 +173,21 @@ impl Peer {
             fast: false,
             allowed_fast: Vec::new(),
             offered_fast: Vec::new(),
+            ext: PeerInfo::default(),
+            inbound: false,
+            metadata_sent: 0,
+            pex_told: HashSet::new(),
+            pex_at: None,
+        }
+    }
+
+    /// Where others can dial it: its address, or for one that dialled us,
+    /// its IP and the port it says it listens on.
+    fn dialable(&self) -> Option<SocketAddr> {
+        match (self.inbound, self.ext.listen_port) {
+            (false, _) => Some(self.addr),
+            (true, Some(port)) => Some(SocketAddr::new(self.addr.ip(), port)),
+            (true, None) => None,
         }
     }
 
@@ -178,46 +210,98 @@ pub fn run(
     opts: Options,
     notes: Notes<'_>,
 ) -> Result<Summary, TorrentError> {
-    let start = Instant::now();
+    let swarm = Swarm::new(session, meta.info_hash, &opts);
+    if let Some(addr) = swarm.listen_addr {
+        notes(Note::Listening(addr));
+    }
+    let none = (HashMap::new(), HashMap::new());
+    download(session, meta, opts, swarm, none, notes, Instant::now())
+}
+
+/// Peers handed over by a magnet link's metadata fetch, with what each
+/// said it has.
+type Adopted = (HashMap<PeerKey, Peer>, HashMap<PeerKey, magnet::Said>);
+
+/// The download itself, on `swarm` with the `adopted` peers.
+fn download(
+    session: &Session,
+    meta: Arc<Metainfo>,
+    opts: Options,
+    swarm: Swarm,
+    adopted: Adopted,
+    notes: Notes<'_>,
+    start: Instant,
+) -> Result<Summary, TorrentError> {
+    let mut opts = opts;
+    if opts.selection.is_none() && !opts.select.is_empty() {
+        // A magnet's selection is known only now.
+        opts.selection = Some(
+            opts.select
+                .resolve(&meta)
+                .map_err(TorrentError::Selection)?,
+        );
+    }
     let (storage, have) = open_storage(&meta, &opts)?;
     notes(Note::Checked {
         have: have.count(),
         pieces: have.len(),
     });
-    if opts.seed_only && !have.is_complete() {
-        return Err(TorrentError::Incomplete {
-            path: opts.out_dir.join(crate::disk::storage::os_path(&meta.name)),
-            missing: have.len() - have.count(),
-            pieces: have.len(),
-        });
+    if opts.seed_only {
+        let wanted = match &opts.selection {
+            Some(chosen) => wanted_pieces(&meta.geometry, chosen),
+            None => Bitfield::full(have.len()),
+        };
+        let missing = wanted.iter_set().filter(|&p| !have.get(p)).count() as u32;
+        if missing > 0 {
+            return Err(TorrentError::Incomplete {
+                path: opts.out_dir.join(crate::disk::storage::os_path(&meta.name)),
+                missing,
+                pieces: wanted.count(),
+            });
+        }
     }
     let hasher = Hasher::spawn(storage.reader()).map_err(|cause| TorrentError::Spawn {
         what: "hasher",
         cause,
     })?;
-    let mut o = Orchestrator::new(session, meta, opts, storage, have, hasher, notes);
+    let mut o = Orchestrator::new(session, meta, opts, storage, have, hasher, swarm, notes);
+    o.adopt(adopted);
     let result = o.run();
     o.shutdown();
     let summary = Summary {
         complete: o.picker.is_complete(),
-        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
-        uploaded: o.counters.uploaded.load(Ordering::Relaxed),
+        downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
+        uploaded: o.swarm.counters.uploaded.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         stopped: result.err(),
     };
     Ok(summary)
 }
 
+/// The pieces holding a byte of a selected file.
+pub fn wanted_pieces(geometry: &crate::proto::geometry::Geometry, selected: &[bool]) -> Bitfield {
+    let mut wanted = Bitfield::new(geometry.num_pieces());
+    for (file, span) in geometry.files().iter().enumerate() {
+        if !span.padding && selected.get(file).copied().unwrap_or(true) {
+            for p in geometry.pieces_of_file(file) {
+                wanted.set(p);
+            }
+        }
+    }
+    wanted
+}
+
 /// Opens (or creates) the data and finds which pieces are already good.
 fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), StorageError> {
     let root = &opts.out_dir;
     // Resume state that still matches the files spares the rehash.
-    let resumed = crate::disk::resume::load(meta, root);
-    let existed = opts.seed_only || existing_files(meta, root);
+    let selection = opts.selection.as_deref();
+    let resumed = crate::disk::resume::load(meta, root, selection);
+    let existed = opts.seed_only || existing_files(meta, root, selection);
     let storage = if opts.seed_only {
-        Storage::open_existing(meta.clone(), root)
+        Storage::open_existing(meta.clone(), root, selection)
     } else {
-        Storage::create(meta.clone(), root)
+        Storage::create(meta.clone(), root, selection)
     }?;
     let have = match resumed {
         Some(have) => have,
@@ -232,8 +316,8 @@ fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfie
 
 /// Whether any of the torrent's files is already on disk with data (if
 /// none is, there is nothing to check).
-fn existing_files(meta: &Metainfo, root: &std::path::Path) -> bool {
-    crate::disk::storage::file_paths(meta, root)
+fn existing_files(meta: &Metainfo, root: &std::path::Path, selection: Option<&[bool]>) -> bool {
+    crate::disk::storage::placed_paths(meta, root, selection)
         .unwrap_or_default()
         .iter()
         .flatten()
@@ -245,29 +329,21 @@ struct Orchestrator<'p> {
     opts: Options,
     storage: Storage,
     picker: Picker,
-    settings: Settings,
     peers: HashMap<PeerKey, Peer>,
-    /// Known addresses, backoff, strikes and bans.
-    book: AddressBook,
+    /// Settings, addresses, channels and the announce thread.
+    swarm: Swarm,
     /// The addresses of the last peers gone, so that a piece they sent can
     /// still be blamed on them when its verdict comes after they left.
     departed: VecDeque<(PeerKey, SocketAddr)>,
-    next_key: PeerKey,
-    events_tx: Sender<Event>,
-    events: Receiver<Event>,
-    reports: Receiver<Report>,
-    /// Inbound connections the session routed to us.
-    inbound: Receiver<Inbound>,
     /// Peers local service discovery heard (`never()` when it is off).
     local: Receiver<SocketAddr>,
     session: &'p Session,
-    /// Where we accept peers, if we do.
-    listen_addr: Option<SocketAddr>,
     /// Pieces to hash; its verdicts come on `hashed` (replaced by
     /// `never()` if the thread is gone).
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
-    announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    /// Peers from the DHT (see `dht.rs`).
+    dht: dht::Lookups,
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
@@ -277,11 +353,12 @@ struct Orchestrator<'p> {
     completed_at: Option<Instant>,
     complete_at_start: bool,
     up: RateMeter,
-    counters: Arc<Counters>,
     notes: Notes<'p>,
     started: Instant,
-    /// Verified bytes, for progress.
+    /// Verified bytes of wanted pieces, and all wanted bytes, for progress
+    /// (which counts the selection, not the torrent).
     verified_bytes: u64,
+    wanted_bytes: u64,
     down: RateMeter,
     last_tick: Instant,
     /// The file watch: when it last ran, and the next file to check.
@@ -298,60 +375,54 @@ struct Orchestrator<'p> {
 }
 
 impl<'p> Orchestrator<'p> {
+    /// The download's orchestrator, on `swarm` (new, or handed over by
+    /// the metadata fetch of a magnet link with its peers still connected).
+    #[allow(clippy::too_many_arguments)]
     fn new(
         session: &'p Session,
         meta: Arc<Metainfo>,
-        opts: Options,
+        mut opts: Options,
         storage: Storage,
         have: Bitfield,
         hasher: Hasher,
+        mut swarm: Swarm,
         notes: Notes<'p>,
     ) -> Orchestrator<'p> {
         let geometry = meta.geometry.clone();
-        let verified_bytes = geometry
-            .pieces()
-            .filter(|p| have.get(p.get()))
-            .map(|p| u64::from(geometry.piece_size(p)))
-            .sum();
-        let picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
-        let counters = Arc::new(Counters::default());
-        counters.left.store(picker.left(), Ordering::Relaxed);
-        let settings = Settings {
-            info_hash: meta.info_hash,
-            peer_id: crate::util::random::peer_id(),
-            num_pieces: geometry.num_pieces(),
-            connect_timeout: Duration::from_secs(5),
-            source: opts.source,
-            idle_timeout: Duration::from_secs(180),
-            keepalive: Duration::from_secs(120),
-            storage: Some(storage.reader()),
-            encryption: opts.encryption,
+        let mut picker = Picker::new(geometry.clone(), have, crate::util::random::seed());
+        if let Some(selected) = &opts.selection {
+            picker.want_only(wanted_pieces(&geometry, selected));
+        }
+        let bytes_of = |pieces: &mut dyn Iterator<Item = u32>| -> u64 {
+            pieces
+                .filter_map(|p| geometry.piece(p))
+                .map(|p| u64::from(geometry.piece_size(p)))
+                .sum()
         };
-        let (events_tx, events) = bounded(EVENT_QUEUE);
-        let (reports_tx, reports) = unbounded();
-        let inbound = session.register(meta.info_hash);
+        let wanted = picker.wanted_pieces();
+        let verified_bytes = bytes_of(&mut wanted.iter_set().filter(|&p| picker.have().get(p)));
+        let wanted_bytes = bytes_of(&mut wanted.iter_set());
+        swarm.counters.left.store(picker.left(), Ordering::Relaxed);
+        let _ = swarm.settings.num_pieces.set(geometry.num_pieces());
+        let _ = swarm.settings.storage.set(storage.reader());
         let complete_at_start = picker.is_complete();
         let hashed = hasher.results().clone();
         let now = Instant::now();
+        opts.port = swarm.port(&opts);
+        let dht = dht::Lookups::new(session, meta.private);
+        swarm.settings.dht = dht.is_on();
         let mut o = Orchestrator {
             meta,
             storage,
             picker,
-            settings,
             peers: HashMap::new(),
-            book: AddressBook::default(),
+            swarm,
             departed: VecDeque::with_capacity(DEPARTED),
-            next_key: 0,
-            events_tx,
-            events,
-            reports,
-            inbound,
             local: never(),
             session,
-            listen_addr: session.local_addr(),
             hasher,
             hashed,
-            announce: None,
+            dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
             last_choke: now,
@@ -359,10 +430,10 @@ impl<'p> Orchestrator<'p> {
             completed_at: None,
             complete_at_start,
             up: RateMeter::default(),
-            counters,
             notes,
             started: now,
             verified_bytes,
+            wanted_bytes,
             down: RateMeter::default(),
             last_tick: now,
             last_watch: now,
@@ -373,16 +444,9 @@ impl<'p> Orchestrator<'p> {
             rtt_window_start: now,
             opts,
         };
-        if let Some(addr) = o.listen_addr {
-            o.opts.port = addr.port();
-            (o.notes)(Note::Listening(addr));
-        }
-        for addr in o.opts.peers.clone() {
-            o.learn(addr);
-        }
         let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
-        if needed && !o.meta.trackers.is_empty() {
-            o.start_announce(reports_tx);
+        if needed {
+            o.swarm.start_announce(o.meta.trackers.clone(), &o.opts);
         }
         // BEP 27: a private torrent's peers come from its trackers only.
         if needed && !o.meta.private {
@@ -393,35 +457,11 @@ impl<'p> Orchestrator<'p> {
         o
     }
 
-    fn start_announce(&mut self, reports: Sender<Report>) {
-        let (tx, rx) = unbounded();
-        let mut config = announce::Config::new(
-            self.meta.trackers.clone(),
-            self.meta.info_hash,
-            self.settings.peer_id,
-            self.opts.port,
-        );
-        config.retry_base = self.opts.announce_retry;
-        config.min_interval = self.opts.announce_min_interval;
-        config.address = self
-            .listen_addr
-            .map(|a| a.ip())
-            .filter(|ip| !ip.is_unspecified());
-        let handle = announce::spawn(
-            config,
-            self.counters.clone(),
-            rx,
-            Box::new(move |r| {
-                let _ = reports.send(r);
-            }),
-        );
-        self.announce = Some((tx, handle));
-    }
-
     /// The main loop. `Err` says why it stopped before completion.
     fn run(&mut self) -> Result<(), TorrentError> {
         let deadline = self.opts.timeout.map(|t| self.started + t);
         self.connect_more();
+        self.look_up_dht();
         loop {
             if self.picker.is_complete() {
                 if self.completed_at.is_none() {
@@ -447,14 +487,14 @@ impl<'p> Orchestrator<'p> {
             // `never()`: a disconnected channel is always ready, and
             // selecting on it would spin.
             select! {
-                recv(self.events) -> e => {
+                recv(self.swarm.events) -> e => {
                     if let Ok(e) = e {
                         self.on_event(e)?;
                     }
                 }
-                recv(self.reports) -> r => match r {
+                recv(self.swarm.reports) -> r => match r {
                     Ok(r) => self.on_report(r),
-                    Err(_) => self.reports = never(),
+                    Err(_) => self.swarm.reports = never(),
                 },
                 recv(self.hashed) -> h => match h {
                     Ok((piece, hash)) => self.on_hashed(piece, hash)?,
@@ -463,9 +503,15 @@ impl<'p> Orchestrator<'p> {
                         return Err(TorrentError::HasherStopped);
                     }
                 },
-                recv(self.inbound) -> s => match s {
+                recv(self.dht.found) -> found => {
+                    for addr in found.into_iter().flatten() {
+                        self.learn(addr);
+                    }
+                    self.connect_more();
+                }
+                recv(self.swarm.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
-                    Err(_) => self.inbound = never(),
+                    Err(_) => self.swarm.inbound = never(),
                 },
                 recv(self.local) -> a => match a {
                     Ok(addr) => {
@@ -494,7 +540,7 @@ impl<'p> Orchestrator<'p> {
             self.save_resume();
         }
         if !self.complete_at_start {
-            if let Some((tx, _)) = &self.announce {
+            if let Some((tx, _)) = &self.swarm.announce {
                 let _ = tx.send(announce::Command::Completed);
             }
         }
@@ -523,7 +569,7 @@ impl<'p> Orchestrator<'p> {
         if !limit.wants_seeding() {
             return true;
         }
-        let uploaded = self.counters.uploaded.load(Ordering::Relaxed) as f64;
+        let uploaded = self.swarm.counters.uploaded.load(Ordering::Relaxed) as f64;
         let ratio_met = limit
             .ratio
             .is_some_and(|r| uploaded >= r * self.meta.geometry.total_len() as f64);
@@ -559,8 +605,14 @@ impl<'p> Orchestrator<'p> {
                 id,
                 extended,
                 fast,
+                dht,
                 socket,
-            } => self.on_connected(peer, id, extended, fast, socket),
+            } => self.on_connected(peer, id, extended, fast, dht, socket),
+            Event::DhtPort(peer, port) => {
+                if let Some(p) = self.peers.get(&peer) {
+                    self.dht.add_node(p.addr, port);
+                }
+            }
             Event::Bitfield(peer, bits) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     // A later bitfield replaces the earlier one.
@@ -592,8 +644,21 @@ impl<'p> Orchestrator<'p> {
                     );
                     p.pipeline.set_peer_queue(info.reqq);
                     p.update_depth();
+                    p.ext = info;
                 }
             }
+            Event::Unsized(peer, what) => {
+                let n = self.meta.geometry.num_pieces();
+                let bits = match what {
+                    Unsized::All => Ok(Bitfield::full(n)),
+                    Unsized::Bits(b) => Bitfield::from_bytes(&b, n),
+                };
+                match bits {
+                    Ok(bits) => self.on_event(Event::Bitfield(peer, bits))?,
+                    Err(e) => self.drop_peer(peer, &format!("bitfield: {e}"), false),
+                }
+            }
+            Event::Extension { peer, id, payload } => self.on_extension(peer, id, &payload),
             Event::Choke(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = true;
@@ -642,7 +707,7 @@ impl<'p> Orchestrator<'p> {
             }
             Event::Uploaded { peer, bytes } => {
                 let n = u64::from(bytes);
-                self.counters.uploaded.fetch_add(n, Ordering::Relaxed);
+                self.swarm.counters.uploaded.fetch_add(n, Ordering::Relaxed);
                 self.up.add(n);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.up.add(n);
@@ -699,6 +764,8 @@ impl<'p> Orchestrator<'p> {
         // event: it scans the known addresses.
         self.connect_more();
         self.tell_announcer_if_we_want_peers();
+        self.exchange_peers();
+        self.look_up_dht();
         if now - self.last_choke >= crate::engine::choker::ROUND {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);
@@ -712,21 +779,25 @@ impl<'p> Orchestrator<'p> {
     }
 
     fn snapshot(&self) -> Snapshot {
+        let wanted = self.picker.wanted_pieces();
         Snapshot {
-            have: self.picker.have().count(),
-            pieces: self.picker.have().len(),
+            have: wanted
+                .iter_set()
+                .filter(|&p| self.picker.have().get(p))
+                .count() as u32,
+            pieces: wanted.count(),
             bytes: self.verified_bytes,
-            total: self.meta.geometry.total_len(),
+            total: self.wanted_bytes,
             down_rate: self.down.rate(),
             up_rate: self.up.rate(),
-            uploaded: self.counters.uploaded.load(Ordering::Relaxed),
+            uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),
             // Addresses we may dial, plus peers that dialled us.
-            known: self.book.usable()
+            known: self.swarm.book.usable()
                 + self
                     .peers
                     .values()
-                    .filter(|p| !self.book.knows(&p.addr))
+                    .filter(|p| !self.swarm.book.knows(&p.addr))
                     .count(),
         }
     }
@@ -735,7 +806,7 @@ impl<'p> Orchestrator<'p> {
     fn shutdown(&mut self) {
         // Stop taking connections (the session closes new ones for us).
         self.session.unregister(&self.meta.info_hash);
-        self.inbound = never();
+        self.swarm.inbound = never();
         self.local = never();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
@@ -746,7 +817,7 @@ impl<'p> Orchestrator<'p> {
             snapshot,
             last: true,
         });
-        if let Some((tx, handle)) = self.announce.take() {
+        if let Some((tx, handle)) = self.swarm.announce.take() {
             if self.picker.is_complete() {
                 let _ = tx.send(announce::Command::Completed);
             }

@@ -9,9 +9,12 @@
 //! [`crate::util`].
 
 pub mod announce;
+pub mod dht;
 pub mod listener;
 pub mod lsd;
 pub mod peer;
+pub mod throttle;
 pub mod tracker_error;
+pub mod udp_port;
 pub mod udp_tracker;
 pub mod utp_refuser;

@@ -200,11 +200,16 @@ pub fn decode_limited(buf: &[u8], max_items: usize) -> Result<Value<'_>, Error> 
 /// Decodes one value at the start of `buf`; returns it and the bytes used.
 /// Used where a payload follows the dictionary (BEP 9 metadata pieces).
 pub fn decode_prefix(buf: &[u8]) -> Result<(Value<'_>, usize), Error> {
+    decode_prefix_limited(buf, usize::MAX)
+}
+
+/// [`decode_prefix`] within an item budget (see [`decode_limited`]).
+pub fn decode_prefix_limited(buf: &[u8], max_items: usize) -> Result<(Value<'_>, usize), Error> {
     let mut d = Decoder {
         buf,
         pos: 0,
-        items_left: usize::MAX,
-        limit: usize::MAX,
+        items_left: max_items,
+        limit: max_items,
         keep_depth: usize::MAX,
     };
     let v = d.value(0)?;

@@ -6,7 +6,7 @@
 //! own: the bencode grammar ([`crate::proto::bencode`]) or piece arithmetic
 //! ([`crate::proto::geometry`], which a `Metainfo` carries).
 
-use crate::proto::bencode::{self, Value};
+use crate::proto::bencode::{self, Owned, Value};
 use crate::proto::geometry::{Geometry, GeometryError};
 use sha1::{Digest, Sha1};
 use std::fmt;
@@ -101,6 +101,54 @@ impl Metainfo {
     pub fn piece_hash(&self, piece: crate::proto::geometry::PieceIndex) -> [u8; 20] {
         let i = piece.usize() * 20;
         self.piece_hashes[i..i + 20].try_into().expect("20 bytes")
+    }
+
+    /// A file's path as `shoal info` prints it (and `--only` matches it):
+    /// the torrent's name, then the file's own path.
+    pub fn file_display_path(&self, f: &FileInfo) -> String {
+        if self.multi_file {
+            format!("{}/{}", self.display_name(), f.display_path())
+        } else {
+            self.display_name()
+        }
+    }
+
+    /// A torrent from its info dictionary alone (fetched for a magnet
+    /// link, BEP 9), with these trackers.
+    pub fn from_info(info: &[u8], trackers: Vec<Vec<String>>) -> Result<Metainfo, Error> {
+        // `files` entries (info → files → entry) stay unparsed until read.
+        let info = bencode::decode_shallow(info, 2).map_err(Error::Bencode)?;
+        if info.as_dict().is_none() {
+            return Err(wrong_type("info", "dictionary", &info));
+        }
+        let mut parsed = parse_info(&info)?;
+        parsed.announce = trackers.first().and_then(|t| t.first()).cloned();
+        parsed.trackers = trackers;
+        Ok(parsed)
+    }
+
+    /// A `.torrent` file of this torrent: its info dictionary byte for byte
+    /// (so the info hash is the same) and its trackers.
+    pub fn to_torrent_bytes(&self) -> Vec<u8> {
+        let mut d = Owned::dict();
+        if let Some(first) = self.trackers.first().and_then(|t| t.first()) {
+            d = d.insert("announce", first.as_str());
+        }
+        if self.trackers.iter().flatten().nth(1).is_some() {
+            let tiers: Vec<Owned> = self
+                .trackers
+                .iter()
+                .map(|t| Owned::List(t.iter().map(|u| Owned::from(u.as_str())).collect()))
+                .collect();
+            d = d.insert("announce-list", tiers);
+        }
+        // "info" sorts after both keys: the raw bytes go last.
+        let mut out = d.encode();
+        out.pop();
+        out.extend_from_slice(b"4:info");
+        out.extend_from_slice(&self.info_bytes);
+        out.push(b'e');
+        out
     }
 
     /// Parses and validates a `.torrent` file's bytes.
@@ -655,5 +703,28 @@ mod tests {
                 ("empty".into(), 0, false)
             ]
         );
+    }
+
+    /// A torrent rebuilt from its info dictionary (a magnet's metadata) has
+    /// the same info hash, and its `.torrent` parses back to the same.
+    #[test]
+    fn from_info_and_back_keep_the_info_hash() {
+        for name in [
+            "libtorrent-multi-padded.torrent",
+            "mktorrent-single.torrent",
+        ] {
+            let bytes = std::fs::read(format!("testdata/{name}")).unwrap();
+            let m = Metainfo::from_bytes(&bytes).unwrap();
+            let trackers = vec![
+                vec!["http://a/announce".to_string()],
+                vec!["udp://b:1".into()],
+            ];
+            let rebuilt = Metainfo::from_info(&m.info_bytes, trackers.clone()).unwrap();
+            assert_eq!(rebuilt.info_hash, m.info_hash);
+            assert_eq!(rebuilt.files, m.files);
+            let again = Metainfo::from_bytes(&rebuilt.to_torrent_bytes()).unwrap();
+            assert_eq!(again.info_hash, m.info_hash);
+            assert_eq!(again.trackers, trackers);
+        }
     }
 }

@@ -231,6 +231,39 @@ fn opt_bytes<'a>(v: &Value<'a>, key: &'static str) -> Result<Option<&'a [u8]>, R
         .transpose()
 }
 
+/// `name=value` pairs split at `&`; empty pieces skipped, a piece without
+/// `=` has an empty value.
+pub fn query_pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    query
+        .split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.iter().position(|&b| b == b'=') {
+            Some(i) => (&p[..i], &p[i + 1..]),
+            None => (p, &p[p.len()..]),
+        })
+}
+
+/// RFC 3986 percent-decoding; `None` for a `%` not followed by two hex
+/// digits.
+pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.iter();
+    while let Some(&b) = bytes.next() {
+        if b == b'%' {
+            let hi = hex_digit(*bytes.next()?)?;
+            let lo = hex_digit(*bytes.next()?)?;
+            out.push(hi << 4 | lo);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
 /// BEP 23 / BEP 7 compact peers: `ip_len` address bytes then a port, big-endian.
 pub fn compact_peers(
     bytes: &[u8],

@@ -16,7 +16,7 @@
 //! of its connection, so no one can enter someone else's address in a swarm.
 
 use crate::proto::metainfo::InfoHash;
-use crate::proto::tracker::Event;
+use crate::proto::tracker::{percent_decode, query_pairs, Event};
 use std::net::SocketAddr;
 
 /// Peers returned when the client does not say how many it wants: what
@@ -105,7 +105,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceQuery, String> {
     let mut compact = None;
     let mut no_peer_id = None;
     let mut key = None;
-    for (name, raw) in pairs(query) {
+    for (name, raw) in query_pairs(query) {
         let name = percent_decode(name).ok_or("bad percent-encoding in the query")?;
         let value = || {
             percent_decode(raw).ok_or_else(|| {
@@ -164,7 +164,7 @@ pub fn parse_announce(query: &[u8]) -> Result<AnnounceQuery, String> {
 /// "all torrents"). Other keys are ignored.
 pub fn parse_scrape(query: &[u8]) -> Result<Vec<InfoHash>, String> {
     let mut hashes = Vec::new();
-    for (name, raw) in pairs(query) {
+    for (name, raw) in query_pairs(query) {
         if percent_decode(name).as_deref() != Some(b"info_hash") {
             continue;
         }
@@ -177,39 +177,6 @@ pub fn parse_scrape(query: &[u8]) -> Result<Vec<InfoHash>, String> {
         hashes.push(InfoHash(twenty("info_hash", &value)?));
     }
     Ok(hashes)
-}
-
-/// `name=value` pairs split at `&`; empty pieces skipped, a piece without
-/// `=` has an empty value.
-fn pairs(query: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    query
-        .split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.iter().position(|&b| b == b'=') {
-            Some(i) => (&p[..i], &p[i + 1..]),
-            None => (p, &p[p.len()..]),
-        })
-}
-
-/// RFC 3986 percent-decoding; `None` for a `%` not followed by two hex
-/// digits.
-pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.iter();
-    while let Some(&b) = bytes.next() {
-        if b == b'%' {
-            let hi = hex_digit(*bytes.next()?)?;
-            let lo = hex_digit(*bytes.next()?)?;
-            out.push(hi << 4 | lo);
-        } else {
-            out.push(b);
-        }
-    }
-    Some(out)
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 fn once<T>(slot: &mut Option<T>, name: &str, value: T) -> Result<(), String> {

@@ -42,7 +42,7 @@ use crate::proto::tracker::{encode_compact, Event, ScrapeStats};
 use crate::util::random::Rng;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The re-announce interval we ask for: the usual 30 minutes. A fleet
@@ -147,8 +147,9 @@ struct Peer {
 /// by address; `seeders` is kept in step with the vector.
 #[derive(Debug)]
 struct Swarm {
-    /// The address whose announce created it (counted against its quota).
-    creator: IpAddr,
+    /// Whose announce created it (counted against its quota; `None`: the
+    /// tracker's own host, which has none). See [`client_key`].
+    creator: Option<IpAddr>,
     peers: Vec<Peer>,
     index: HashMap<SocketAddr, usize>,
     seeders: usize,
@@ -157,7 +158,7 @@ struct Swarm {
 }
 
 impl Swarm {
-    fn new(creator: IpAddr, now: Instant) -> Swarm {
+    fn new(creator: Option<IpAddr>, now: Instant) -> Swarm {
         Swarm {
             creator,
             peers: Vec::new(),
@@ -273,8 +274,8 @@ impl Swarms {
         };
         let stopped = q.event == Some(Event::Stopped);
         let full = self.torrents.len() >= self.limits.max_torrents;
-        let creator = canonical(source);
-        let quota_used = self.created.get(&creator).copied().unwrap_or(0);
+        let creator = client_key(source);
+        let quota_used = creator.map_or(0, |c| self.created.get(&c).copied().unwrap_or(0));
         let swarm = match self.torrents.entry(q.info_hash) {
             Entry::Occupied(e) => e.into_mut(),
             // Leaving a swarm we never knew: nothing to do.
@@ -291,7 +292,9 @@ impl Swarms {
                 ))
             }
             Entry::Vacant(e) => {
-                *self.created.entry(creator).or_default() += 1;
+                if let Some(c) = creator {
+                    *self.created.entry(c).or_default() += 1;
+                }
                 e.insert(Swarm::new(creator, now))
             }
         };
@@ -438,7 +441,7 @@ impl Swarms {
             let keep =
                 !swarm.peers.is_empty() || now.saturating_duration_since(swarm.last_active) <= ttl;
             if !keep {
-                if let Entry::Occupied(mut n) = created.entry(swarm.creator) {
+                if let Some(Entry::Occupied(mut n)) = swarm.creator.map(|c| created.entry(c)) {
                     *n.get_mut() -= 1;
                     if *n.get() == 0 {
                         n.remove();
@@ -472,6 +475,22 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// Whose share a request counts against: the IPv4 address, or the IPv6
+/// /64 (one host or site gets a /64 and can use any address in it); `None`
+/// for the tracker's own host (127.0.0.1, ::1), where every client of a
+/// local swarm shares one address and no limit applies.
+pub fn client_key(ip: IpAddr) -> Option<IpAddr> {
+    match canonical(ip) {
+        ip if ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(Ipv6Addr::LOCALHOST) => None,
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            Some(IpAddr::from(o))
+        }
+        v4 => Some(v4),
     }
 }
 

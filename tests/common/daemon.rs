@@ -15,13 +15,6 @@ use std::time::{Duration, Instant};
 
 pub const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
-/// `args` as `&str`s, with `--no-lsd` added to `get` and `seed`.
-fn with_no_lsd<S: AsRef<str>>(args: &[S]) -> Vec<&str> {
-    let mut v: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    v.extend(super::no_lsd(&v));
-    v
-}
-
 /// A running `shoal` subcommand.
 pub struct Daemon {
     pub proc: External,
@@ -29,10 +22,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `shoal ARGS` in `cwd` (`get` and `seed` with `--no-lsd`: see
-    /// [`super::no_lsd`]); it is killed after `limit` whatever happens.
+    /// Starts `shoal ARGS` in `cwd`; it is killed after `limit` whatever
+    /// happens.
     pub fn start<S: AsRef<str>>(name: &str, limit: Duration, args: &[S], cwd: &Path) -> Daemon {
-        let args = with_no_lsd(args);
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         Daemon {
             proc: External::start(name, limit, SHOAL, &args, cwd),
             name: name.to_string(),
@@ -47,7 +40,7 @@ impl Daemon {
         args: &[S],
         cwd: &Path,
     ) -> Daemon {
-        let args = with_no_lsd(args);
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         Daemon {
             proc: External::start_in(name, prefix, limit, SHOAL, &args, cwd),
             name: name.to_string(),
@@ -150,6 +143,11 @@ impl Daemon {
 
     pub fn describe(&self) -> String {
         self.proc.describe()
+    }
+
+    /// The PID of its `timeout` wrapper.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 }
 

@@ -244,13 +244,38 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `--no-lsd` for a `shoal get` or `shoal seed` command line, nothing for
-/// others: a test that is not about local service discovery must not
-/// announce on the machine's network (`tests/suite/lsd.rs` runs it inside
-/// namespaces). Runs that bind 127.0.0.1 have it off anyway.
-pub fn no_lsd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static str> {
-    let command = args.first().map(|a| a.as_ref());
-    matches!(command, Some(c) if c == "get" || c == "seed").then_some("--no-lsd")
+/// Arguments for the shoal binary as tests run it: `get` and `seed` get
+/// `--no-dht` unless the test is about the DHT (it names
+/// `--dht-bootstrap` or `--no-dht` itself), so no test ever asks the
+/// public DHT routers; and, unless it runs in a namespace host
+/// (`in_namespace`, common::netns: a private bridge that only the test's
+/// hosts share), `--no-lsd`, so no test multicasts local discovery
+/// announces on the machine's network (shoal has it off on loopback
+/// anyway).
+pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    in_namespace: bool,
+) -> Vec<std::ffi::OsString> {
+    let mut full: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
+    let session = full
+        .first()
+        .is_some_and(|c| c == "get" || c == "seed" || c.to_string_lossy().ends_with(".torrent"));
+    let chosen = full
+        .iter()
+        .any(|a| a == "--dht-bootstrap" || a == "--no-dht");
+    if session && !chosen {
+        full.push("--no-dht".into());
+    }
+    if session && !in_namespace {
+        full.push("--no-lsd".into());
+    }
+    full
+}
+
+/// Where shoal processes of the tests keep state (the DHT's saved nodes):
+/// never the real home directory.
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join("shoal-test-state")
 }
 
 /// Runs `shoal ARGS`, waiting at most `deadline`. On the deadline the
@@ -260,8 +285,8 @@ pub fn no_lsd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Option<&'static str> {
 pub fn run_shoal<S: AsRef<std::ffi::OsStr>>(args: &[S], deadline: Duration) -> Run {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .args(no_lsd(args))
+        .args(shoal_args(args, false))
+        .env("XDG_STATE_HOME", state_home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -53,6 +53,11 @@ pub enum Got {
         length: u32,
     },
     AllowedFast(u32),
+    /// BEP 10.
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
+    },
     /// Any other message, by name.
     Other(&'static str),
     /// The peer closed the connection (end of file or reset).
@@ -248,6 +253,10 @@ impl FakePeer {
                             length,
                         },
                         Message::AllowedFast(i) => Got::AllowedFast(i),
+                        Message::Extended { id, payload } => Got::Extended {
+                            id,
+                            payload: payload.to_vec(),
+                        },
                         other => Got::Other(other.name()),
                     };
                     self.buf.drain(..used);

@@ -55,6 +55,14 @@ impl External {
         if !prefix.is_empty() {
             cmd.arg("timeout");
         }
+        if program == crate::common::daemon::SHOAL {
+            cmd.env("XDG_STATE_HOME", crate::common::state_home());
+        }
+        let args = if program == crate::common::daemon::SHOAL {
+            crate::common::shoal_args(args, !prefix.is_empty())
+        } else {
+            args.iter().map(Into::into).collect()
+        };
         let mut child = cmd
             .arg("-k")
             .arg("5")
@@ -123,12 +131,19 @@ impl External {
         )
     }
 
-    /// Waits for a stdout line starting with `prefix` and returns it; `None`
-    /// when the deadline passes or the process closes stdout first.
+    /// Waits for a stdout line starting with `prefix` and returns it (the
+    /// first such line, if one came already); `None` when the deadline
+    /// passes or the process closes stdout first.
     pub fn wait_for_line(&mut self, prefix: &str, deadline: Duration) -> Option<String> {
         if let Some(l) = self.stdout_log.iter().find(|l| l.starts_with(prefix)) {
             return Some(l.clone());
         }
+        self.next_line_with(prefix, deadline)
+    }
+
+    /// The next stdout line starting with `prefix` that has not been read
+    /// yet; `None` when the deadline passes or stdout closes first.
+    pub fn next_line_with(&mut self, prefix: &str, deadline: Duration) -> Option<String> {
         let end = Instant::now() + deadline;
         loop {
             let left = end.saturating_duration_since(Instant::now());

@@ -162,6 +162,14 @@ impl Torrent {
     }
 
     /// Info hash in lowercase hex (as in opentracker's whitelist).
+    /// The size of the info dictionary (a magnet's metadata).
+    pub fn info_bytes_len(&self) -> usize {
+        shoal::proto::metainfo::Metainfo::from_bytes(&self.bytes)
+            .unwrap()
+            .info_bytes
+            .len()
+    }
+
     pub fn info_hash_hex(&self) -> String {
         self.info_hash.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -5,13 +5,13 @@ Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
     lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
-              [--enc POLICY] [--host ADDR] [--verbose]
+              [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--verbose]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
+    lt.py leech TORRENT|MAGNET OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
               [--enc POLICY] [--host ADDR] [--verbose]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
@@ -19,6 +19,9 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
     --ipv6: listen and dial on ::1 instead of 127.0.0.1.
     --host ADDR: listen and dial on ADDR (a network namespace's address).
+    --dht HOST:PORT: run libtorrent's DHT, bootstrapped from that node only,
+    with its filters of nodes on one IP or in private ranges off (every
+    node of a test is on 127.0.0.1), and use it for the torrent.
     --verbose: every peer connection, disconnection and error on stderr.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
@@ -46,7 +49,7 @@ import libtorrent as lt
 
 USAGE = (
     "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
-    " [--enc POLICY] [--host ADDR] [--verbose]\n"
+    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
     " [--no-utp] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
@@ -70,9 +73,10 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False):
+def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=None):
     """A session that stays on loopback (127.0.0.1, or ::1 with --ipv6) and
-    keeps quiet (INTEROP.md); without `utp`, TCP only; MSE as `enc` says."""
+    keeps quiet (INTEROP.md); without `utp`, TCP only; MSE as `enc` says;
+    with `dht` (HOST:PORT), a DHT bootstrapped from that node only."""
     policy, level = ENCRYPTION[enc]
     alerts = (
         lt.alert.category_t.error_notification
@@ -82,6 +86,17 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False):
     )
     if verbose:
         alerts |= lt.alert.category_t.peer_notification | lt.alert.category_t.connect_notification
+    dht_settings = {}
+    if dht:
+        dht_settings = {
+            "enable_dht": True,
+            "dht_bootstrap_nodes": dht,
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_enforce_node_id": False,
+            "dht_ignore_dark_internet": False,
+            "dht_prefer_verified_node_ids": False,
+        }
     return lt.session(
         {
             "listen_interfaces": ("[%s]:%d" if ":" in host else "%s:%d") % (host, port),
@@ -107,18 +122,26 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False):
             "in_enc_policy": int(policy),
             "allowed_enc_level": int(level),
             "prefer_rc4": enc == "forced",
+            **dht_settings,
         }
     )
 
 
-def add(ses, torrent, save_path, trackers=True):
+def add(ses, torrent, save_path, trackers=True, dht=False):
     """Adds the torrent, started. Without `trackers` it is added paused, its
-    trackers are removed before it can announce, and then it starts."""
-    atp = lt.add_torrent_params()
-    atp.ti = lt.torrent_info(torrent)
+    trackers are removed before it can announce, and then it starts. With
+    `dht` it uses the session's DHT."""
+    if torrent.startswith("magnet:"):
+        # The metadata comes from peers (BEP 9).
+        atp = lt.parse_magnet_uri(torrent)
+    else:
+        atp = lt.add_torrent_params()
+        atp.ti = lt.torrent_info(torrent)
     atp.save_path = save_path
     flags = atp.flags
-    flags |= lt.torrent_flags.disable_dht | lt.torrent_flags.disable_lsd
+    if not dht:
+        flags |= lt.torrent_flags.disable_dht
+    flags |= lt.torrent_flags.disable_lsd
     flags |= lt.torrent_flags.disable_pex
     flags &= ~lt.torrent_flags.auto_managed
     if trackers:
@@ -130,7 +153,7 @@ def add(ses, torrent, save_path, trackers=True):
     if not trackers:
         handle.replace_trackers([])
         handle.resume()
-    return handle, atp.ti
+    return handle
 
 
 def watch_stdin(closed):
@@ -163,6 +186,7 @@ def main(argv):
     host = "127.0.0.1"
     enc = "enabled"
     verbose = False
+    dht = None
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -183,6 +207,9 @@ def main(argv):
         elif rest[0] == "--host" and len(rest) >= 2:
             host = rest[1]
             rest = rest[2:]
+        elif rest[0] == "--dht" and len(rest) >= 2:
+            dht = rest[1]
+            rest = rest[2:]
         elif rest[0] == "--verbose":
             verbose = True
             rest = rest[1:]
@@ -195,9 +222,9 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port, use_utp, host, enc, verbose)
-    handle, info = add(ses, torrent, data_dir, use_trackers)
-    has_tracker = use_trackers and any(True for _ in info.trackers())
+    ses = session(port, use_utp, host, enc, verbose, dht)
+    handle = add(ses, torrent, data_dir, use_trackers, dht is not None)
+    has_tracker = use_trackers and any(True for _ in handle.trackers())
     started = time.monotonic()
     for peer_host, peer_port in peers:
         handle.connect_peer((peer_host, peer_port))
@@ -234,7 +261,7 @@ def main(argv):
                 announced = True
             elif not checking and st.state == lt.torrent_status.states.downloading:
                 warn("ERROR data in %s is incomplete: %d of %d pieces"
-                     % (data_dir, st.num_pieces, info.num_pieces()))
+                     % (data_dir, st.num_pieces, handle.torrent_file().num_pieces()))
                 return 1
         elif (st.is_seeding or st.is_finished) and finished_at is None:
             finished_at = time.monotonic()

@@ -4,6 +4,7 @@
 
 use shoal::proto::bencode;
 use shoal::proto::bitfield::Bitfield;
+use shoal::proto::krpc;
 use shoal::proto::lsd::Announce;
 use shoal::proto::metainfo::{InfoHash, Metainfo};
 use shoal::proto::mse::{self, Methods, Step};
@@ -58,6 +59,9 @@ fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
 fn all_parsers(input: &[u8]) {
     let _ = bencode::decode(input);
     let _ = bencode::decode_prefix(input);
+    let _ = shoal::proto::ut_metadata::parse(input);
+    let _ = shoal::proto::pex::parse(input);
+    let _ = shoal::proto::magnet::Magnet::parse(&String::from_utf8_lossy(input));
     let _ = Metainfo::from_bytes(input);
     let _ = tracker::parse_response(input);
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
@@ -72,6 +76,9 @@ fn all_parsers(input: &[u8]) {
     let mut rest = input;
     while let Ok(wire::Decoded::Message(_, used)) = wire::decode(rest) {
         rest = &rest[used..];
+    }
+    if let Ok(m) = krpc::decode(input) {
+        assert_eq!(krpc::decode(&m.encode()), Ok(m));
     }
     for pieces in [0, 1, 7, 8, 9, (input.len() * 8) as u32] {
         let _ = Bitfield::from_bytes(input, pieces);
@@ -118,6 +125,8 @@ fn seeds() -> Vec<Vec<u8>> {
         }
         .build(),
     );
+    seeds.push(b"d1:rd2:id20:abcdefghij01234567895:nodes26:mnopqrstuvwxyz123456\x01\x02\x03\x04\x1a\xe15:token2:xy6:valuesl6:axje.uee1:t2:aa1:y1:re".to_vec());
+    seeds.push(b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe".to_vec());
     seeds.push(b"d8:intervali1800e5:peers12:\x7f\0\0\x01\x1a\xe1\x7f\0\0\x01\x1a\xe2e".to_vec());
     seeds
 }

@@ -46,7 +46,8 @@ fn two_hosts_find_each_other_with_no_tracker_and_no_peer() {
     let (torrent_s, src_s, out_s) = (s(&torrent), s(&src), s(&out));
 
     // The seeder binds its host's address (discovery on that interface);
-    // the getter binds no address (the interface of the multicast route).
+    // the getter takes the default `[::]` (the interface of the multicast
+    // route).
     let seeder_ip = net.host(0).ip.to_string();
     let mut seeder = External::start_in(
         "shoal seed (host 0)",
@@ -71,11 +72,6 @@ fn two_hosts_find_each_other_with_no_tracker_and_no_peer() {
             &out_s,
             "--json",
             "-vv",
-            // The default `[::]` would do as well for discovery, but where
-            // IPv6 is disabled (these hosts) the uTP refuser's shutdown
-            // wakes itself on `::1` and hangs the exit.
-            "--bind",
-            "0.0.0.0",
             "--timeout",
             "90s",
         ],
@@ -138,7 +134,7 @@ fn hostile_announces_cost_only_their_sender() {
     // know it has come back to the session by multicast loopback).
     let watch = group_socket(&net, 0, true);
     let session = net.in_host(0, move || {
-        let mut session = Session::new(Some((host0, 0).into()), Encryption::Prefer).unwrap();
+        let mut session = Session::new(Some((host0, 0).into()), Encryption::Prefer, None).unwrap();
         assert_eq!(session.start_lsd().unwrap(), host0);
         session
     });

@@ -297,7 +297,7 @@ fn kill_9_at_ten_instants_loses_nothing_vouched_for() {
         }
         run.wait(Duration::from_secs(15))
             .expect("exits after kill -9");
-        if let Some(claimed) = resume::load(&meta, &out) {
+        if let Some(claimed) = resume::load(&meta, &out, None) {
             for i in (0..t.num_pieces()).filter(|&i| claimed.get(i)) {
                 assert!(
                     t.piece_on_disk(&out, i),

@@ -543,7 +543,7 @@ class Bench:
         return True
 
     def get_shoal(self, torrent, out_dir, deadline, extra, limit_as=None):
-        argv = [self.shoal, "get", torrent, "-o", out_dir, "-q"] + extra
+        argv = [self.shoal, "get", torrent, "-o", out_dir, "-q", "--no-dht"] + extra
         return measure(argv, deadline, limit_as=limit_as)
 
     def get_lt(self, torrent, out_dir, deadline, extra):
@@ -786,7 +786,7 @@ class Bench:
             for mode in (["off", "require"] if i % 2 == 0 else ["require", "off"]):
                 warm(src[0])
                 seeder = Helper("shoal seed --encryption " + mode,
-                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--bind",
+                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--no-dht", "--bind",
                                  "127.0.0.1", "--port", "0", "--json", "--encryption", mode],
                                 2 * deadline + 60)
                 try:

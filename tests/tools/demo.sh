@@ -37,13 +37,13 @@ echo "== shoal create"
     -o "$work/artefact.torrent"
 
 echo "== shoal seed (in the background)"
-timeout 600 "$SHOAL" seed "$work/artefact.torrent" "$work/origin" \
+timeout 600 "$SHOAL" seed --no-dht "$work/artefact.torrent" "$work/origin" \
     --bind 127.0.0.1 --port 0 -q &
 pids+=($!)
 
 echo "== shoal get"
 start=$(date +%s.%N)
-"$SHOAL" get "$work/artefact.torrent" -o "$work/fetched" --bind 127.0.0.1 --port 0 --timeout 300s
+"$SHOAL" get --no-dht "$work/artefact.torrent" -o "$work/fetched" --bind 127.0.0.1 --port 0 --timeout 300s
 end=$(date +%s.%N)
 
 echo "== comparing bytes"

@@ -155,7 +155,7 @@ fn create_write_verify_and_read_back() {
     let tmp = TempDir::new("storage-roundtrip");
     let f = multi();
     let root = tmp.0.join("downloads");
-    let mut storage = Storage::create(f.meta.clone(), &root).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &root, None).unwrap();
 
     // Layout: files preallocated, the empty file there, no padding.
     let top = root.join("t");
@@ -199,7 +199,7 @@ fn create_write_verify_and_read_back() {
     drop(storage);
 
     // A second create keeps the data.
-    let storage = Storage::create(f.meta.clone(), &root).unwrap();
+    let storage = Storage::create(f.meta.clone(), &root, None).unwrap();
     assert!(verify(&storage.reader(), 1, &|_| {}).is_complete());
     check_files(&root, &f);
 }
@@ -208,14 +208,14 @@ fn create_write_verify_and_read_back() {
 fn verify_finds_corrupt_missing_and_short_files() {
     let tmp = TempDir::new("storage-verify");
     let f = multi();
-    let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     write_all(&mut storage, &f);
     storage.sync().unwrap();
     drop(storage);
     let top = tmp.0.join("t");
 
     let check = || {
-        let s = Storage::open_existing(f.meta.clone(), &tmp.0).unwrap();
+        let s = Storage::open_existing(f.meta.clone(), &tmp.0, None).unwrap();
         valid(&verify(&s.reader(), 3, &|_| {}))
     };
     assert_eq!(check(), vec![0, 1, 2, 3, 4]);
@@ -236,7 +236,7 @@ fn verify_finds_corrupt_missing_and_short_files() {
     // a.bin missing: pieces 0 and 1, reads say why.
     std::fs::remove_file(top.join("dir/a.bin")).unwrap();
     assert_eq!(check(), vec![2, 3, 4]);
-    let s = Storage::open_existing(f.meta.clone(), &tmp.0).unwrap();
+    let s = Storage::open_existing(f.meta.clone(), &tmp.0, None).unwrap();
     let err = s.reader().read(piece(&f, 0), 0, &mut [0; 10]).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -255,7 +255,7 @@ fn verify_finds_corrupt_missing_and_short_files() {
         .unwrap();
     assert_eq!(check(), vec![2, 3]);
     let mut scratch = Vec::new();
-    let s = Storage::open_existing(f.meta.clone(), &tmp.0).unwrap();
+    let s = Storage::open_existing(f.meta.clone(), &tmp.0, None).unwrap();
     let err = s
         .reader()
         .hash_piece(piece(&f, 4), &mut scratch)
@@ -288,7 +288,7 @@ fn piece_spanning_three_files_writes_correctly() {
     );
     let p0: Vec<FileSlice> = f.meta.geometry.piece_slices(piece(&f, 0)).collect();
     assert_eq!(p0.len(), 3);
-    let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     write_all(&mut storage, &f);
     check_files(&tmp.0, &f);
     assert!(verify(&storage.reader(), 2, &|_| {}).is_complete());
@@ -304,7 +304,7 @@ fn single_file_keeps_existing_data_and_longer_files() {
     old[16_384..32_768].copy_from_slice(&f.data[16_384..32_768]);
     std::fs::write(&path, &old).unwrap();
 
-    let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     assert_eq!(storage.path(0), Some(path.as_path()));
     assert_eq!(valid(&verify(&storage.reader(), 2, &|_| {})), vec![1]);
     write_all(&mut storage, &f);
@@ -325,7 +325,7 @@ fn pieces_larger_than_a_hash_chunk() {
         false,
     );
     assert_eq!(f.meta.geometry.num_pieces(), 3);
-    let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     write_all(&mut storage, &f);
     let mut scratch = Vec::new();
     let reader = storage.reader();
@@ -346,7 +346,9 @@ fn errors_name_the_file_and_the_reason() {
     // The download directory is a file.
     let not_dir = tmp.0.join("file");
     std::fs::write(&not_dir, b"x").unwrap();
-    let err = Storage::create(f.meta.clone(), &not_dir).err().unwrap();
+    let err = Storage::create(f.meta.clone(), &not_dir, None)
+        .err()
+        .unwrap();
     assert_eq!(
         err.to_string(),
         format!(
@@ -360,7 +362,7 @@ fn errors_name_the_file_and_the_reason() {
         Some(libc::ENOTDIR)
     );
 
-    let mut storage = Storage::create(f.meta.clone(), &tmp.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     let p0 = piece(&f, 0);
     let p4 = piece(&f, 4);
     let table: Vec<(Result<(), StorageError>, &str)> = vec![
@@ -389,7 +391,7 @@ fn errors_name_the_file_and_the_reason() {
     storage.write(p4, 10_064, &[]).unwrap();
     drop(storage);
 
-    let mut ro = Storage::open_existing(f.meta.clone(), &tmp.0).unwrap();
+    let mut ro = Storage::open_existing(f.meta.clone(), &tmp.0, None).unwrap();
     assert_eq!(
         ro.write(p0, 0, &[1]).unwrap_err().to_string(),
         "cannot write piece 0: the data was opened read-only"
@@ -400,7 +402,7 @@ fn errors_name_the_file_and_the_reason() {
     let g = tmp.0.join("t/g.bin");
     std::fs::remove_file(&g).unwrap();
     std::fs::create_dir(&g).unwrap();
-    let err = Storage::open_existing(f.meta.clone(), &tmp.0)
+    let err = Storage::open_existing(f.meta.clone(), &tmp.0, None)
         .err()
         .unwrap();
     assert_eq!(
@@ -493,7 +495,7 @@ fn a_file_truncated_under_the_map_is_an_error_not_a_crash() {
         true,
     );
     let dir = TempDir::new("storage-truncate");
-    let mut storage = Storage::create(f.meta.clone(), &dir.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &dir.0, None).unwrap();
     let first = piece(&f, 1);
     storage
         .write(first, 0, &f.data[64 * 1024..80 * 1024])
@@ -531,7 +533,7 @@ fn changes_by_others_are_told_from_ours() {
         true,
     );
     let dir = TempDir::new("storage-changes");
-    let mut storage = Storage::create(f.meta.clone(), &dir.0).unwrap();
+    let mut storage = Storage::create(f.meta.clone(), &dir.0, None).unwrap();
     let path = storage.path(0).unwrap().to_path_buf();
     assert!(storage.changed_files(0..1).is_empty());
     storage
@@ -549,7 +551,7 @@ fn changes_by_others_are_told_from_ours() {
     drop(storage);
 
     // Read-only: any rewrite counts, and so does a replacement.
-    let seeding = Storage::open_existing(f.meta.clone(), &dir.0).unwrap();
+    let seeding = Storage::open_existing(f.meta.clone(), &dir.0, None).unwrap();
     assert!(seeding.changed_files(0..1).is_empty());
     std::fs::OpenOptions::new()
         .write(true)
@@ -580,7 +582,7 @@ fn a_failed_preallocation_leaves_no_file_behind() {
     let bytes = Owned::dict().insert("info", info).encode();
     let meta = Arc::new(Metainfo::from_bytes(&bytes).unwrap());
     let dir = TempDir::new("storage-prealloc");
-    let err = match Storage::create(meta, &dir.0) {
+    let err = match Storage::create(meta, &dir.0, None) {
         Err(e) => e,
         Ok(_) => return eprintln!("SKIPPED: this file system reserved 1 TiB"),
     };

@@ -9,24 +9,21 @@ impl Orchestrator<'_> {
         let Ok(addr) = inbound.stream.peer_addr() else {
             return;
         };
-        if self.book.ip_banned(addr.ip()) {
-            log::debug!("refusing {addr}: banned");
-            return;
-        }
-        if self.at_ip_limit(addr.ip()) {
-            log::debug!(
-                "refusing {addr}: {} peers from its IP already",
-                self.opts.max_peers_per_ip
-            );
+        let connected = self.peers.values().map(|p| p.addr);
+        if let Some(why) = self.swarm.refuses(addr, connected, &self.opts) {
+            log::debug!("refusing {addr}: {why}");
             return;
         }
         if self.peers.len() >= self.opts.max_peers && !self.evict_useless() {
             log::debug!("refusing {addr}: {} peers already", self.peers.len());
             return;
         }
-        self.start_peer(addr, move |key, settings, rx, events| {
+        let started = self.start_peer(addr, move |key, settings, rx, events| {
             peer::run_inbound(key, inbound, settings, rx, events)
         });
+        if let Some(p) = started.and_then(|k| self.peers.get_mut(&k)) {
+            p.inbound = true;
+        }
     }
 
     /// A newcomer may take the slot of a peer connected this long that is of
@@ -53,19 +50,8 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Whether `ip` has `--max-peers-per-ip` connections (either way).
-    fn at_ip_limit(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        let n = self
-            .peers
-            .values()
-            .filter(|p| p.addr.ip().to_canonical() == ip)
-            .count();
-        n >= self.opts.max_peers_per_ip
-    }
-
     pub(super) fn learn(&mut self, addr: SocketAddr) {
-        self.book.learn(addr, Instant::now());
+        self.swarm.book.learn(addr, Instant::now());
     }
 
     pub(super) fn connect_more(&mut self) {
@@ -73,7 +59,7 @@ impl Orchestrator<'_> {
             return;
         }
         let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
-        let mut room = self
+        let room = self
             .opts
             .max_peers
             .saturating_sub(self.peers.len())
@@ -81,40 +67,21 @@ impl Orchestrator<'_> {
         if room == 0 {
             return;
         }
-        for addr in self.book.ready(Instant::now()) {
-            if room == 0 {
-                break;
+        let connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
+        for addr in self.swarm.to_dial(room, &connected, &self.opts) {
+            if let Some((key, tx)) = self.swarm.dial(addr) {
+                self.add_peer(key, addr, tx);
             }
-            if self.at_ip_limit(addr.ip()) {
-                continue;
-            }
-            room -= 1;
-            self.spawn_peer(addr);
         }
     }
 
     /// Fewer peers connected than we may have, while there is work for
-    /// peers: the announce thread then announces early (it is told only
-    /// of changes).
+    /// peers: the announce thread then announces early.
     pub(super) fn tell_announcer_if_we_want_peers(&mut self) {
         let connected = self.peers.values().filter(|p| p.socket.is_some()).count();
         let busy = !self.picker.is_complete() || self.opts.seed.wants_seeding();
         let want = busy && connected < self.opts.max_peers;
-        if want != self.wants_peers {
-            self.wants_peers = want;
-            if let Some((tx, _)) = &self.announce {
-                let _ = tx.send(announce::Command::WantPeers(want));
-            }
-        }
-    }
-
-    pub(super) fn spawn_peer(&mut self, addr: SocketAddr) {
-        let started = self.start_peer(addr, move |key, settings, rx, events| {
-            peer::run_outbound(key, addr, settings, rx, events)
-        });
-        if let Some(key) = started {
-            self.book.dialled(addr, key);
-        }
+        self.swarm.want_peers(want, &mut self.wants_peers);
     }
 
     /// Starts a peer's thread running `run` and adds the peer to the table;
@@ -124,21 +91,15 @@ impl Orchestrator<'_> {
         addr: SocketAddr,
         run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
     ) -> Option<PeerKey> {
-        let key = self.next_key;
-        self.next_key += 1;
-        let (tx, rx) = bounded(COMMAND_QUEUE);
-        let settings = self.settings.clone();
-        let events = self.events_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("peer-{key}"))
-            .spawn(move || run(key, settings, rx, events));
-        if let Err(e) = spawned {
-            log::warn!("cannot start a peer thread: {e}");
-            return None;
-        }
-        let num_pieces = self.meta.geometry.num_pieces();
-        self.peers.insert(key, Peer::new(addr, tx, num_pieces));
+        let (key, tx) = self.swarm.start(run)?;
+        self.add_peer(key, addr, tx);
         Some(key)
+    }
+
+    fn add_peer(&mut self, key: PeerKey, addr: SocketAddr, commands: Sender<Command>) {
+        let num_pieces = self.meta.geometry.num_pieces();
+        self.peers
+            .insert(key, Peer::new(addr, commands, num_pieces));
     }
 
     /// The handshake is done: say what we have (BEP 6 `have_all` /
@@ -150,11 +111,13 @@ impl Orchestrator<'_> {
         id: [u8; 20],
         extended: bool,
         fast: bool,
+        dht: bool,
         socket: TcpStream,
     ) {
         // Two connections to one peer (we dialled it as it dialled us)
         // would only compete for the same pieces.
         let duplicate = self.peers.values().any(|p| p.remote_id == Some(id));
+        let ours = extended.then(|| self.extension_handshake());
         let Some(p) = self.peers.get_mut(&peer) else {
             let _ = socket.shutdown(Shutdown::Both);
             return;
@@ -175,11 +138,9 @@ impl Orchestrator<'_> {
             (_, 0) => {}
             _ => hello.push(Command::Bitfield(have.as_bytes().to_vec())),
         }
-        if extended {
-            let port = self.listen_addr.map(|a| a.port());
-            let ours =
-                crate::proto::extension::our_handshake(peer::MAX_QUEUED_UPLOADS as u32, port);
-            hello.push(Command::ExtensionHandshake(ours));
+        hello.extend(ours.map(Command::ExtensionHandshake));
+        if let Some(port) = self.dht.port().filter(|_| dht) {
+            hello.push(Command::Port(port));
         }
         if fast {
             let set = allowed_fast::allowed_fast_set(
@@ -194,6 +155,64 @@ impl Orchestrator<'_> {
         for cmd in hello {
             self.send(peer, cmd);
         }
+    }
+
+    /// Takes over the peers of a magnet link's metadata fetch: what each
+    /// said it has is checked against the piece count now known (a peer
+    /// whose bitfield does not fit is dropped), then each is told what we
+    /// have and our full extension handshake, as if it had just connected.
+    pub(super) fn adopt(&mut self, (peers, mut said): Adopted) {
+        let n = self.meta.geometry.num_pieces();
+        for (key, mut p) in peers {
+            let said = said.remove(&key).unwrap_or_default();
+            let pieces = match said.pieces {
+                Some(Unsized::All) => Ok(Bitfield::full(n)),
+                Some(Unsized::Bits(b)) => Bitfield::from_bytes(&b, n),
+                None => Ok(Bitfield::new(n)),
+            };
+            let Ok(mut pieces) = pieces else {
+                if let Some(s) = &p.socket {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+                continue;
+            };
+            for i in said.haves {
+                pieces.set(i);
+            }
+            p.allowed_fast.retain(|&i| i < n);
+            self.picker.add_peer(&pieces);
+            p.pieces = pieces;
+            let connected = p.socket.is_some();
+            self.peers.insert(key, p);
+            if !connected {
+                continue;
+            }
+            let have = self.picker.have();
+            if have.count() > 0 {
+                let bits = Command::Bitfield(have.as_bytes().to_vec());
+                self.send(key, bits);
+            }
+            if self
+                .peers
+                .get(&key)
+                .is_some_and(|p| p.ext != PeerInfo::default())
+            {
+                let ours = self.extension_handshake();
+                self.send(key, Command::ExtensionHandshake(ours));
+            }
+            self.update_interest(key);
+        }
+    }
+
+    /// Our BEP 10 handshake: we serve the metadata, and exchange peers
+    /// unless the torrent is private (BEP 27).
+    pub(super) fn extension_handshake(&self) -> Vec<u8> {
+        extension::our_handshake(extension::Offer {
+            reqq: peer::MAX_QUEUED_UPLOADS as u32,
+            listen_port: self.swarm.listen_addr.map(|a| a.port()),
+            metadata_size: Some(self.meta.info_bytes.len()),
+            pex: !self.meta.private,
+        })
     }
 
     pub(super) fn on_closed(&mut self, peer: PeerKey, reason: CloseReason) {
@@ -218,7 +237,8 @@ impl Orchestrator<'_> {
         for b in p.pipeline.outstanding() {
             self.picker.abandon(b);
         }
-        self.book
+        self.swarm
+            .book
             .ended(p.addr, p.downloaded > 0, ban, Instant::now());
         if self.departed.len() == DEPARTED {
             self.departed.pop_front();

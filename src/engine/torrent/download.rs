@@ -41,7 +41,10 @@ impl Orchestrator<'_> {
         p.downloaded += n;
         p.last_data = now;
         self.down.add(n);
-        self.counters.downloaded.fetch_add(n, Ordering::Relaxed);
+        self.swarm
+            .counters
+            .downloaded
+            .fetch_add(n, Ordering::Relaxed);
 
         if let Received::Fresh { complete } = self.picker.received(&block, peer) {
             self.storage.write(block.piece, block.begin, &data)?;
@@ -123,9 +126,11 @@ impl Orchestrator<'_> {
                     p.proven = true;
                 }
             }
-            let size = u64::from(self.meta.geometry.piece_size(piece));
-            self.verified_bytes += size;
-            self.counters.left.fetch_sub(size, Ordering::Relaxed);
+            if self.picker.wanted_pieces().get(piece.get()) {
+                let size = u64::from(self.meta.geometry.piece_size(piece));
+                self.verified_bytes += size;
+                self.swarm.counters.left.fetch_sub(size, Ordering::Relaxed);
+            }
             let tell: Vec<PeerKey> = self
                 .peers
                 .iter()
@@ -267,7 +272,7 @@ impl Orchestrator<'_> {
                 None => return,
             },
         };
-        let Some(ban) = self.book.strike(addr, on_connection) else {
+        let Some(ban) = self.swarm.book.strike(addr, on_connection) else {
             return;
         };
         let (who, strikes, ip) = match ban {

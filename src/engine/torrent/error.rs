@@ -29,6 +29,15 @@ pub enum TorrentError {
     HasherStopped,
     /// SIGINT or SIGTERM.
     Interrupted,
+    /// `--timeout` passed before a magnet link's metadata came.
+    NoMetadata { after: Duration, connected: usize },
+    /// A magnet link's metadata matched its info hash but is not a valid
+    /// torrent.
+    BadMetadata(crate::proto::metainfo::Error),
+    /// `--only`/`--files` do not fit the magnet link's torrent.
+    Selection(crate::engine::selection::SelectError),
+    /// `--save-torrent` could not write the file.
+    SaveTorrent { path: PathBuf, cause: io::Error },
     /// `--timeout` passed before the download was complete.
     TimedOut {
         after: Duration,
@@ -63,6 +72,19 @@ impl fmt::Display for TorrentError {
             ),
             TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
             TorrentError::Interrupted => f.write_str("interrupted"),
+            TorrentError::NoMetadata { after, connected } => write!(
+                f,
+                "timed out after {} without the torrent's metadata ({connected} peers connected)",
+                crate::util::units::format_duration(*after)
+            ),
+            TorrentError::BadMetadata(e) => write!(f, "the magnet link's metadata: {e}"),
+            TorrentError::Selection(e) => e.fmt(f),
+            TorrentError::SaveTorrent { path, cause } => write!(
+                f,
+                "{}: cannot save the torrent: {}",
+                path.display(),
+                crate::disk::sys::io_reason(cause)
+            ),
             TorrentError::TimedOut {
                 after,
                 have,

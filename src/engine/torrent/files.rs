@@ -48,9 +48,11 @@ impl Orchestrator<'_> {
                 continue;
             };
             if self.picker.unverify(piece) {
-                let size = u64::from(self.meta.geometry.piece_size(piece));
-                self.verified_bytes -= size;
-                self.counters.left.fetch_add(size, Ordering::Relaxed);
+                if self.picker.wanted_pieces().get(index) {
+                    let size = u64::from(self.meta.geometry.piece_size(piece));
+                    self.verified_bytes -= size;
+                    self.swarm.counters.left.fetch_add(size, Ordering::Relaxed);
+                }
                 self.lost.set(index);
                 lost += 1;
                 let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -87,20 +89,25 @@ impl Orchestrator<'_> {
             log::warn!("flushing data: {e}");
             return;
         }
-        let changed = self.storage.changed_files(0..self.meta.files.len());
-        if !changed.is_empty() {
-            for (file, _) in changed {
-                let path = self
-                    .storage
-                    .path(file)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                (self.notes)(Note::FileChanged { path });
+        let stamps = match self.storage.unchanged_stamps() {
+            Ok(stamps) => stamps,
+            Err(changed) => {
+                for (file, _) in changed {
+                    let path = self
+                        .storage
+                        .path(file)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    (self.notes)(Note::FileChanged { path });
+                }
+                crate::disk::resume::discard(&self.meta, &self.opts.out_dir);
+                return;
             }
-            crate::disk::resume::discard(&self.meta, &self.opts.out_dir);
-        } else if self.picker.have().count() > 0 {
+        };
+        if self.picker.have().count() > 0 {
             let dir = &self.opts.out_dir;
-            if let Err(e) = crate::disk::resume::save(&self.meta, dir, self.picker.have()) {
+            let have = self.picker.have();
+            if let Err(e) = crate::disk::resume::save(&self.meta, dir, have, &stamps) {
                 (self.notes)(Note::ResumeNotSaved {
                     path: crate::disk::resume::path(&self.meta, dir),
                     reason: crate::disk::sys::io_reason(&e),

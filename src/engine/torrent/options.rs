@@ -38,6 +38,16 @@ pub struct Options {
     pub upload_slots: usize,
     /// When to stop once complete.
     pub seed: SeedLimit,
+    /// Rate limits in bytes per second, for the session (see
+    /// `Session::limit_rates`).
+    pub max_download_rate: Option<u64>,
+    pub max_upload_rate: Option<u64>,
+    /// The files to download (`--only`, `--files`), as given, and by
+    /// index into the torrent's list once resolved (`None`: all).
+    pub select: crate::engine::selection::Selector,
+    pub selection: Option<Vec<bool>>,
+    /// Where to save the torrent of a magnet link once its metadata is in.
+    pub save_torrent: Option<PathBuf>,
     /// Serve data that is already complete (`shoal seed`): open it
     /// read-only, verify it, and refuse to start if pieces are missing.
     pub seed_only: bool,
@@ -80,6 +90,11 @@ impl Options {
             upload_slots: crate::engine::choker::DEFAULT_SLOTS,
             seed: SeedLimit::default(),
             seed_only: false,
+            save_torrent: None,
+            select: Default::default(),
+            selection: None,
+            max_download_rate: None,
+            max_upload_rate: None,
             encryption: Encryption::default(),
         }
     }

@@ -89,18 +89,20 @@ impl Fake {
             peer_id[..4].copy_from_slice(&id.to_string().as_bytes()[..4]);
             peer_id[19] = peer as u8;
             let fast = matches!(behaviour, Behaviour::Rejecter | Behaviour::AllowsFast);
+            let num_pieces = *settings.num_pieces.get().unwrap();
             let mut hello = vec![
                 Event::Connected {
                     peer,
                     id: peer_id,
                     extended: false,
                     fast,
+                    dht: false,
                     socket,
                 },
-                Event::Bitfield(peer, Bitfield::full(settings.num_pieces)),
+                Event::Bitfield(peer, Bitfield::full(num_pieces)),
             ];
             if behaviour == Behaviour::AllowsFast {
-                hello.extend((0..settings.num_pieces).map(|i| Event::AllowedFast(peer, i)));
+                hello.extend((0..num_pieces).map(|i| Event::AllowedFast(peer, i)));
             } else {
                 hello.push(Event::Unchoke(peer));
             }
@@ -165,7 +167,7 @@ fn download(
     hasher: Option<Hasher>,
     timeout: Option<Duration>,
 ) -> (Summary, Vec<Note>) {
-    let session = Session::new(None, Encryption::Prefer).unwrap();
+    let session = Session::new(None, Encryption::Prefer, None).unwrap();
     let mut opts = Options::new(f.dir.0.clone());
     opts.timeout = timeout;
     // Only what each test is about may end a stall: never the peer timeout.
@@ -174,6 +176,7 @@ fn download(
     let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
     let mut notes = Vec::new();
     let mut sink = |n| notes.push(n);
+    let swarm = Swarm::new(&session, f.meta.info_hash, &opts);
     let mut o = Orchestrator::new(
         &session,
         f.meta.clone(),
@@ -181,6 +184,7 @@ fn download(
         storage,
         have,
         hasher,
+        swarm,
         &mut sink,
     );
     for fake in fakes {
@@ -190,7 +194,7 @@ fn download(
     o.shutdown();
     let summary = Summary {
         complete: o.picker.is_complete(),
-        downloaded: o.counters.downloaded.load(Ordering::Relaxed),
+        downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
         uploaded: 0,
         elapsed: Duration::ZERO,
         stopped: result.err(),
@@ -318,4 +322,21 @@ fn allowed_fast_pieces_are_fetched_while_choked() {
         assert!(summary.complete, "{:?}", summary.stopped);
         assert_on_disk(&f);
     });
+}
+
+/// BEP 27: a private torrent never uses the session's DHT node (no
+/// lookups, no reserved bit, no `PORT`); a public one does.
+#[test]
+fn the_dht_is_off_for_private_torrents() {
+    let config = crate::net::dht::Config::default(); // no bootstrap: silent
+    let session = Session::new(None, Encryption::Prefer, Some(config)).unwrap();
+    let public = fixture("dht-public", 1);
+    let lookups = dht::Lookups::new(&session, public.meta.private);
+    assert!(lookups.is_on());
+    assert_eq!(lookups.port(), session.dht().map(|d| d.port));
+    let mut private = (*public.meta).clone();
+    private.private = true;
+    assert!(!dht::Lookups::new(&session, private.private).is_on());
+    let off = Session::new(None, Encryption::Prefer, None).unwrap();
+    assert!(!dht::Lookups::new(&off, public.meta.private).is_on());
 }

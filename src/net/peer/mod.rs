@@ -40,6 +40,7 @@ use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A connection, as the engine numbers them.
@@ -50,22 +51,27 @@ pub type PeerKey = u64;
 pub struct Settings {
     pub info_hash: InfoHash,
     pub peer_id: [u8; 20],
-    pub num_pieces: u32,
+    /// Unset while a magnet download fetches the metadata.
+    pub num_pieces: Arc<OnceLock<u32>>,
     /// TCP connect deadline: a peer that does not answer in this long is
     /// unreachable for now.
     pub connect_timeout: Duration,
     /// Dial from this local address (else the one routing picks).
     pub source: Option<std::net::IpAddr>,
+    /// The session's rate limits.
+    pub throttles: crate::net::throttle::Throttles,
     /// A peer that sends nothing at all (not even a keep-alive) for this
     /// long is gone. BEP 3 keep-alives come every ~2 minutes.
     pub idle_timeout: Duration,
     /// We send a keep-alive after this long without sending anything.
     pub keepalive: Duration,
     /// Data source for uploads.
-    pub storage: Option<Reader>,
+    pub storage: Arc<OnceLock<Reader>>,
     /// Whether we dial with MSE (inbound connections follow the
     /// session's policy: [`Admission`]).
     pub encryption: Encryption,
+    /// We run a DHT node for this torrent: set the BEP 5 reserved bit.
+    pub dht: bool,
 }
 
 /// How long the handshake may take once connected: a real peer answers in
@@ -99,8 +105,15 @@ pub enum Command {
     AllowedFast(u32),
     /// BEP 6: we will not serve this request.
     Reject(Block),
+    /// BEP 5: our DHT node's UDP port.
+    Port(u16),
     /// Send our BEP 10 extension handshake (this payload).
     ExtensionHandshake(Vec<u8>),
+    /// A BEP 10 extension message, under the peer's id for it.
+    Extended {
+        id: u8,
+        payload: Vec<u8>,
+    },
     /// Ask for these blocks (one command for a whole top-up).
     Requests(Vec<Block>),
     Cancel(Block),
@@ -125,8 +138,12 @@ pub enum Event {
         extended: bool,
         /// The peer speaks BEP 6 (we always do).
         fast: bool,
+        /// The peer runs a DHT node (BEP 5): send it our `PORT`.
+        dht: bool,
         socket: TcpStream,
     },
+    /// BEP 5 `PORT`: the peer's DHT node listens on this UDP port.
+    DhtPort(PeerKey, u16),
     /// The peer's BEP 10 extension handshake.
     PeerInfo(PeerKey, PeerInfo),
     Choke(PeerKey),
@@ -136,6 +153,16 @@ pub enum Event {
     Have(PeerKey, u32),
     /// A validated bitfield (right length, spare bits clear).
     Bitfield(PeerKey, Bitfield),
+    /// What the peer has, before we know the piece count (a magnet
+    /// download fetching the metadata): checked by the engine later.
+    Unsized(PeerKey, Unsized),
+    /// A BEP 10 extension message under one of our ids (not the
+    /// handshake), at most `reader::MAX_EXTENSION_MESSAGE` bytes.
+    Extension {
+        peer: PeerKey,
+        id: u8,
+        payload: Vec<u8>,
+    },
     Request(PeerKey, u32, u32, u32),
     Cancel(PeerKey, u32, u32, u32),
     /// BEP 6: the peer will not serve this request.
@@ -158,6 +185,14 @@ pub enum Event {
         peer: PeerKey,
         reason: CloseReason,
     },
+}
+
+/// A bitfield, or BEP 6 `have_all` (`have_none` is an empty bitfield), of
+/// unknown length.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsized {
+    Bits(Vec<u8>),
+    All,
 }
 
 /// Where in a connection's life an I/O error happened.
@@ -200,6 +235,9 @@ pub enum Violation {
     },
     /// A BEP 6 message from a peer that did not offer BEP 6.
     FastWithoutExtension(&'static str),
+    /// An extension message (this id, this many bytes) over
+    /// `reader::MAX_EXTENSION_MESSAGE`.
+    ExtensionTooLarge(u8, usize),
     /// A failed MSE handshake.
     Encryption(MseError),
 }
@@ -218,6 +256,11 @@ impl fmt::Display for Violation {
             Violation::FastWithoutExtension(msg) => {
                 write!(f, "{msg} without the fast extension")
             }
+            Violation::ExtensionTooLarge(id, len) => write!(
+                f,
+                "extension message {id} of {len} bytes (at most {})",
+                reader::MAX_EXTENSION_MESSAGE
+            ),
             Violation::Encryption(e) => e.fmt(f),
         }
     }
@@ -458,14 +501,20 @@ pub fn run_inbound(
             theirs,
             mut transport,
         } = inbound;
-        check_handshake(&theirs, &settings)?;
-        stream
-            .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
-            .and_then(|()| {
-                let ours = &mut our_handshake(&settings);
-                transport.outgoing.write_all(&stream, ours)
-            })
-            .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+        let checked = check_handshake(&theirs, &settings);
+        // We answer a connection from ourselves too, and only then close
+        // it: our own dialling side then sees our peer id and bans the
+        // address it dialled, instead of redialling it for ever.
+        if matches!(checked, Ok(()) | Err(CloseReason::Ourselves)) {
+            stream
+                .set_write_timeout(Some(HANDSHAKE_TIMEOUT))
+                .and_then(|()| {
+                    let ours = &mut our_handshake(&settings);
+                    transport.outgoing.write_all(&stream, ours)
+                })
+                .map_err(|e| CloseReason::io(Phase::Handshake, e))?;
+        }
+        checked?;
         serve(peer, theirs, stream, transport, &settings, commands, events)
     });
 }
@@ -511,7 +560,8 @@ fn handshake(stream: TcpStream, s: &Settings, encrypt: bool) -> Result<Connected
 }
 
 fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
-    let reserved = (wire::RESERVED_EXTENDED | wire::RESERVED_FAST).to_be_bytes();
+    let dht = if s.dht { wire::RESERVED_DHT } else { 0 };
+    let reserved = (wire::RESERVED_EXTENDED | wire::RESERVED_FAST | dht).to_be_bytes();
     Handshake::new(s.info_hash.0, s.peer_id, reserved).encode()
 }
 
@@ -610,6 +660,7 @@ fn serve(
             id: theirs.peer_id,
             extended: theirs.supports_extended(),
             fast: theirs.supports_fast(),
+            dht: theirs.supports_dht(),
             socket: handle,
         })
         .map_err(|_| CloseReason::Shutdown)?;
@@ -628,7 +679,7 @@ fn serve(
             .spawn(move || writer::run(peer, writer_socket, outgoing, &s, fast, commands, &events))
             .map_err(CloseReason::Spawn)?;
     }
-    let result = reader::run(peer, &stream, incoming, s.num_pieces, fast, events);
+    let result = reader::run(peer, &stream, incoming, s, fast, events);
     // The writer is not joined: it may be asleep waiting for a command, and
     // `Closed` must reach the orchestrator now (it frees the peer's slot).
     // The writer ends as soon as the orchestrator drops its queue.

@@ -8,13 +8,14 @@
 //! the read buffer into the block handed over.
 
 use super::transport::Incoming;
-use super::{BlockData, CloseReason, Event, PeerKey, Phase, Violation};
+use super::{BlockData, CloseReason, Event, PeerKey, Phase, Settings, Unsized, Violation};
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension;
 use crate::proto::wire::{self, Decoded, Message};
 use crossbeam_channel::Sender;
 use std::io::{self, Read};
 use std::net::TcpStream;
+use std::sync::{Arc, OnceLock};
 
 /// Read buffer: large enough that a 16 KiB block usually arrives in one
 /// read call alongside its neighbours. It grows for a larger frame (up to
@@ -22,18 +23,22 @@ use std::net::TcpStream;
 const READ_BUFFER: usize = 64 * 1024;
 /// Block bytes handed to the orchestrator in one event at most.
 const BATCH_BYTES: usize = 64 * 1024;
+/// An extension message (other than the handshake) larger than this costs
+/// the connection: a `ut_metadata` piece is 16 KiB and a few bytes, a
+/// `ut_pex` message far less.
+pub const MAX_EXTENSION_MESSAGE: usize = 20 * 1024;
 
 /// Reads frames until the connection ends; `Err` says why it did.
 pub(super) fn run(
     peer: PeerKey,
     stream: &TcpStream,
     mut incoming: Incoming,
-    num_pieces: u32,
+    s: &Settings,
     fast: bool,
     events: &Sender<Event>,
 ) -> Result<(), CloseReason> {
     let mut buf = ReadBuf::new(READ_BUFFER);
-    let mut state = State::new(peer, num_pieces, fast);
+    let mut state = State::new(peer, s.num_pieces.clone(), fast);
     loop {
         let need = loop {
             match wire::decode(buf.filled())? {
@@ -53,14 +58,19 @@ pub(super) fn run(
         };
         // The next read may block: hand over what we have first.
         state.flush(events)?;
-        buf.fill(&mut incoming.on(stream), need)?;
+        let read = buf.fill(&mut incoming.on(stream), need)?;
+        // In debt, the next read waits: the sender is slowed by TCP.
+        crate::net::throttle::charge(&s.throttles.down, read);
     }
 }
 
 /// What the reader remembers between frames.
 struct State {
     peer: PeerKey,
-    num_pieces: u32,
+    /// The torrent's piece count; unset while a magnet download still
+    /// fetches the metadata (piece indices then go unchecked to the engine,
+    /// which checks them once it knows).
+    num_pieces: Arc<OnceLock<u32>>,
     /// Both sides offered the fast extension (BEP 6).
     fast: bool,
     batch: Vec<BlockData>,
@@ -68,7 +78,7 @@ struct State {
 }
 
 impl State {
-    fn new(peer: PeerKey, num_pieces: u32, fast: bool) -> State {
+    fn new(peer: PeerKey, num_pieces: Arc<OnceLock<u32>>, fast: bool) -> State {
         State {
             peer,
             num_pieces,
@@ -82,17 +92,14 @@ impl State {
     /// event; blocks join the batch, ignored messages give `None`.
     fn on_message(&mut self, msg: Message<'_>) -> Result<Option<Event>, CloseReason> {
         let peer = self.peer;
-        let num_pieces = self.num_pieces;
-        let in_range = |index: u32, msg: &'static str| {
-            if index < num_pieces {
-                Ok(index)
-            } else {
-                Err(Violation::PieceOutOfRange {
-                    msg,
-                    index,
-                    num_pieces,
-                })
-            }
+        let known = self.num_pieces.get().copied();
+        let in_range = |index: u32, msg: &'static str| match known {
+            Some(num_pieces) if index >= num_pieces => Err(Violation::PieceOutOfRange {
+                msg,
+                index,
+                num_pieces,
+            }),
+            _ => Ok(index),
         };
         let fast = |msg: &Message<'_>| {
             if self.fast {
@@ -119,18 +126,22 @@ impl State {
             // A bitfield is taken whenever it comes, and replaces what the
             // peer said before: aria2 sends one mid-connection in place of
             // several `have`s, and libtorrent accepts that (docs/INTEROP.md).
-            Message::Bitfield(bytes) => Event::Bitfield(
-                peer,
-                Bitfield::from_bytes(bytes, num_pieces).map_err(Violation::Bitfield)?,
-            ),
+            Message::Bitfield(bytes) => match known {
+                Some(n) => Event::Bitfield(
+                    peer,
+                    Bitfield::from_bytes(bytes, n).map_err(Violation::Bitfield)?,
+                ),
+                None => Event::Unsized(peer, Unsized::Bits(bytes.to_vec())),
+            },
             Message::HaveAll | Message::HaveNone => {
                 fast(&msg)?;
-                let bits = if matches!(msg, Message::HaveAll) {
-                    Bitfield::full(num_pieces)
-                } else {
-                    Bitfield::new(num_pieces)
-                };
-                Event::Bitfield(peer, bits)
+                let all = matches!(msg, Message::HaveAll);
+                match (known, all) {
+                    (Some(n), true) => Event::Bitfield(peer, Bitfield::full(n)),
+                    (Some(n), false) => Event::Bitfield(peer, Bitfield::new(n)),
+                    (None, true) => Event::Unsized(peer, Unsized::All),
+                    (None, false) => Event::Unsized(peer, Unsized::Bits(Vec::new())),
+                }
             }
             Message::Reject {
                 index,
@@ -166,13 +177,18 @@ impl State {
                 peer,
                 extension::parse_handshake(payload).map_err(Violation::Extension)?,
             ),
-            // Keep-alives (the read itself reset the idle timer), DHT port,
-            // extension messages (we offer none) and unknown ids: ignored,
-            // as BEP 3 asks.
-            Message::KeepAlive
-            | Message::Port(_)
-            | Message::Extended { .. }
-            | Message::Unknown { .. } => return Ok(None),
+            Message::Extended { id, payload } if payload.len() > MAX_EXTENSION_MESSAGE => {
+                return Err(Violation::ExtensionTooLarge(id, payload.len()).into())
+            }
+            Message::Extended { id, payload } => Event::Extension {
+                peer,
+                id,
+                payload: payload.to_vec(),
+            },
+            Message::Port(port) => Event::DhtPort(peer, port),
+            // Keep-alives (the read itself reset the idle timer) and
+            // unknown ids: ignored, as BEP 3 asks.
+            Message::KeepAlive | Message::Unknown { .. } => return Ok(None),
         }))
     }
 
@@ -228,8 +244,9 @@ impl ReadBuf {
     }
 
     /// Reads at least once, making room for `need` more bytes first (the
-    /// decoder never asks for more than the rest of one capped frame).
-    fn fill(&mut self, stream: &mut impl Read, need: usize) -> Result<(), CloseReason> {
+    /// decoder never asks for more than the rest of one capped frame);
+    /// returns the bytes read.
+    fn fill(&mut self, stream: &mut impl Read, need: usize) -> Result<usize, CloseReason> {
         if self.data.len() - self.end < need {
             self.data.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -247,7 +264,7 @@ impl ReadBuf {
                 }
                 Ok(n) => {
                     self.end += n;
-                    return Ok(());
+                    return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(CloseReason::io(Phase::Read, e)),
@@ -278,7 +295,7 @@ mod tests {
                 chunk,
             };
             let mut buf = ReadBuf::new(16);
-            let mut state = State::new(1, 4, false);
+            let mut state = State::new(1, known(4), false);
             let mut names = Vec::new();
             loop {
                 match wire::decode(buf.filled()).unwrap() {
@@ -288,7 +305,7 @@ mod tests {
                         buf.consume(used);
                     }
                     Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
-                        Ok(()) => {}
+                        Ok(_) => {}
                         Err(CloseReason::Closed) => break,
                         Err(e) => panic!("chunk {chunk}: {e}"),
                     },
@@ -311,7 +328,7 @@ mod tests {
     #[test]
     fn messages_are_taken_in_any_order_and_fast_ones_only_when_offered() {
         let bits = [0b1010_0000u8];
-        let mut plain = State::new(1, 4, false);
+        let mut plain = State::new(1, known(4), false);
         let ev = |st: &mut State, m: Message<'_>| st.on_message(m).map(|e| format!("{e:?}"));
         // State messages before the bitfield, a bitfield after them (aria2),
         // a second bitfield that replaces the first, a repeated have.
@@ -339,7 +356,7 @@ mod tests {
             let e = plain.on_message(m).unwrap_err().to_string();
             assert!(e.ends_with("without the fast extension"), "{e}");
         }
-        let mut fast = State::new(1, 4, true);
+        let mut fast = State::new(1, known(4), true);
         match fast.on_message(Message::HaveAll).unwrap() {
             Some(Event::Bitfield(_, b)) => assert!(b.is_complete()),
             other => panic!("{other:?}"),
@@ -366,6 +383,55 @@ mod tests {
             "out of range"
         );
         assert_eq!(ev(&mut fast, Message::Suggest(2)).unwrap(), "None");
+    }
+
+    fn known(n: u32) -> Arc<OnceLock<u32>> {
+        Arc::new(OnceLock::from(n))
+    }
+
+    /// Before a magnet's metadata, sizes are unknown: bitfields and
+    /// `have_all` go up unsized and indices unchecked; once the count is
+    /// set, the same messages are checked. Extension messages go up whole,
+    /// up to their cap.
+    #[test]
+    fn without_the_metadata_pieces_go_up_unchecked() {
+        let count = Arc::new(OnceLock::new());
+        let mut st = State::new(1, Arc::clone(&count), true);
+        let ev = |st: &mut State, m: Message<'_>| st.on_message(m).map(|e| format!("{e:?}"));
+        assert_eq!(
+            ev(&mut st, Message::Bitfield(&[0xff; 3])).unwrap(),
+            "Some(Unsized(1, Bits([255, 255, 255])))"
+        );
+        assert_eq!(
+            ev(&mut st, Message::HaveAll).unwrap(),
+            "Some(Unsized(1, All))"
+        );
+        assert_eq!(
+            ev(&mut st, Message::Have(1000)).unwrap(),
+            "Some(Have(1, 1000))"
+        );
+        count.set(4).unwrap();
+        assert!(st.on_message(Message::Have(1000)).is_err());
+        assert!(st.on_message(Message::Bitfield(&[0xff; 3])).is_err());
+        let small = Message::Extended {
+            id: 2,
+            payload: b"de",
+        };
+        assert_eq!(
+            ev(&mut st, small).unwrap(),
+            "Some(Extension { peer: 1, id: 2, payload: [100, 101] })"
+        );
+        let big = vec![0u8; MAX_EXTENSION_MESSAGE + 1];
+        let e = st
+            .on_message(Message::Extended {
+                id: 2,
+                payload: &big,
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "extension message 2 of 20481 bytes (at most 20480)"
+        );
     }
 
     /// A reader that returns at most `chunk` bytes per call.

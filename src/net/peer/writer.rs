@@ -99,7 +99,7 @@ fn write_loop(
         let mut bytes = 0;
         while out.len() < WRITE_BATCH {
             let Some(b) = uploads.pop_front() else { break };
-            let reader = s.storage.as_ref().ok_or(WriteError::NoStorage)?;
+            let reader = s.storage.get().ok_or(WriteError::NoStorage)?;
             block.resize(b.len as usize, 0);
             reader
                 .read(b.piece, b.begin, &mut block)
@@ -108,6 +108,7 @@ fn write_loop(
             out.extend_from_slice(&block);
             bytes += b.len;
         }
+        crate::net::throttle::charge(&s.throttles.up, bytes as usize);
         if !out.is_empty() {
             outgoing
                 .write_all(socket, &mut out)
@@ -143,6 +144,7 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
         Command::HaveAll => Message::HaveAll,
         Command::HaveNone => Message::HaveNone,
         Command::AllowedFast(i) => Message::AllowedFast(*i),
+        Command::Port(port) => Message::Port(*port),
         Command::Reject(b) => Message::Reject {
             index: b.piece.get(),
             begin: b.begin,
@@ -152,6 +154,7 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
             id: extension::HANDSHAKE_ID,
             payload,
         },
+        Command::Extended { id, payload } => Message::Extended { id: *id, payload },
         Command::Requests(blocks) => {
             for b in blocks {
                 Message::Request {

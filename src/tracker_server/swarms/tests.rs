@@ -486,8 +486,35 @@ fn one_address_cannot_fill_the_store_for_everybody() {
     // Joining an existing swarm is fine, and so are others' new torrents.
     s.announce(&flood(3), ip("10.0.0.66"), t).unwrap();
     s.announce(&flood(11), ip("10.0.0.2"), t).unwrap();
+    // A neighbour in the same IPv6 /64 shares its quota; the tracker's own
+    // host has none (every client of a local swarm shares it).
+    for n in 20..30 {
+        s.announce(&flood(n), ip("2001:db8:1:2::1"), t).unwrap();
+    }
+    assert!(s.announce(&flood(30), ip("2001:db8:1:2::ffff"), t).is_err());
+    s.announce(&flood(31), ip("2001:db8:1:3::1"), t).unwrap();
+    for n in 40..60 {
+        s.announce(&flood(n), ip("127.0.0.1"), t).unwrap();
+    }
     // Once its swarms expire, the address may start new ones again.
     s.sweep(t + Duration::from_secs(600));
     s.announce(&flood(12), ip("10.0.0.66"), t + Duration::from_secs(600))
         .unwrap();
+}
+
+#[test]
+fn clients_are_keyed_by_address_or_ipv6_64() {
+    assert_eq!(client_key(ip("10.1.2.3")), Some(ip("10.1.2.3")));
+    assert_eq!(client_key(ip("::ffff:10.1.2.3")), Some(ip("10.1.2.3")));
+    assert_eq!(
+        client_key(ip("2001:db8:1:2:aa::1")),
+        Some(ip("2001:db8:1:2::"))
+    );
+    assert_eq!(client_key(ip("127.0.0.1")), None);
+    assert_eq!(client_key(ip("::1")), None);
+    assert_eq!(
+        client_key(ip("127.0.0.2")),
+        Some(ip("127.0.0.2")),
+        "another test host"
+    );
 }

@@ -1,0 +1,184 @@
+//! What a torrent's connections run on, in both of its phases (fetching a
+//! magnet link's metadata, then the download): the peer workers' settings,
+//! the address book, the event channel they report on, the queue of
+//! inbound connections the session routes to us, and the announce thread
+//! with its counters. Handing the swarm from one phase to the next keeps
+//! every connection.
+
+use super::*;
+
+pub(super) struct Swarm {
+    pub settings: Settings,
+    /// Known addresses, backoff, strikes and bans.
+    pub book: AddressBook,
+    next_key: PeerKey,
+    pub events_tx: Sender<Event>,
+    pub events: Receiver<Event>,
+    pub reports: Receiver<Report>,
+    reports_tx: Sender<Report>,
+    /// Inbound connections the session routed to us.
+    pub inbound: Receiver<Inbound>,
+    /// Where we accept peers, if we do.
+    pub listen_addr: Option<SocketAddr>,
+    pub announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    pub counters: Arc<Counters>,
+}
+
+impl Swarm {
+    /// Registers `info_hash` with the session (inbound connections for it
+    /// come to us from now on) and learns `opts.peers`.
+    pub fn new(session: &Session, info_hash: InfoHash, opts: &Options) -> Swarm {
+        let (events_tx, events) = bounded(EVENT_QUEUE);
+        let (reports_tx, reports) = unbounded();
+        let mut swarm = Swarm {
+            settings: Settings {
+                info_hash,
+                peer_id: crate::util::random::peer_id(),
+                num_pieces: Arc::default(),
+                connect_timeout: Duration::from_secs(5),
+                source: opts.source,
+                throttles: session.throttles(),
+                idle_timeout: Duration::from_secs(180),
+                keepalive: Duration::from_secs(120),
+                storage: Arc::default(),
+                encryption: opts.encryption,
+                // Until the torrent says (a private one never uses it).
+                dht: session.dht().is_some(),
+            },
+            book: AddressBook::default(),
+            next_key: 0,
+            events_tx,
+            events,
+            reports,
+            reports_tx,
+            inbound: session.register(info_hash),
+            listen_addr: session.local_addr(),
+            announce: None,
+            counters: Arc::new(Counters::default()),
+        };
+        for &addr in &opts.peers {
+            swarm.book.learn(addr, Instant::now());
+        }
+        swarm
+    }
+
+    /// The port we announce: where we listen, else the configured one.
+    pub fn port(&self, opts: &Options) -> u16 {
+        self.listen_addr.map_or(opts.port, |a| a.port())
+    }
+
+    /// Starts announcing to `trackers` (once).
+    pub fn start_announce(&mut self, trackers: Vec<Vec<String>>, opts: &Options) {
+        if self.announce.is_some() || trackers.is_empty() {
+            return;
+        }
+        let (tx, rx) = unbounded();
+        let mut config = announce::Config::new(
+            trackers,
+            self.settings.info_hash,
+            self.settings.peer_id,
+            self.port(opts),
+        );
+        config.retry_base = opts.announce_retry;
+        config.min_interval = opts.announce_min_interval;
+        config.address = self
+            .listen_addr
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified());
+        let reports = self.reports_tx.clone();
+        let handle = announce::spawn(
+            config,
+            self.counters.clone(),
+            rx,
+            Box::new(move |r| {
+                let _ = reports.send(r);
+            }),
+        );
+        self.announce = Some((tx, handle));
+    }
+
+    /// Starts a peer's thread running `run`; returns its key and command
+    /// queue, or `None` if no thread could be had.
+    pub fn start(
+        &mut self,
+        run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
+    ) -> Option<(PeerKey, Sender<Command>)> {
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = bounded(COMMAND_QUEUE);
+        let settings = self.settings.clone();
+        let events = self.events_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("peer-{key}"))
+            .spawn(move || run(key, settings, rx, events));
+        match spawned {
+            Ok(_) => Some((key, tx)),
+            Err(e) => {
+                log::warn!("cannot start a peer thread: {e}");
+                None
+            }
+        }
+    }
+
+    /// Dials `addr`.
+    pub fn dial(&mut self, addr: SocketAddr) -> Option<(PeerKey, Sender<Command>)> {
+        let started = self.start(move |key, settings, rx, events| {
+            peer::run_outbound(key, addr, settings, rx, events)
+        });
+        if let Some((key, _)) = &started {
+            self.book.dialled(addr, *key);
+        }
+        started
+    }
+
+    /// Why an inbound connection from `addr` is refused, if it is: a
+    /// banned IP, or one with `--max-peers-per-ip` connections among
+    /// `connected` already.
+    pub fn refuses(
+        &self,
+        addr: SocketAddr,
+        connected: impl Iterator<Item = SocketAddr>,
+        opts: &Options,
+    ) -> Option<&'static str> {
+        if self.book.ip_banned(addr.ip()) {
+            Some("banned")
+        } else if at_ip_limit(addr.ip(), connected, opts) {
+            Some("as many peers from its IP as allowed already")
+        } else {
+            None
+        }
+    }
+
+    /// Addresses to dial now: `room` at most, none whose IP is at its
+    /// limit among `connected`.
+    pub fn to_dial(
+        &self,
+        room: usize,
+        connected: &[SocketAddr],
+        opts: &Options,
+    ) -> Vec<SocketAddr> {
+        self.book
+            .ready(Instant::now())
+            .into_iter()
+            .filter(|a| !at_ip_limit(a.ip(), connected.iter().copied(), opts))
+            .take(room)
+            .collect()
+    }
+
+    /// Tells the announce thread whether we could use more peers (it is
+    /// told only of changes; `told` is what it was told last).
+    pub fn want_peers(&self, want: bool, told: &mut bool) {
+        if want != *told {
+            *told = want;
+            if let Some((tx, _)) = &self.announce {
+                let _ = tx.send(announce::Command::WantPeers(want));
+            }
+        }
+    }
+}
+
+/// Whether `ip` has `--max-peers-per-ip` connections among `connected`.
+fn at_ip_limit(ip: IpAddr, connected: impl Iterator<Item = SocketAddr>, opts: &Options) -> bool {
+    let ip = ip.to_canonical();
+    connected.filter(|a| a.ip().to_canonical() == ip).count() >= opts.max_peers_per_ip
+}
