@@ -29,6 +29,8 @@ mod interop_upload;
 mod layers;
 #[path = "suite/limits.rs"]
 mod limits;
+#[path = "suite/lsd.rs"]
+mod lsd;
 #[path = "suite/magnet.rs"]
 mod magnet;
 #[path = "suite/matrix.rs"]

@@ -9,7 +9,7 @@ pub mod progress;
 
 use crate::cli::progress::{Mode, Progress};
 use crate::engine::selection::Selector;
-use crate::engine::session::Session;
+use crate::engine::session::{LsdOff, Session};
 use crate::engine::torrent::{self, Options, TorrentError};
 use crate::net::peer::Encryption;
 use crate::proto::magnet::Magnet;
@@ -152,6 +152,11 @@ const SESSION_OPTIONS: &str = "
                          when it is a specific one (default :: , which
                          takes IPv4 and IPv6; 0.0.0.0 where there is no IPv6)
   --no-listen            accept no inbound connections
+  --no-lsd               no local service discovery (BEP 14: announcing
+                         our torrents to the LAN by multicast, and learning
+                         peers from others' announces). It is on by default,
+                         except for private torrents and when we listen on
+                         loopback only or not at all
   --max-peers N          peers connected at once (default 50)
   --max-peers-per-ip N   connections with one IP address at most (default 8)
   --upload-slots N       peers we upload to at once, plus one optimistic
@@ -396,11 +401,13 @@ fn dht_config(p: &mut pico_args::Arguments) -> Result<crate::net::dht::Config, F
     })
 }
 
-/// How the session is set up: where it listens (`None`: nowhere) and its
-/// DHT node (`None`: off).
+/// How the session is set up: where it listens (`None`: nowhere), its
+/// DHT node (`None`: off) and whether it runs local service discovery
+/// (unless `--no-lsd`).
 struct Setup {
     listen: Option<SocketAddr>,
     dht: Option<crate::net::dht::Config>,
+    lsd: bool,
 }
 
 /// Options shared by `get` and `seed`: the torrent's and the session's.
@@ -452,12 +459,14 @@ fn session_options(
     opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
     opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
     let no_dht = p.contains("--no-dht");
+    let lsd = !p.contains("--no-lsd");
     let dht = dht_config(p)?;
     Ok((
         opts,
         Setup {
             listen,
             dht: (!no_dht).then_some(dht),
+            lsd,
         },
     ))
 }
@@ -568,6 +577,16 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
         ))
     })?;
     session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
+    // BEP 27: a private torrent is never announced to the LAN (a magnet
+    // link's torrent decides once its metadata says).
+    let private = matches!(&target, Target::Torrent(meta) if meta.private);
+    if setup.lsd && !private {
+        match session.start_lsd() {
+            Ok(interface) => log::info!("local discovery on {interface}"),
+            Err(why @ LsdOff::Socket(_)) => log::warn!("no local discovery: {why}"),
+            Err(why) => log::info!("no local discovery: {why}"),
+        }
+    }
     let name = match &target {
         Target::Torrent(meta) => meta.display_name(),
         Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),

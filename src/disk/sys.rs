@@ -315,47 +315,8 @@ pub fn connect_from(
     }
     // SAFETY: `fd` is a socket we own; from here on the TcpStream closes it.
     let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    let raw = |addr: SocketAddr| -> (libc::sockaddr_storage, libc::socklen_t) {
-        // SAFETY: an all-zero sockaddr_storage is a valid value.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from(*a.ip()).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is larger than sockaddr_in and
-                // suitably aligned for it.
-                unsafe {
-                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
-                };
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: as above, for sockaddr_in6.
-                unsafe {
-                    std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6)
-                };
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        (storage, len as libc::socklen_t)
-    };
-    let (local, local_len) = raw(SocketAddr::new(source, 0));
-    let (remote, remote_len) = raw(dest);
+    let (local, local_len) = sockaddr(SocketAddr::new(source, 0));
+    let (remote, remote_len) = sockaddr(dest);
     // SAFETY: both addresses are valid sockaddr values of the given lengths.
     if unsafe {
         libc::bind(
@@ -398,6 +359,96 @@ pub fn connect_from(
     }
     stream.set_nonblocking(false)?;
     Ok(stream)
+}
+
+/// A UDP socket for the multicast `group`: bound to the group's address
+/// and port with `SO_REUSEADDR` (so that every client on the host can
+/// bind it, and the socket receives only datagrams sent to the group),
+/// sending through `interface` (`IP_MULTICAST_IF`; unspecified: the
+/// route the kernel picks). For local service discovery; std can set
+/// neither option before `bind`.
+pub fn multicast_socket_v4(
+    group: std::net::SocketAddrV4,
+    interface: std::net::Ipv4Addr,
+) -> io::Result<std::net::UdpSocket> {
+    use std::os::unix::io::FromRawFd;
+    // SAFETY: socket has no memory preconditions.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a socket we own; from here on the UdpSocket closes it.
+    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
+    let on: libc::c_int = 1;
+    let out = libc::in_addr {
+        s_addr: u32::from(interface).to_be(),
+    };
+    let (addr, addr_len) = sockaddr(group.into());
+    // SAFETY: each option value is a valid value of the size given, and
+    // `addr` a valid sockaddr of `addr_len` bytes.
+    let failed = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) != 0
+            || libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&out as *const libc::in_addr).cast(),
+                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
+            ) != 0
+            || libc::bind(
+                fd,
+                (&addr as *const libc::sockaddr_storage).cast(),
+                addr_len,
+            ) != 0
+    };
+    if failed {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// `addr` as the C socket address `bind` and `connect` take.
+fn sockaddr(addr: std::net::SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    use std::net::SocketAddr;
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*a.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than sockaddr_in and
+            // suitably aligned for it.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above, for sockaddr_in6.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
 }
 
 /// Whether a socket read ended for no reason of the peer's: its timeout

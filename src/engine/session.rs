@@ -1,10 +1,14 @@
 //! The session: what the torrents of one process share. Today that is the
-//! listening port, TCP and UDP, and the DHT node on that UDP port (later
-//! also global rate limits and the peer/thread budget).
+//! listening port, TCP and UDP, the DHT node on that UDP port and local
+//! service discovery (later also global rate limits and the peer/thread
+//! budget).
 //!
 //! Owns: the [`Listener`], the [`UdpPort`] on the same port (uTP
 //! refusals and the DHT node, whose [`Dht`] handle torrents use), the
-//! inbound encryption policy, and the routing table from info hash to the torrent serving it. An inbound connection
+//! inbound encryption policy, the [`Lsd`] service (BEP 14) and the routing
+//! tables from info hash to the torrent serving it: inbound connections,
+//! and the addresses local discovery hears (for torrents that asked for
+//! them with [`Session::discover_locally`]; others' are dropped). An inbound connection
 //! goes to the torrent named by the info hash in its handshake; one naming
 //! a torrent we do not serve is closed before we say anything (an MSE one
 //! before the encryption handshake completes: its obfuscated info hash is
@@ -14,21 +18,27 @@
 
 use crate::net::dht::{self, Dht};
 use crate::net::listener::{Listener, Route};
+use crate::net::lsd::Lsd;
 use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::throttle::Throttles;
 use crate::net::udp_port::UdpPort;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Inbound connections waiting for one torrent at most; beyond, new ones
 /// are closed (the torrent is not keeping up, or is full).
 const INBOUND_QUEUE: usize = 16;
+/// Addresses heard by local discovery waiting for one torrent at most;
+/// beyond, they are dropped (the torrent hears them again later).
+const LOCAL_QUEUE: usize = 64;
 
 type Routes = Mutex<HashMap<InfoHash, Sender<Inbound>>>;
+type LocalRoutes = Mutex<HashMap<InfoHash, Sender<SocketAddr>>>;
 
 pub struct Session {
     routes: Arc<Routes>,
@@ -38,6 +48,33 @@ pub struct Session {
     udp: Option<UdpPort>,
     /// Rate limits shared by every torrent's peers.
     throttles: Throttles,
+    lsd: Option<Lsd>,
+    local: Arc<LocalRoutes>,
+}
+
+/// Why local service discovery does not run.
+#[derive(Debug)]
+pub enum LsdOff {
+    /// We accept no peers (`--no-listen`): there is no port to announce.
+    NotListening,
+    /// We listen on a loopback address, which nobody on the LAN can dial.
+    Loopback,
+    /// We listen on one IPv6 address only; discovery is IPv4.
+    Ipv6Only,
+    /// The multicast socket could not be made (no multicast route, the
+    /// group cannot be joined, ...).
+    Socket(io::Error),
+}
+
+impl fmt::Display for LsdOff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LsdOff::NotListening => f.write_str("not listening for peers"),
+            LsdOff::Loopback => f.write_str("listening on loopback only"),
+            LsdOff::Ipv6Only => f.write_str("listening on an IPv6 address only"),
+            LsdOff::Socket(e) => write!(f, "{}", crate::disk::sys::io_reason(e)),
+        }
+    }
 }
 
 impl Session {
@@ -58,7 +95,7 @@ impl Session {
                 let known = Arc::clone(&routes);
                 let admission = Arc::new(Admission {
                     encryption,
-                    info_hashes: Box::new(move || table(&known).keys().map(|h| h.0).collect()),
+                    info_hashes: Box::new(move || lock(&known).keys().map(|h| h.0).collect()),
                 });
                 Some(Listener::start(addr, admission, route)?)
             }
@@ -82,6 +119,8 @@ impl Session {
             listener,
             udp,
             throttles: Throttles::default(),
+            lsd: None,
+            local: Arc::default(),
         })
     }
 
@@ -100,6 +139,44 @@ impl Session {
         self.udp.as_ref().and_then(UdpPort::dht)
     }
 
+    /// Starts local service discovery (BEP 14), announcing our listening
+    /// port on the interface of the listener's address (an unspecified
+    /// one: the interface the kernel routes multicast through). Returns
+    /// that interface address.
+    pub fn start_lsd(&mut self) -> Result<Ipv4Addr, LsdOff> {
+        let addr = self.local_addr().ok_or(LsdOff::NotListening)?;
+        let interface = match addr.ip() {
+            ip if ip.is_loopback() => return Err(LsdOff::Loopback),
+            ip if ip.is_unspecified() => Ipv4Addr::UNSPECIFIED,
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => ip.to_ipv4_mapped().ok_or(LsdOff::Ipv6Only)?,
+        };
+        let local = Arc::clone(&self.local);
+        let deliver = Box::new(move |hash: InfoHash, peer: SocketAddr| {
+            let Some(tx) = lock(&local).get(&hash).cloned() else {
+                log::debug!("lsd: {peer} announced {}, not ours", hash.hex());
+                return;
+            };
+            if tx.try_send(peer).is_err() {
+                log::debug!("lsd: torrent {} is not taking addresses", hash.hex());
+            }
+        });
+        let lsd = Lsd::start(interface, addr.port(), deliver).map_err(LsdOff::Socket)?;
+        self.lsd = Some(lsd);
+        Ok(interface)
+    }
+
+    /// Announces `info_hash` on the LAN and routes the addresses heard for
+    /// it to the returned queue, until [`Session::unregister`]. `None`
+    /// when local discovery is off.
+    pub fn discover_locally(&self, info_hash: InfoHash) -> Option<Receiver<SocketAddr>> {
+        let lsd = self.lsd.as_ref()?;
+        let (tx, rx) = bounded(LOCAL_QUEUE);
+        lock(&self.local).insert(info_hash, tx);
+        lsd.announce(info_hash);
+        Some(rx)
+    }
+
     /// Where we accept peers, if we do.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.as_ref().map(|l| l.local_addr)
@@ -109,25 +186,30 @@ impl Session {
     /// [`Session::unregister`] (or the queue's receiver is dropped).
     pub fn register(&self, info_hash: InfoHash) -> Receiver<Inbound> {
         let (tx, rx) = bounded(INBOUND_QUEUE);
-        table(&self.routes).insert(info_hash, tx);
+        lock(&self.routes).insert(info_hash, tx);
         rx
     }
 
     pub fn unregister(&self, info_hash: &InfoHash) {
-        table(&self.routes).remove(info_hash);
+        lock(&self.routes).remove(info_hash);
+        if lock(&self.local).remove(info_hash).is_some() {
+            if let Some(lsd) = &self.lsd {
+                lsd.withdraw(*info_hash);
+            }
+        }
     }
 }
 
-fn table(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<InfoHash, Sender<Inbound>>> {
-    // Every change leaves the table valid, so a poisoned lock is usable.
-    routes.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(table: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change leaves a table valid, so a poisoned lock is usable.
+    table.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Hands a connection to its torrent without blocking; anything else
 /// closes it (dropping the stream) without a reply.
 fn deliver(routes: &Routes, inbound: Inbound) {
     let hash = InfoHash(inbound.theirs.info_hash);
-    let Some(tx) = table(routes).get(&hash).cloned() else {
+    let Some(tx) = lock(routes).get(&hash).cloned() else {
         log::debug!("inbound connection for unknown torrent {}", hash.hex());
         return;
     };
@@ -135,7 +217,7 @@ fn deliver(routes: &Routes, inbound: Inbound) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => log::debug!("torrent {} is not accepting", hash.hex()),
         Err(TrySendError::Disconnected(_)) => {
-            let mut t = table(routes);
+            let mut t = lock(routes);
             if t.get(&hash).is_some_and(|s| s.same_channel(&tx)) {
                 t.remove(&hash);
             }
@@ -254,6 +336,23 @@ mod tests {
             let mut plain = dial(require.local_addr().unwrap(), a.0);
             assert!(closed_silently(&mut plain), "plaintext under require");
         });
+    }
+
+    /// Local discovery announces our port to the LAN: never one nobody
+    /// there could dial (and no test on loopback multicasts on the
+    /// machine's network).
+    #[test]
+    fn local_discovery_is_off_where_the_lan_cannot_dial_us() {
+        for listen in ["127.0.0.1:0", "[::1]:0"] {
+            let mut session = Session::new(Some(listen.parse().unwrap()), Encryption::Prefer, None);
+            let Ok(session) = session.as_mut() else {
+                continue; // no IPv6 here
+            };
+            assert!(matches!(session.start_lsd(), Err(LsdOff::Loopback)));
+            assert!(session.discover_locally(InfoHash([1; 20])).is_none());
+        }
+        let mut session = Session::new(None, Encryption::Prefer, None).unwrap();
+        assert!(matches!(session.start_lsd(), Err(LsdOff::NotListening)));
     }
 
     /// A torrent that takes no connections (its queue full) costs the

@@ -335,6 +335,8 @@ struct Orchestrator<'p> {
     /// The addresses of the last peers gone, so that a piece they sent can
     /// still be blamed on them when its verdict comes after they left.
     departed: VecDeque<(PeerKey, SocketAddr)>,
+    /// Peers local service discovery heard (`never()` when it is off).
+    local: Receiver<SocketAddr>,
     session: &'p Session,
     /// Pieces to hash; its verdicts come on `hashed` (replaced by
     /// `never()` if the thread is gone).
@@ -416,6 +418,7 @@ impl<'p> Orchestrator<'p> {
             peers: HashMap::new(),
             swarm,
             departed: VecDeque::with_capacity(DEPARTED),
+            local: never(),
             session,
             hasher,
             hashed,
@@ -444,6 +447,12 @@ impl<'p> Orchestrator<'p> {
         let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
         if needed {
             o.swarm.start_announce(o.meta.trackers.clone(), &o.opts);
+        }
+        // BEP 27: a private torrent's peers come from its trackers only.
+        if needed && !o.meta.private {
+            if let Some(local) = session.discover_locally(o.meta.info_hash) {
+                o.local = local;
+            }
         }
         o
     }
@@ -503,6 +512,14 @@ impl<'p> Orchestrator<'p> {
                 recv(self.swarm.inbound) -> s => match s {
                     Ok(s) => self.accept(s),
                     Err(_) => self.swarm.inbound = never(),
+                },
+                recv(self.local) -> a => match a {
+                    Ok(addr) => {
+                        log::info!("local discovery: {addr}");
+                        self.learn(addr);
+                        self.connect_more();
+                    }
+                    Err(_) => self.local = never(),
                 },
                 default(wait) => {}
             }
@@ -805,6 +822,7 @@ impl<'p> Orchestrator<'p> {
         // Stop taking connections (the session closes new ones for us).
         self.session.unregister(&self.meta.info_hash);
         self.swarm.inbound = never();
+        self.local = never();
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for k in keys {
             self.forget(k, "shutting down", false);

@@ -144,14 +144,24 @@ fn lock(g: &Mutex<Greeting>) -> std::sync::MutexGuard<'_, Greeting> {
 /// Wakes a thread blocked accepting on `addr` (after it was told to stop)
 /// with a connection of our own.
 pub fn wake_accept(addr: SocketAddr) {
-    let mut wake = addr;
-    if wake.ip().is_unspecified() {
-        wake.set_ip(match wake {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
+    let connect = |ip: std::net::IpAddr| {
+        let wake = SocketAddr::new(ip, addr.port());
+        TcpStream::connect_timeout(&wake, std::time::Duration::from_secs(1)).is_ok()
+    };
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            connect(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        // `[::]` is dual-stack: where IPv6 is disabled there is no `::1`,
+        // but 127.0.0.1 reaches it.
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            let _ = connect(std::net::Ipv6Addr::LOCALHOST.into())
+                || connect(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        _ => {
+            connect(addr.ip());
+        }
     }
-    let _ = TcpStream::connect_timeout(&wake, std::time::Duration::from_secs(1));
 }
 
 /// Binds, moving to a free port if the one asked for is taken.

@@ -1,7 +1,7 @@
 //! Blocking network I/O on OS threads: a peer's reader and writer, the
-//! listener, the announce thread and the UDP tracker client. Workers
-//! decode with [`crate::proto`] and report typed events and errors; they
-//! never decide.
+//! listener, the announce thread, the UDP tracker client and local
+//! service discovery. Workers decode with [`crate::proto`] and report
+//! typed events and errors; they never decide.
 //!
 //! Owns: sockets and their deadlines. Does not own: any decision about a
 //! peer or a piece (that is [`crate::engine`]).
@@ -11,6 +11,7 @@
 pub mod announce;
 pub mod dht;
 pub mod listener;
+pub mod lsd;
 pub mod peer;
 pub mod throttle;
 pub mod tracker_error;

@@ -12,6 +12,7 @@ pub mod bitfield;
 pub mod extension;
 pub mod geometry;
 pub mod krpc;
+pub mod lsd;
 pub mod magnet;
 pub mod metainfo;
 pub mod mse;

@@ -247,8 +247,15 @@ impl Drop for KillOnDrop {
 /// Arguments for the shoal binary as tests run it: `get` and `seed` get
 /// `--no-dht` unless the test is about the DHT (it names
 /// `--dht-bootstrap` or `--no-dht` itself), so no test ever asks the
-/// public DHT routers.
-pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
+/// public DHT routers; and, unless it runs in a namespace host
+/// (`in_namespace`, common::netns: a private bridge that only the test's
+/// hosts share), `--no-lsd`, so no test multicasts local discovery
+/// announces on the machine's network (shoal has it off on loopback
+/// anyway).
+pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    in_namespace: bool,
+) -> Vec<std::ffi::OsString> {
     let mut full: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
     let session = full
         .first()
@@ -258,6 +265,9 @@ pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<std::ffi::OsStri
         .any(|a| a == "--dht-bootstrap" || a == "--no-dht");
     if session && !chosen {
         full.push("--no-dht".into());
+    }
+    if session && !in_namespace {
+        full.push("--no-lsd".into());
     }
     full
 }
@@ -275,7 +285,7 @@ pub fn state_home() -> PathBuf {
 pub fn run_shoal<S: AsRef<std::ffi::OsStr>>(args: &[S], deadline: Duration) -> Run {
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(shoal_args(args))
+        .args(shoal_args(args, false))
         .env("XDG_STATE_HOME", state_home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -4,7 +4,9 @@
 //!
 //! [`Netns::new`] makes a "switch" namespace holding a bridge and N host
 //! namespaces, each with a veth pair (`eth0` inside the host, `pN` on the
-//! bridge), `lo` up, IPv6 off and the address `10.77.S.(N+1)/24`. The
+//! bridge), `lo` up, IPv6 off, the address `10.77.S.(N+1)/24` and a
+//! multicast route (224.0.0.0/4) on `eth0`; the bridge floods multicast
+//! to every host (no snooping), so LSD announces reach them all. The
 //! subnet `S` is claimed across processes by creating the switch namespace
 //! `shoal-sw-S`: `ip netns add` fails when it exists, so two tests (threads
 //! or processes) never share a subnet. Nothing here touches the root
@@ -173,7 +175,20 @@ impl Netns {
             &sw,
             &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
         );
-        ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]).unwrap();
+        // No multicast snooping: the bridge floods multicast (local
+        // service discovery) to every host, like a plain switch.
+        ip(&[
+            "-n",
+            &sw,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])
+        .unwrap();
         ip(&["-n", &sw, "link", "set", "br0", "up"]).unwrap();
         ip(&["-n", &sw, "link", "set", "lo", "up"]).unwrap();
         for i in 0..n {
@@ -204,6 +219,9 @@ impl Netns {
             let cidr = format!("{hostip}/24");
             ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"]).unwrap();
             ip(&["-n", &ns, "link", "set", "eth0", "up"]).unwrap();
+            // Multicast (local service discovery) goes out on the switch;
+            // without a route it has nowhere to go.
+            ip(&["-n", &ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]).unwrap();
         }
     }
 

@@ -59,7 +59,7 @@ impl External {
             cmd.env("XDG_STATE_HOME", crate::common::state_home());
         }
         let args = if program == crate::common::daemon::SHOAL {
-            crate::common::shoal_args(args)
+            crate::common::shoal_args(args, !prefix.is_empty())
         } else {
             args.iter().map(Into::into).collect()
         };

@@ -170,7 +170,7 @@ fn waiting_for_peers_does_not_spin() {
         // Reaped by wait4 below, which also gives its CPU time.
         #[allow(clippy::zombie_processes)]
         let child = std::process::Command::new(SHOAL)
-            .args(common::shoal_args(&args))
+            .args(common::shoal_args(&args, false))
             .env("XDG_STATE_HOME", common::state_home())
             .spawn()
             .unwrap();
