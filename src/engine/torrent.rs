@@ -516,7 +516,7 @@ impl<'p> Orchestrator<'p> {
                 recv(self.local) -> a => match a {
                     Ok(addr) => {
                         log::info!("local discovery: {addr}");
-                        self.learn(addr);
+                        self.learn(addr, Source::Lsd);
                         self.connect_more();
                     }
                     Err(_) => self.local = never(),
