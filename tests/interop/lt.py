@@ -5,7 +5,7 @@ Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
     lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
-              [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--verbose]
+              [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--verbose]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
@@ -23,6 +23,8 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
     with its filters of nodes on one IP or in private ranges off (every
     node of a test is on 127.0.0.1), and use it for the torrent.
     --pex: exchange peers (BEP 11 ut_pex) with the torrent's peers.
+    --files I,J,...: download only these files (0-based, padding files
+    counted, as in the torrent's list); DONE once they are complete.
     --verbose: every peer connection, disconnection and error on stderr.
     --no-tracker: ignore the torrent's trackers (never announce; a seeder is
     READY as soon as it seeds). Peers then come from --peer or connect in.
@@ -50,7 +52,7 @@ import libtorrent as lt
 
 USAGE = (
     "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
-    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--verbose]\n"
+    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
     " [--no-utp] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
@@ -190,6 +192,7 @@ def main(argv):
     verbose = False
     dht = None
     pex = False
+    only = None
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -216,6 +219,9 @@ def main(argv):
         elif rest[0] == "--pex":
             pex = True
             rest = rest[1:]
+        elif rest[0] == "--files" and len(rest) >= 2:
+            only = {int(i) for i in rest[1].split(",")}
+            rest = rest[2:]
         elif rest[0] == "--verbose":
             verbose = True
             rest = rest[1:]
@@ -230,6 +236,9 @@ def main(argv):
 
     ses = session(port, use_utp, host, enc, verbose, dht)
     handle = add(ses, torrent, data_dir, use_trackers, dht is not None, pex)
+    if only is not None:
+        count = handle.torrent_file().num_files()
+        handle.prioritize_files([4 if i in only else 0 for i in range(count)])
     has_tracker = use_trackers and any(True for _ in handle.trackers())
     started = time.monotonic()
     for peer_host, peer_port in peers:

@@ -117,6 +117,54 @@ fn only_the_chosen_files_are_fetched_and_more_can_follow() {
     partial.stop_seeding();
 }
 
+/// A partial `shoal seed` (files 2 and 4 of 4) serves a libtorrent
+/// leecher that wants only those files.
+#[test]
+fn a_partial_seed_serves_libtorrent_the_chosen_files() {
+    if !crate::common::interop::tools_present(
+        "a_partial_seed_serves_libtorrent_the_chosen_files",
+        false,
+    ) {
+        return;
+    }
+    let t = torrent();
+    let tmp = TempDir::new("select-lt");
+    let src = tmp.subdir("src");
+    t.write_data(&src);
+    let file = t.write_torrent(tmp.path());
+    let partial = tmp.subdir("partial");
+    let (mut seed, addr) = Daemon::seed("full seed", &file, &src, &[], tmp.path());
+    get(&file, &partial, &addr.to_string(), &["--files", "2,4"]).assert_success();
+    seed.stop_seeding();
+    let (mut seed, addr) = Daemon::seed(
+        "partial seed",
+        &file,
+        &partial,
+        &["--files", "2,4"],
+        tmp.path(),
+    );
+    let out = tmp.subdir("lt");
+    let peer = addr.to_string();
+    let mut lt = crate::common::interop::LtPeer::leech(
+        "libtorrent leecher",
+        &file,
+        &out,
+        &["--peer", &peer, "--no-tracker", "--files", "1,3"],
+        tmp.path(),
+    );
+    lt.done(WITHIN);
+    for f in t
+        .files
+        .iter()
+        .filter(|f| f.path == "b.bin" || f.path == "sub/d.bin")
+    {
+        let p = t.path_in(&out, f);
+        let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        crate::common::assert_same_bytes(t.file_data(f), &got, &p);
+    }
+    seed.stop_seeding();
+}
+
 #[test]
 fn a_selection_of_nothing_or_past_the_end_is_a_usage_error() {
     let t = torrent();
