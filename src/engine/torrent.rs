@@ -682,7 +682,7 @@ impl<'p> Orchestrator<'p> {
                 let interested = matches!(e, Event::Interested(_));
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_interested = interested;
-                    self.unchoke_if_free(peer);
+                    self.fill_free_slots();
                 }
             }
             Event::Request(peer, index, begin, len) => self.on_request(peer, index, begin, len),

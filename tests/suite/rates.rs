@@ -1,5 +1,7 @@
 //! Rate limits (issue 14): `--max-download-rate` from a libtorrent seeder
-//! and `--max-upload-rate` to three libtorrent leechers, each measured from
+//! and `--max-upload-rate` to eight libtorrent leechers (more than the
+//! upload slots, so slots freed by finished leechers must be refilled at
+//! once), each measured from
 //! shoal's own `--json` progress (one sample a second, timed on arrival)
 //! over the steady part of the transfer, within ±10 % of the limit.
 
@@ -104,8 +106,8 @@ fn the_download_limit_holds_against_a_libtorrent_seeder() {
 }
 
 #[test]
-fn the_upload_limit_holds_to_three_libtorrent_leechers() {
-    if !tools_present("the_upload_limit_holds_to_three_libtorrent_leechers", false) {
+fn the_upload_limit_holds_to_eight_libtorrent_leechers() {
+    if !tools_present("the_upload_limit_holds_to_eight_libtorrent_leechers", false) {
         return;
     }
     let t = make_torrent(
@@ -127,7 +129,7 @@ fn the_upload_limit_holds_to_three_libtorrent_leechers() {
         tmp.path(),
     );
     let peer = addr.to_string();
-    let mut leechers: Vec<(LtPeer, std::path::PathBuf)> = (0..3)
+    let mut leechers: Vec<(LtPeer, std::path::PathBuf)> = (0..8)
         .map(|i| {
             let out = tmp.subdir(&format!("out{i}"));
             let lt = LtPeer::leech(
@@ -140,7 +142,7 @@ fn the_upload_limit_holds_to_three_libtorrent_leechers() {
             (lt, out)
         })
         .collect();
-    let total = 3 * 32 * MIB;
+    let total = 8 * 8 * MIB;
     let s = samples(&mut seed.proc, "uploaded", total);
     for (lt, out) in &mut leechers {
         lt.done(WITHIN);

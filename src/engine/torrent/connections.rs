@@ -241,5 +241,8 @@ impl Orchestrator<'_> {
         self.departed.push_back((peer, p.addr));
         log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
         self.fill_all();
+        if !p.am_choking {
+            self.fill_free_slots();
+        }
     }
 }

@@ -51,25 +51,35 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Between choke rounds, a newly interested peer gets a slot if one is
-    /// free (regular slots plus the optimistic one); nobody is choked, so
-    /// downloads are not interrupted by every change of interest.
-    pub(super) fn unchoke_if_free(&mut self, peer: PeerKey) {
+    /// Between choke rounds, free upload slots (regular ones plus the
+    /// optimistic one) go at once to interested peers we choke, those
+    /// waiting longest first: when a peer becomes interested, and when one
+    /// stops being interested or leaves. Nobody is choked here, so
+    /// downloads are not interrupted by every change of interest; without
+    /// it a slot freed by a finished leecher stayed empty until the next
+    /// round (a seeder with 10 leechers held its rate at half).
+    pub(super) fn fill_free_slots(&mut self) {
         let unchoked = self
             .peers
             .values()
             .filter(|p| !p.am_choking && p.peer_interested)
             .count();
-        let Some(p) = self.peers.get_mut(&peer) else {
+        let free = (self.opts.upload_slots + 1).saturating_sub(unchoked);
+        if free == 0 {
             return;
-        };
-        if p.peer_interested
-            && p.am_choking
-            && p.socket.is_some()
-            && unchoked <= self.opts.upload_slots
-        {
-            p.am_choking = false;
-            self.send(peer, Command::Unchoke);
+        }
+        let mut waiting: Vec<(Instant, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.peer_interested && p.am_choking && p.socket.is_some())
+            .map(|(k, p)| (p.connected_at, *k))
+            .collect();
+        waiting.sort_unstable();
+        for (_, k) in waiting.into_iter().take(free) {
+            if let Some(p) = self.peers.get_mut(&k) {
+                p.am_choking = false;
+            }
+            self.send(k, Command::Unchoke);
         }
     }
 
