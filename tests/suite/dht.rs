@@ -302,7 +302,10 @@ fn time_to_first_byte() {
     // Measure from when the seeder's announce is in the DHT.
     f.wait_announced();
     let magnet = format!("magnet:?xt=urn:btih:{}", t.info_hash_hex());
-    for (what, target) in [("torrent", torrent.clone()), ("magnet", PathBuf::from(&magnet))] {
+    for (what, target) in [
+        ("torrent", torrent.clone()),
+        ("magnet", PathBuf::from(&magnet)),
+    ] {
         let mut times = Vec::new();
         for run in 0..5 {
             let out = tmp.subdir(&format!("out-{what}{run}"));
