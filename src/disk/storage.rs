@@ -303,7 +303,7 @@ impl Storage {
             }
             let dst = (from - s.piece_offset) as usize..(to - s.piece_offset) as usize;
             let src = (from - begin) as usize..(to - begin) as usize;
-            self.written[s.file] = true;
+            mark_written(&mut self.written, &self.shared.parted, s.file);
             if !crate::disk::sys::guarded_copy(&mut map[dst], &data[src]) {
                 // The file shrank under the map: the SIGBUS guard put a
                 // throw-away page where the data went.
@@ -347,7 +347,13 @@ impl Storage {
         // Through any descriptor of a file, fdatasync flushes the file's
         // dirty pages, also those written through a map of a descriptor
         // closed since.
-        for i in (0..self.written.len()).filter(|&i| self.written[i]) {
+        // The files kept in the parts file are flushed once, as one.
+        let first_parted = self.shared.parted.iter().position(Option::is_some);
+        let once = |i: &usize| self.shared.parted[*i].is_none() || Some(*i) == first_parted;
+        for i in (0..self.written.len())
+            .filter(|&i| self.written[i])
+            .filter(once)
+        {
             self.shared
                 .file(i)
                 .and_then(|f| f.sync_data())
@@ -443,7 +449,7 @@ impl Storage {
                 cause,
             })?;
         self.stamps[file] = handle.metadata().ok().map(|m| Stamp::of(&m));
-        self.written[file] = true;
+        mark_written(&mut self.written, &self.shared.parted, file);
         Ok(())
     }
 
@@ -755,6 +761,18 @@ pub fn os_path(component: &[u8]) -> &OsStr {
     OsStr::from_bytes(component)
 }
 
+/// We wrote to `file`. The files kept in the parts file are one file on
+/// disk: a write through one of them is ours for all of them.
+fn mark_written(written: &mut [bool], parted: &[Option<u64>], file: usize) {
+    if parted[file].is_some() {
+        for (w, p) in written.iter_mut().zip(parted) {
+            *w |= p.is_some();
+        }
+    } else {
+        written[file] = true;
+    }
+}
+
 /// Where each file's bytes go: its own path, or for one not selected the
 /// parts file at the file's offset in the torrent.
 struct Layout {
@@ -768,15 +786,13 @@ fn layout(
     selection: Option<&[bool]>,
 ) -> Result<Layout, StorageError> {
     let paths = placed_paths(meta, root, selection)?;
+    let parts = parts_path(meta, root);
     let parted = meta
         .geometry
         .files()
         .iter()
-        .enumerate()
-        .map(|(i, span)| {
-            let chosen = selection.is_none_or(|s| s.get(i).copied().unwrap_or(true));
-            (!span.padding && !chosen).then_some(span.offset)
-        })
+        .zip(&paths)
+        .map(|(span, path)| (path.as_ref() == Some(&parts)).then_some(span.offset))
         .collect();
     Ok(Layout { paths, parted })
 }
@@ -790,7 +806,9 @@ pub fn parts_path(meta: &Metainfo, root: &Path) -> PathBuf {
     root.join(name)
 }
 
-/// [`file_paths`], with each file not in `selection` at the parts file.
+/// [`file_paths`], with each file not in `selection` at the parts file —
+/// unless it is on disk already (a complete download seeded or checked in
+/// part, or a file chosen by an earlier run): its bytes are used there.
 pub fn placed_paths(
     meta: &Metainfo,
     root: &Path,
@@ -800,7 +818,7 @@ pub fn placed_paths(
     if let Some(sel) = selection {
         let parts = parts_path(meta, root);
         for (path, chosen) in paths.iter_mut().zip(sel) {
-            if path.is_some() && !chosen {
+            if path.as_ref().is_some_and(|p| !chosen && !p.exists()) {
                 *path = Some(parts.clone());
             }
         }

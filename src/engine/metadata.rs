@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests in flight per peer at most.
 pub const PER_PEER: usize = 2;
+/// A size that brought no piece for this long is given up: the peers that
+/// announced it may be lying or gone, and others may know better.
+pub const STALL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -40,6 +43,10 @@ pub struct Assembly {
     got: Vec<bool>,
     asked: HashMap<u32, (PeerKey, Instant)>,
     senders: HashSet<PeerKey>,
+    /// When the size was taken or the last piece came.
+    progress_at: Instant,
+    /// Sizes given up (stalled, or a dictionary that failed the hash).
+    refused: HashSet<u64>,
 }
 
 impl Assembly {
@@ -51,7 +58,30 @@ impl Assembly {
             got: Vec::new(),
             asked: HashMap::new(),
             senders: HashSet::new(),
+            progress_at: Instant::now(),
+            refused: HashSet::new(),
         }
+    }
+
+    /// Forgets the size and what came for it; it is not taken again.
+    fn start_over(&mut self) {
+        if let Some(size) = self.size.take() {
+            self.refused.insert(size as u64);
+        }
+        self.data = Vec::new();
+        self.got = Vec::new();
+        self.asked.clear();
+        self.senders.clear();
+    }
+
+    /// Gives up the size if it brought nothing for [`STALL`]; whether it
+    /// did.
+    pub fn give_up_if_stalled(&mut self, now: Instant) -> bool {
+        let stalled = self.size.is_some() && now - self.progress_at >= STALL;
+        if stalled {
+            self.start_over();
+        }
+        stalled
     }
 
     /// A peer says the dictionary is `size` bytes. The first plausible
@@ -59,12 +89,13 @@ impl Assembly {
     /// 0 or more than [`MAX_METADATA_SIZE`] is refused before anything is
     /// allocated. Whether this peer may be asked.
     pub fn offer_size(&mut self, size: u64) -> bool {
-        if size == 0 || size > MAX_METADATA_SIZE {
+        if size == 0 || size > MAX_METADATA_SIZE || self.refused.contains(&size) {
             return false;
         }
         match self.size {
             Some(s) => s as u64 == size,
             None => {
+                self.progress_at = Instant::now();
                 self.size = Some(size as usize);
                 self.data = vec![0; size as usize];
                 self.got = vec![false; piece_count(size) as usize];
@@ -123,6 +154,7 @@ impl Assembly {
             return Outcome::Ignored;
         }
         self.asked.remove(&piece);
+        self.progress_at = Instant::now();
         self.data[start..start + expected].copy_from_slice(data);
         self.got[piece as usize] = true;
         self.senders.insert(peer);
@@ -133,7 +165,7 @@ impl Assembly {
         if <[u8; 20]>::from(Sha1::digest(&self.data)) == self.info_hash.0 {
             Outcome::Verified(std::mem::take(&mut self.data))
         } else {
-            *self = Assembly::new(self.info_hash);
+            self.start_over();
             Outcome::Corrupt(senders)
         }
     }
@@ -209,6 +241,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(a.size(), None, "starts over");
+        assert!(!a.offer_size(20_000), "that size is not taken again");
+    }
+
+    #[test]
+    fn a_size_that_brings_nothing_is_given_up() {
+        let (_, hash) = info(20_000);
+        let mut a = Assembly::new(hash);
+        assert!(a.offer_size(99_999), "a liar's size comes first");
+        let now = Instant::now();
+        assert!(!a.give_up_if_stalled(now));
+        assert!(a.give_up_if_stalled(now + STALL));
+        assert!(a.offer_size(20_000), "the honest size is taken now");
+        assert!(!a.offer_size(99_999));
     }
 
     #[test]

@@ -94,6 +94,8 @@ const EVICT_GRACE: Duration = Duration::from_secs(5);
 /// BEP 6 allowed-fast pieces we take from one peer at most (BEP 6 sets
 /// are about ten).
 const MAX_ALLOWED_FAST: usize = 32;
+/// How long a piece a peer rejected is not asked of it again.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(2);
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
 /// Requests that cross our `choke` on the wire are ignored for this long;
@@ -135,10 +137,17 @@ struct Peer {
     fast: bool,
     /// BEP 6: pieces it lets us request while it chokes us.
     allowed_fast: Vec<u32>,
+    /// BEP 6: pieces it rejected a request for, and when: not asked of it
+    /// again for [`REFUSAL_MEMORY`] or until it unchokes us anew (else
+    /// request and reject would ping-pong at network speed).
+    refused: HashMap<u32, Instant>,
     /// BEP 6: pieces we let it request while we choke it.
     offered_fast: Vec<u32>,
     /// Its BEP 10 handshake (extension ids, listen port).
     ext: PeerInfo,
+    /// We sent it our extension handshake for this torrent (with its
+    /// metadata size).
+    ext_sent: bool,
     /// It dialled us (its address's port is not where it listens).
     inbound: bool,
     /// Metadata bytes we sent it (BEP 9), bounded.
@@ -172,8 +181,10 @@ impl Peer {
             up: RateMeter::default(),
             fast: false,
             allowed_fast: Vec::new(),
+            refused: HashMap::new(),
             offered_fast: Vec::new(),
             ext: PeerInfo::default(),
+            ext_sent: false,
             inbound: false,
             metadata_sent: 0,
             pex_told: HashSet::new(),
@@ -645,19 +656,19 @@ impl<'p> Orchestrator<'p> {
                     p.pipeline.set_peer_queue(info.reqq);
                     p.update_depth();
                     p.ext = info;
+                    // A peer handed over by a magnet's metadata phase that
+                    // speaks up only now still gets our full handshake.
+                    if !p.ext_sent {
+                        p.ext_sent = true;
+                        let ours = self.extension_handshake();
+                        self.send(peer, Command::ExtensionHandshake(ours));
+                    }
                 }
             }
-            Event::Unsized(peer, what) => {
-                let n = self.meta.geometry.num_pieces();
-                let bits = match what {
-                    Unsized::All => Ok(Bitfield::full(n)),
-                    Unsized::Bits(b) => Bitfield::from_bytes(&b, n),
-                };
-                match bits {
-                    Ok(bits) => self.on_event(Event::Bitfield(peer, bits))?,
-                    Err(e) => self.drop_peer(peer, &format!("bitfield: {e}"), false),
-                }
-            }
+            Event::Unsized(peer, what) => match what.sized(self.meta.geometry.num_pieces()) {
+                Ok(bits) => self.on_event(Event::Bitfield(peer, bits))?,
+                Err(e) => self.drop_peer(peer, &format!("bitfield: {e}"), false),
+            },
             Event::Extension { peer, id, payload } => self.on_extension(peer, id, &payload),
             Event::Choke(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
@@ -674,6 +685,7 @@ impl<'p> Orchestrator<'p> {
             Event::Unchoke(peer) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.peer_choking = false;
+                    p.refused.clear();
                     p.last_data = Instant::now();
                     self.fill(peer);
                 }

@@ -442,8 +442,9 @@ impl Session {
                 Ok(Command::WantPeers(want)) => {
                     self.want_peers = want;
                     // Re-plan from the last answer (a failed round's
-                    // backoff stands).
-                    if let (Some(at), 0) = (self.due(), self.failures) {
+                    // backoff stands, and so does an owed `completed`).
+                    let owed = self.completed == Completed::Pending;
+                    if let (Some(at), 0, false) = (self.due(), self.failures, owed) {
                         next = Some(at);
                     }
                 }
@@ -455,12 +456,14 @@ impl Session {
                             self.failures = 0;
                             let now = Instant::now();
                             // The doubling starts over only after a regular
-                            // announce, so a wish that comes and goes cannot
+                            // announce (one a whole interval after the last
+                            // answer), so a wish that comes and goes cannot
                             // make us announce more often.
-                            self.early = match (self.want_peers, self.answered) {
-                                (false, _) => 0,
-                                (true, None) => self.early,
-                                (true, Some(_)) => self.early.saturating_add(1),
+                            let regular = self.answered.is_none_or(|(at, w)| now >= at + w.regular);
+                            self.early = if regular {
+                                0
+                            } else {
+                                self.early.saturating_add(1)
                             };
                             self.answered = Some((now, waits));
                             if self.completed == Completed::Pending {

@@ -97,6 +97,17 @@ fn only_the_chosen_files_are_fetched_and_more_can_follow() {
     let fetched = json_num(done, "downloaded").unwrap() as u64;
     assert!(fetched < 100_000, "fetched {fetched} bytes again");
 
+    // A complete download seeded or checked in part uses the files that
+    // are there (no parts file needed).
+    let full = tmp.subdir("full");
+    get(&file, &full, &peer, &[]).assert_success();
+    let full_s = full.to_str().unwrap();
+    run_shoal(
+        &["check", file.to_str().unwrap(), full_s, "--files", "1"],
+        WITHIN,
+    )
+    .assert_success();
+
     // check and seed take the same selection.
     let (file_s, out_s) = (file.to_str().unwrap(), out.to_str().unwrap());
     run_shoal(&["check", file_s, out_s, "--files", "2,4"], WITHIN).assert_success();

@@ -133,6 +133,7 @@ impl Orchestrator<'_> {
             (_, 0) => {}
             _ => hello.push(Command::Bitfield(have.as_bytes().to_vec())),
         }
+        p.ext_sent = ours.is_some();
         hello.extend(ours.map(Command::ExtensionHandshake));
         if let Some(port) = self.dht.port().filter(|_| dht) {
             hello.push(Command::Port(port));
@@ -160,15 +161,12 @@ impl Orchestrator<'_> {
         let n = self.meta.geometry.num_pieces();
         for (key, mut p) in peers {
             let said = said.remove(&key).unwrap_or_default();
-            let pieces = match said.pieces {
-                Some(Unsized::All) => Ok(Bitfield::full(n)),
-                Some(Unsized::Bits(b)) => Bitfield::from_bytes(&b, n),
-                None => Ok(Bitfield::new(n)),
-            };
+            let pieces = said.pieces.map_or(Ok(Bitfield::new(n)), |u| u.sized(n));
             let Ok(mut pieces) = pieces else {
                 if let Some(s) = &p.socket {
                     let _ = s.shutdown(Shutdown::Both);
                 }
+                self.swarm.book.ended(p.addr, false, false, Instant::now());
                 continue;
             };
             for i in said.haves {
@@ -187,11 +185,14 @@ impl Orchestrator<'_> {
                 let bits = Command::Bitfield(have.as_bytes().to_vec());
                 self.send(key, bits);
             }
-            if self
+            // One that sent its extension handshake gets our full one now;
+            // one that has not yet gets it when it does.
+            if let Some(p) = self
                 .peers
-                .get(&key)
-                .is_some_and(|p| p.ext != PeerInfo::default())
+                .get_mut(&key)
+                .filter(|p| p.ext != PeerInfo::default())
             {
+                p.ext_sent = true;
                 let ours = self.extension_handshake();
                 self.send(key, Command::ExtensionHandshake(ours));
             }

@@ -72,6 +72,7 @@ impl Orchestrator<'_> {
             return;
         };
         if p.pipeline.rejected(&block) {
+            p.refused.insert(index, Instant::now());
             self.picker.abandon(&block);
             self.fill_all();
         }
@@ -215,6 +216,14 @@ impl Orchestrator<'_> {
             if p.in_doubt.len() >= PROBATION_PIECES {
                 keep_only(&mut p.in_doubt.iter().map(|i| i.get()));
             }
+        }
+        p.refused.retain(|_, at| at.elapsed() < REFUSAL_MEMORY);
+        if !p.refused.is_empty() {
+            let mut without = offer.into_owned();
+            for &i in p.refused.keys() {
+                without.clear(i);
+            }
+            offer = Cow::Owned(without);
         }
         let endgame = self.picker.in_endgame();
         if endgame && p.on_probation() {

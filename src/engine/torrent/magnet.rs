@@ -154,6 +154,9 @@ impl Fetch<'_> {
 
     fn tick(&mut self) {
         self.connect_more();
+        if self.assembly.give_up_if_stalled(Instant::now()) {
+            log::info!("no metadata piece came for a while: trying other peers' size");
+        }
         let peerless = !self.peers.values().any(|p| p.ext.metadata_size.is_some());
         let announce = self.swarm.listen_addr.map(|a| a.port());
         self.dht

@@ -195,6 +195,18 @@ pub enum Unsized {
     All,
 }
 
+impl Unsized {
+    /// What it says for a torrent of `n` pieces: a bitfield must fit it
+    /// (an empty one is `have_none`).
+    pub fn sized(self, n: u32) -> Result<Bitfield, BitfieldError> {
+        match self {
+            Unsized::All => Ok(Bitfield::full(n)),
+            Unsized::Bits(b) if b.is_empty() => Ok(Bitfield::new(n)),
+            Unsized::Bits(b) => Bitfield::from_bytes(&b, n),
+        }
+    }
+}
+
 /// Where in a connection's life an I/O error happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
