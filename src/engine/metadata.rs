@@ -45,8 +45,10 @@ pub struct Assembly {
     senders: HashSet<PeerKey>,
     /// When the size was taken or the last piece came.
     progress_at: Instant,
-    /// Sizes given up (stalled, or a dictionary that failed the hash).
-    refused: HashSet<u64>,
+    /// Sizes that brought nothing, and when: not taken again for
+    /// [`STALL`] (an honest size comes back after that; a liar's senders
+    /// are banned only when its pieces come).
+    refused: HashMap<u64, Instant>,
 }
 
 impl Assembly {
@@ -59,15 +61,13 @@ impl Assembly {
             asked: HashMap::new(),
             senders: HashSet::new(),
             progress_at: Instant::now(),
-            refused: HashSet::new(),
+            refused: HashMap::new(),
         }
     }
 
-    /// Forgets the size and what came for it; it is not taken again.
+    /// Forgets the size and what came for it.
     fn start_over(&mut self) {
-        if let Some(size) = self.size.take() {
-            self.refused.insert(size as u64);
-        }
+        self.size = None;
         self.data = Vec::new();
         self.got = Vec::new();
         self.asked.clear();
@@ -78,7 +78,8 @@ impl Assembly {
     /// did.
     pub fn give_up_if_stalled(&mut self, now: Instant) -> bool {
         let stalled = self.size.is_some() && now - self.progress_at >= STALL;
-        if stalled {
+        if let Some(size) = self.size.filter(|_| stalled) {
+            self.refused.insert(size as u64, now);
             self.start_over();
         }
         stalled
@@ -89,13 +90,15 @@ impl Assembly {
     /// 0 or more than [`MAX_METADATA_SIZE`] is refused before anything is
     /// allocated. Whether this peer may be asked.
     pub fn offer_size(&mut self, size: u64) -> bool {
-        if size == 0 || size > MAX_METADATA_SIZE || self.refused.contains(&size) {
+        let now = Instant::now();
+        self.refused.retain(|_, at| now - *at < STALL);
+        if size == 0 || size > MAX_METADATA_SIZE || self.refused.contains_key(&size) {
             return false;
         }
         match self.size {
             Some(s) => s as u64 == size,
             None => {
-                self.progress_at = Instant::now();
+                self.progress_at = now;
                 self.size = Some(size as usize);
                 self.data = vec![0; size as usize];
                 self.got = vec![false; piece_count(size) as usize];
@@ -241,7 +244,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(a.size(), None, "starts over");
-        assert!(!a.offer_size(20_000), "that size is not taken again");
+        assert!(a.offer_size(20_000), "honest peers may have the same size");
     }
 
     #[test]
