@@ -172,6 +172,54 @@ impl Picker {
         out
     }
 
+    /// Up to `max` untouched pieces in a row, for a source that fetches
+    /// whole pieces (a web seed): the run starts at the rarest untouched
+    /// piece (random among equals) held by at most `max_holders` connected
+    /// peers, and goes on over the next pieces while they are untouched
+    /// and as rare. Every block of them is marked requested; give one back
+    /// with [`Picker::abandon`].
+    pub fn pick_run(&mut self, max_holders: u32, max: u32) -> Vec<PieceIndex> {
+        let n = self.geometry.num_pieces();
+        if self.untouched == 0 {
+            return Vec::new();
+        }
+        let untouched = |p: &Picker, i: u32| {
+            !p.have.get(i)
+                && p.geometry
+                    .piece(i)
+                    .is_some_and(|i| !p.active.contains_key(&i))
+        };
+        // Scan from a random start and keep the first minimum.
+        let start = self.rng.below(n as usize) as u32;
+        let mut best: Option<(u32, u32)> = None;
+        for i in (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| untouched(self, i))
+        {
+            let avail = self.availability[i as usize];
+            if best.is_none_or(|(_, a)| avail < a) {
+                best = Some((i, avail));
+                if avail == 0 {
+                    break;
+                }
+            }
+        }
+        let Some((first, _)) = best.filter(|&(_, a)| a <= max_holders) else {
+            return Vec::new();
+        };
+        let run: Vec<PieceIndex> = (first..n)
+            .take(max as usize)
+            .take_while(|&i| untouched(self, i) && self.availability[i as usize] <= max_holders)
+            .filter_map(|i| self.geometry.piece(i))
+            .collect();
+        let mut blocks = Vec::new();
+        for &piece in &run {
+            self.start(piece);
+            self.take_open(piece, usize::MAX, &mut blocks);
+        }
+        run
+    }
+
     fn start(&mut self, piece: PieceIndex) {
         let n = self.geometry.blocks_in(piece);
         self.active.insert(
@@ -504,6 +552,36 @@ mod tests {
         assert_eq!(p.received(&a[0], 2), Received::Duplicate);
         assert!(!p.wanted(&a[0]));
         assert!(p.wanted(&a[1]));
+    }
+
+    #[test]
+    fn runs_take_whole_untouched_pieces_as_rare_as_asked() {
+        let mut p = picker();
+        let mut middle = Bitfield::new(4);
+        middle.set(1);
+        middle.set(2);
+        p.add_peer(&middle);
+        // Pieces 0 and 3 are held by nobody: one run each (1 and 2 are
+        // held and stop a run).
+        let mut nobody = [p.pick_run(0, 10), p.pick_run(0, 10)].concat();
+        nobody.sort_unstable();
+        assert_eq!(
+            nobody,
+            [p.geometry.piece(0).unwrap(), p.geometry.piece(3).unwrap()]
+        );
+        assert!(p.pick_run(0, 10).is_empty());
+        let held = [p.pick_run(u32::MAX, 10), p.pick_run(u32::MAX, 10)].concat();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert!(p.in_endgame(), "every block is requested");
+        // A run given back block by block is open to peers again.
+        for b in p.geometry.blocks(held[0]).collect::<Vec<_>>() {
+            p.abandon(&b);
+        }
+        let got = p.pick(&middle, 2, never);
+        assert!(
+            got.len() == 2 && got.iter().all(|b| b.piece == held[0]),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod magnet;
 mod options;
 mod swarm;
 mod upload;
+mod web_seeds;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ pub use error::TorrentError;
 pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
 use swarm::Swarm;
+use web_seeds::WebSeeds;
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
@@ -61,6 +63,8 @@ pub struct Summary {
     pub complete: bool,
     /// Payload bytes received from peers (including discarded ones).
     pub downloaded: u64,
+    /// Piece bytes received from web seeds (including discarded ones).
+    pub web_seed_bytes: u64,
     pub uploaded: u64,
     pub elapsed: Duration,
     /// Set when the run stopped before its end: why.
@@ -254,6 +258,7 @@ fn download(
     let summary = Summary {
         complete: o.picker.is_complete(),
         downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
+        web_seed_bytes: o.web.bytes,
         uploaded: o.swarm.counters.uploaded.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         stopped: result.err(),
@@ -301,6 +306,7 @@ struct Orchestrator<'p> {
     peers: HashMap<PeerKey, Peer>,
     /// Settings, addresses, channels and the announce thread.
     swarm: Swarm,
+    web: WebSeeds,
     /// The addresses of the last peers gone, so that a piece they sent can
     /// still be blamed on them when its verdict comes after they left.
     departed: VecDeque<(PeerKey, SocketAddr)>,
@@ -365,12 +371,15 @@ impl<'p> Orchestrator<'p> {
         let hashed = hasher.results().clone();
         let now = Instant::now();
         opts.port = swarm.port(&opts);
+        // Web seeds wait for peers only if some may come.
+        let web = WebSeeds::new(!opts.peers.is_empty() || !meta.trackers.is_empty());
         let mut o = Orchestrator {
             meta,
             storage,
             picker,
             peers: HashMap::new(),
             swarm,
+            web,
             departed: VecDeque::with_capacity(DEPARTED),
             session,
             hasher,
@@ -399,6 +408,7 @@ impl<'p> Orchestrator<'p> {
         if needed {
             o.swarm.start_announce(o.meta.trackers.clone(), &o.opts);
         }
+        o.start_web_seeds();
         o
     }
 
@@ -434,6 +444,12 @@ impl<'p> Orchestrator<'p> {
                 recv(self.swarm.events) -> e => {
                     if let Ok(e) = e {
                         self.on_event(e)?;
+                    }
+                }
+                // Never disconnected: `web` holds a sender.
+                recv(self.web.events) -> e => {
+                    if let Ok(e) = e {
+                        self.on_web_event(e)?;
                     }
                 }
                 recv(self.swarm.reports) -> r => match r {
@@ -663,6 +679,7 @@ impl<'p> Orchestrator<'p> {
         let dt = now - self.last_tick;
         self.last_tick = now;
         self.down.tick(dt);
+        self.web.down.tick(dt);
         self.up.tick(dt);
         let new_rtt_window = now - self.rtt_window_start > Duration::from_secs(10);
         if new_rtt_window {
@@ -694,6 +711,7 @@ impl<'p> Orchestrator<'p> {
             self.rechoke(rotate);
         }
         self.fill_all();
+        self.feed_web_seeds();
         let snapshot = self.snapshot();
         (self.notes)(Note::Progress {
             snapshot,
@@ -707,7 +725,7 @@ impl<'p> Orchestrator<'p> {
             pieces: self.picker.have().len(),
             bytes: self.verified_bytes,
             total: self.meta.geometry.total_len(),
-            down_rate: self.down.rate(),
+            down_rate: self.down.rate() + self.web.rate(),
             up_rate: self.up.rate(),
             uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),

@@ -15,3 +15,4 @@ pub mod throttle;
 pub mod tracker_error;
 pub mod udp_tracker;
 pub mod utp_refuser;
+pub mod web_seed;

@@ -19,4 +19,5 @@ pub mod tracker;
 pub mod udp_tracker;
 pub mod ut_metadata;
 pub mod utp;
+pub mod web_seed;
 pub mod wire;
