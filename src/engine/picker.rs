@@ -331,6 +331,24 @@ impl Picker {
         }
     }
 
+    /// A piece asked of a whole-piece source (a web seed) will not come:
+    /// its blocks are abandoned, and if none of them is received or still
+    /// requested elsewhere, the piece is untouched again (so that another
+    /// such source may take it).
+    pub fn abandon_piece(&mut self, piece: PieceIndex) {
+        for b in self.geometry.blocks(piece).collect::<Vec<_>>() {
+            self.abandon(&b);
+        }
+        let idle = self
+            .active
+            .get(&piece)
+            .is_some_and(|a| a.blocks.iter().all(|s| *s == BlockState::Open));
+        if let Some(a) = self.active.remove(&piece).filter(|_| idle) {
+            self.open_blocks -= a.blocks.len() as u64;
+            self.untouched += 1;
+        }
+    }
+
     /// Whether this block is still wanted (not received, piece not verified).
     pub fn wanted(&self, block: &Block) -> bool {
         let n = self.geometry.block_number(block) as usize;
@@ -573,10 +591,11 @@ mod tests {
         let held = [p.pick_run(u32::MAX, 10), p.pick_run(u32::MAX, 10)].concat();
         assert_eq!(held.len(), 2, "{held:?}");
         assert!(p.in_endgame(), "every block is requested");
-        // A run given back block by block is open to peers again.
-        for b in p.geometry.blocks(held[0]).collect::<Vec<_>>() {
-            p.abandon(&b);
-        }
+        // A piece given back is untouched again: another run takes it,
+        // and if given back again, a peer.
+        p.abandon_piece(held[0]);
+        assert_eq!(p.pick_run(u32::MAX, 10), vec![held[0]]);
+        p.abandon_piece(held[0]);
         let got = p.pick(&middle, 2, never);
         assert!(
             got.len() == 2 && got.iter().all(|b| b.piece == held[0]),

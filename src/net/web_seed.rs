@@ -181,15 +181,8 @@ impl Worker {
                 let n = room.min(READ_CHUNK).min(left as usize);
                 let at = buf.len();
                 buf.resize(at + n, 0);
-                if let Some((url, reader, deadline)) = body.as_mut() {
-                    read_exact(
-                        reader,
-                        &mut buf[at..],
-                        url,
-                        part.len,
-                        part.len - left,
-                        *deadline,
-                    )?;
+                if let Some(body) = body.as_mut() {
+                    body.fill(&mut buf[at..])?;
                     throttle::charge(&self.throttle, n);
                 }
                 left -= n as u64;
@@ -214,13 +207,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Sends the range request for `part` and checks the reply's headers;
-    /// returns the URL, the body and the request's deadline.
-    fn request(
-        &self,
-        agent: &ureq::Agent,
-        part: &Part,
-    ) -> Result<(String, ureq::BodyReader<'static>, Duration), WebSeedError> {
+    /// Sends the range request for `part` and checks the reply's headers.
+    fn request(&self, agent: &ureq::Agent, part: &Part) -> Result<Body, WebSeedError> {
+        let started = Instant::now();
         let url = web_seed::file_url(&self.base, &self.meta, part.file);
         let deadline = BASE_DEADLINE + Duration::from_secs(part.len / MIN_RATE);
         let response = agent
@@ -250,41 +239,61 @@ impl Worker {
             url: url.clone(),
             error,
         })?;
-        let reader = response.into_body().into_reader();
-        Ok((url, reader, deadline))
+        Ok(Body {
+            url,
+            reader: response.into_body().into_reader(),
+            want: part.len,
+            got: 0,
+            started,
+            deadline,
+        })
     }
 }
 
-/// Fills `buf` from the body of a range of `want` bytes of which `got`
-/// were read before.
-fn read_exact(
-    reader: &mut impl Read,
-    buf: &mut [u8],
-    url: &str,
+/// The body of a reply to one range request.
+struct Body {
+    url: String,
+    reader: ureq::BodyReader<'static>,
+    /// The range's length, and the bytes of it read so far.
     want: u64,
     got: u64,
+    started: Instant,
     deadline: Duration,
-) -> Result<(), WebSeedError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(n) if n > 0 => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Ok(_) => return Err(short(url, want, got + filled as u64)),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(short(url, want, got + filled as u64))
-            }
-            Err(e) => return Err(describe(ureq::Error::from(e), url, deadline)),
-        }
-    }
-    Ok(())
 }
 
-fn short(url: &str, want: u64, got: u64) -> WebSeedError {
-    WebSeedError::ShortBody {
-        url: url.to_string(),
-        want,
-        got,
+impl Body {
+    /// Fills `buf` from the body.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), WebSeedError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let error = match self.reader.read(&mut buf[filled..]) {
+                Ok(n) if n > 0 => {
+                    filled += n;
+                    self.got += n as u64;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => None,
+                Err(e) => Some(ureq::Error::from(e)),
+            };
+            // ureq ends a body cut short by the deadline as if the server
+            // had closed it: the clock says which it was.
+            let timed_out = self.started.elapsed() >= self.deadline;
+            return Err(match error {
+                Some(e) => describe(e, &self.url, self.deadline),
+                None if timed_out => WebSeedError::TimedOut {
+                    url: self.url.clone(),
+                    after: self.deadline,
+                },
+                None => WebSeedError::ShortBody {
+                    url: self.url.clone(),
+                    want: self.want,
+                    got: self.got,
+                },
+            });
+        }
+        Ok(())
     }
 }
 

@@ -300,3 +300,44 @@ fn the_download_limit_holds_for_web_seeds() {
         run.describe()
     );
 }
+
+/// A web seed that trickles a byte a second beside an honest one (nginx),
+/// no peers: its request hits its deadline (10 s for a small file), its
+/// pieces go to the other web seed, and the download completes.
+#[test]
+fn a_trickling_web_seed_times_out_and_another_takes_its_pieces() {
+    if !nginx_present("a_trickling_web_seed_times_out_and_another_takes_its_pieces") {
+        return;
+    }
+    // 32 files of 64 KiB: every request is for one small file.
+    let contents: Vec<(String, Vec<u8>)> = (0..32)
+        .map(|i| (format!("f{i:02}.bin"), random_bytes(100 + i, 64 * 1024)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = contents.iter().map(|(p, d)| (p.as_str(), &d[..])).collect();
+    let t = make_torrent("slow", &files, 16 * 1024, None, false);
+    let served = contents
+        .iter()
+        .map(|(p, d)| (format!("/slow/{p}"), d.clone()));
+    let trickle = BadServer::start(Misbehaviour::Trickle, served.collect());
+    let tmp = TempDir::new("webseed-trickle");
+    let www = tmp.subdir("www");
+    t.write_data(&www);
+    let torrent = t.write_torrent(tmp.path());
+    let nginx = Nginx::start(&tmp.subdir("nginx"), &www);
+    let out = tmp.subdir("out");
+    let run = get(
+        &torrent,
+        &out,
+        &trickle.url(),
+        &["--web-seed", &nginx.url()],
+        Duration::from_secs(60),
+    );
+    run.assert_success();
+    t.assert_downloaded(&out);
+    assert!(trickle.requests() > 0, "{}", run.describe());
+    assert!(
+        run.stderr.contains("no complete reply within 10s"),
+        "{}",
+        run.describe()
+    );
+}

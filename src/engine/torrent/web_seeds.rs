@@ -159,7 +159,7 @@ impl Orchestrator<'_> {
                     count: pieces.len() as u32,
                 };
                 if seed.jobs.try_send(job).is_err() {
-                    give_back(&mut self.picker, &self.meta.geometry, &pieces);
+                    give_back(&mut self.picker, &pieces);
                     break;
                 }
                 log::debug!("web seed {key}: pieces {first}+{}", pieces.len());
@@ -183,7 +183,7 @@ impl Orchestrator<'_> {
                 };
                 if let Some(i) = seed.in_flight.iter().position(|(j, _)| *j == job) {
                     let (_, left) = seed.in_flight.swap_remove(i);
-                    give_back(&mut self.picker, &self.meta.geometry, &left);
+                    give_back(&mut self.picker, &left);
                 }
                 match result {
                     Ok(()) => {
@@ -272,22 +272,16 @@ impl Orchestrator<'_> {
         };
         log::warn!("web seed {} dropped: {why}", seed.url);
         for (_, left) in &seed.in_flight {
-            give_back(&mut self.picker, &self.meta.geometry, left);
+            give_back(&mut self.picker, left);
         }
         self.fill_all();
     }
 }
 
-/// Pieces a web seed was asked for and will not send: their blocks are
-/// open to others again.
-fn give_back(
-    picker: &mut Picker,
-    geometry: &crate::proto::geometry::Geometry,
-    pieces: &[PieceIndex],
-) {
+/// Pieces a web seed was asked for and will not send: open to others
+/// again.
+fn give_back(picker: &mut Picker, pieces: &[PieceIndex]) {
     for &piece in pieces {
-        for b in geometry.blocks(piece) {
-            picker.abandon(&b);
-        }
+        picker.abandon_piece(piece);
     }
 }
