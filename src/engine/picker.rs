@@ -172,44 +172,37 @@ impl Picker {
         out
     }
 
-    /// Up to `max` untouched pieces in a row, for a source that fetches
-    /// whole pieces (a web seed): the run starts at the rarest untouched
-    /// piece (random among equals) held by at most `max_holders` connected
-    /// peers, and goes on over the next pieces while they are untouched
-    /// and as rare. Every block of them is marked requested; give one back
-    /// with [`Picker::abandon`].
+    /// Up to `max` untouched pieces in a row, each held by at most
+    /// `max_holders` connected peers, for a source that fetches whole
+    /// pieces (a web seed): taken from the longest stretch of such pieces
+    /// (long requests), at a random place in it (hosts that share one
+    /// origin fetch different pieces, and can trade them). Every block of
+    /// them is marked requested; see [`Picker::abandon_piece`].
     pub fn pick_run(&mut self, max_holders: u32, max: u32) -> Vec<PieceIndex> {
         let n = self.geometry.num_pieces();
-        if self.untouched == 0 {
+        if self.untouched == 0 || max == 0 {
             return Vec::new();
         }
-        let untouched = |p: &Picker, i: u32| {
+        let eligible = |p: &Picker, i: u32| {
             !p.have.get(i)
+                && p.availability[i as usize] <= max_holders
                 && p.geometry
                     .piece(i)
                     .is_some_and(|i| !p.active.contains_key(&i))
         };
-        // Scan from a random start and keep the first minimum.
-        let start = self.rng.below(n as usize) as u32;
-        let mut best: Option<(u32, u32)> = None;
-        for i in (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|&i| untouched(self, i))
-        {
-            let avail = self.availability[i as usize];
-            if best.is_none_or(|(_, a)| avail < a) {
-                best = Some((i, avail));
-                if avail == 0 {
-                    break;
+        // The longest stretch (start, length); the first of equals.
+        let (mut best, mut from) = ((0, 0), 0);
+        for i in 0..=n {
+            if i == n || !eligible(self, i) {
+                if i - from > best.1 {
+                    best = (from, i - from);
                 }
+                from = i + 1;
             }
         }
-        let Some((first, _)) = best.filter(|&(_, a)| a <= max_holders) else {
-            return Vec::new();
-        };
-        let run: Vec<PieceIndex> = (first..n)
-            .take(max as usize)
-            .take_while(|&i| untouched(self, i) && self.availability[i as usize] <= max_holders)
+        let (start, len) = best;
+        let first = start + self.rng.below((len.saturating_sub(max) + 1) as usize) as u32;
+        let run: Vec<PieceIndex> = (first..first + len.min(max))
             .filter_map(|i| self.geometry.piece(i))
             .collect();
         let mut blocks = Vec::new();
@@ -601,6 +594,24 @@ mod tests {
             got.len() == 2 && got.iter().all(|b| b.piece == held[0]),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn runs_come_from_the_longest_stretch_at_a_random_place() {
+        let g = Geometry::new(16 * 1024, [(8 * 16 * 1024, false)]).unwrap();
+        let mut firsts = std::collections::HashSet::new();
+        for seed in 0..20 {
+            let mut p = Picker::new(g.clone(), Bitfield::new(8), seed);
+            let mut two = Bitfield::new(8);
+            two.set(2);
+            p.add_peer(&two);
+            // Stretches nobody has: 0-1 and 3-7.
+            let run: Vec<u32> = p.pick_run(0, 3).iter().map(|i| i.get()).collect();
+            assert!(run.len() == 3 && run[0] >= 3 && run[2] <= 7, "{run:?}");
+            assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "{run:?}");
+            firsts.insert(run[0]);
+        }
+        assert!(firsts.len() > 1, "the start varies: {firsts:?}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! what, what its pieces and failures mean, and when it is dropped.
 //!
 //! **The swarm comes first.** A web seed is given runs of whole untouched
-//! pieces (about [`RUN_BYTES`], never single blocks), on at most
+//! pieces (about [`RUN_BYTES`], never single blocks; from the longest
+//! stretch of candidates, at a random place in it), on at most
 //! [`CONNECTIONS`] threads, by this rule, checked on every tick and after
 //! each of its jobs:
 //!
@@ -108,6 +109,7 @@ impl Orchestrator<'_> {
         for url in urls {
             let key = self.swarm.new_key();
             let (jobs, rx) = bounded(CONNECTIONS);
+            let mut started = 0;
             for n in 0..CONNECTIONS {
                 let worker = Worker {
                     seed: key,
@@ -117,9 +119,13 @@ impl Orchestrator<'_> {
                     jobs: rx.clone(),
                     events: self.web.events_tx.clone(),
                 };
-                if let Err(e) = web_seed::spawn(worker, format!("web-seed-{key}-{n}")) {
-                    log::warn!("cannot start a thread for web seed {url}: {e}");
+                match web_seed::spawn(worker, format!("web-seed-{key}-{n}")) {
+                    Ok(()) => started += 1,
+                    Err(e) => log::warn!("cannot start a thread for web seed {url}: {e}"),
                 }
+            }
+            if started == 0 {
+                continue;
             }
             log::info!("web seed {key}: {url}");
             let seed = WebSeed {
