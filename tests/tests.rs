@@ -47,3 +47,5 @@ mod swarm;
 mod trackers;
 #[path = "suite/upload.rs"]
 mod upload;
+#[path = "suite/web_seed.rs"]
+mod web_seed;

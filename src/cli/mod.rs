@@ -64,6 +64,9 @@ link ('magnet:?xt=urn:btih:...') first fetches the torrent from its peers.
 
   -o, --output DIR       where the torrent's file or folder goes
   --save-torrent FILE    (magnet) save the fetched torrent to FILE
+  --web-seed URL         also fetch from this HTTP server (BEP 19, repeatable),
+                         like the torrent's own url-list: only what the
+                         swarm lacks, or when peers are slow
   --seed-ratio R         keep seeding until we uploaded R x the torrent's size
   --seed-time DURATION   keep seeding this long after completion
                          (with both, whichever comes first)
@@ -483,6 +486,11 @@ fn get(mut p: pico_args::Arguments, torrent: Option<OsString>) -> Result<(), Fai
     opts.save_torrent = p
         .opt_value_from_os_str("--save-torrent", |s| Ok::<_, String>(PathBuf::from(s)))
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    while let Some(url) = parse_value(&mut p, "--web-seed", "web seed URL", |s| {
+        (s.starts_with("http://") || s.starts_with("https://")).then(|| s.to_string())
+    })? {
+        opts.web_seeds.push(url);
+    }
     let mode = output_mode(&mut p);
     let file = match torrent {
         Some(f) => {
@@ -609,18 +617,20 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
                 .bool("complete", summary.complete)
                 .num("bytes", total)
                 .num("downloaded", summary.downloaded)
+                .num("web_seed_bytes", summary.web_seed_bytes)
                 .num("uploaded", summary.uploaded)
                 .num("seconds", format!("{secs:.3}"))
                 .finish()
         },
         &format!(
-            "{}: {} ({}) after {:.1}s: downloaded {} ({}/s), uploaded {}",
+            "{}: {} ({}) after {:.1}s: downloaded {} ({}/s) and {} from web seeds, uploaded {}",
             if summary.complete { "done" } else { "stopped" },
             meta.display_name(),
             format_bytes(total),
             secs,
             format_bytes(summary.downloaded),
             format_bytes((summary.downloaded as f64 / secs.max(1e-3)) as u64),
+            format_bytes(summary.web_seed_bytes),
             format_bytes(summary.uploaded),
         ),
     );

@@ -194,6 +194,48 @@ impl Picker {
         out
     }
 
+    /// Up to `max` untouched pieces in a row, each held by at most
+    /// `max_holders` connected peers, for a source that fetches whole
+    /// pieces (a web seed): taken from the longest stretch of such pieces
+    /// (long requests), at a random place in it (hosts that share one
+    /// origin fetch different pieces, and can trade them). Every block of
+    /// them is marked requested; see [`Picker::abandon_piece`].
+    pub fn pick_run(&mut self, max_holders: u32, max: u32) -> Vec<PieceIndex> {
+        let n = self.geometry.num_pieces();
+        if self.untouched == 0 || max == 0 {
+            return Vec::new();
+        }
+        let eligible = |p: &Picker, i: u32| {
+            !p.have.get(i)
+                && p.wanted.get(i)
+                && p.availability[i as usize] <= max_holders
+                && p.geometry
+                    .piece(i)
+                    .is_some_and(|i| !p.active.contains_key(&i))
+        };
+        // The longest stretch (start, length); the first of equals.
+        let (mut best, mut from) = ((0, 0), 0);
+        for i in 0..=n {
+            if i == n || !eligible(self, i) {
+                if i - from > best.1 {
+                    best = (from, i - from);
+                }
+                from = i + 1;
+            }
+        }
+        let (start, len) = best;
+        let first = start + self.rng.below((len.saturating_sub(max) + 1) as usize) as u32;
+        let run: Vec<PieceIndex> = (first..first + len.min(max))
+            .filter_map(|i| self.geometry.piece(i))
+            .collect();
+        let mut blocks = Vec::new();
+        for &piece in &run {
+            self.start(piece);
+            self.take_open(piece, usize::MAX, &mut blocks);
+        }
+        run
+    }
+
     fn start(&mut self, piece: PieceIndex) {
         let n = self.geometry.blocks_in(piece);
         self.active.insert(
@@ -302,6 +344,24 @@ impl Picker {
                 self.open_blocks += 1;
                 BlockState::Open
             };
+        }
+    }
+
+    /// A piece asked of a whole-piece source (a web seed) will not come:
+    /// its blocks are abandoned, and if none of them is received or still
+    /// requested elsewhere, the piece is untouched again (so that another
+    /// such source may take it).
+    pub fn abandon_piece(&mut self, piece: PieceIndex) {
+        for b in self.geometry.blocks(piece).collect::<Vec<_>>() {
+            self.abandon(&b);
+        }
+        let idle = self
+            .active
+            .get(&piece)
+            .is_some_and(|a| a.blocks.iter().all(|s| *s == BlockState::Open));
+        if let Some(a) = self.active.remove(&piece).filter(|_| idle) {
+            self.open_blocks -= a.blocks.len() as u64;
+            self.untouched += 1;
         }
     }
 
@@ -537,6 +597,55 @@ mod tests {
         assert_eq!(p.received(&a[0], 2), Received::Duplicate);
         assert!(!p.wanted(&a[0]));
         assert!(p.wanted(&a[1]));
+    }
+
+    #[test]
+    fn runs_take_whole_untouched_pieces_as_rare_as_asked() {
+        let mut p = picker();
+        let mut middle = Bitfield::new(4);
+        middle.set(1);
+        middle.set(2);
+        p.add_peer(&middle);
+        // Pieces 0 and 3 are held by nobody: one run each (1 and 2 are
+        // held and stop a run).
+        let mut nobody = [p.pick_run(0, 10), p.pick_run(0, 10)].concat();
+        nobody.sort_unstable();
+        assert_eq!(
+            nobody,
+            [p.geometry.piece(0).unwrap(), p.geometry.piece(3).unwrap()]
+        );
+        assert!(p.pick_run(0, 10).is_empty());
+        let held = [p.pick_run(u32::MAX, 10), p.pick_run(u32::MAX, 10)].concat();
+        assert_eq!(held.len(), 2, "{held:?}");
+        assert!(p.in_endgame(), "every block is requested");
+        // A piece given back is untouched again: another run takes it,
+        // and if given back again, a peer.
+        p.abandon_piece(held[0]);
+        assert_eq!(p.pick_run(u32::MAX, 10), vec![held[0]]);
+        p.abandon_piece(held[0]);
+        let got = p.pick(&middle, 2, never);
+        assert!(
+            got.len() == 2 && got.iter().all(|b| b.piece == held[0]),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn runs_come_from_the_longest_stretch_at_a_random_place() {
+        let g = Geometry::new(16 * 1024, [(8 * 16 * 1024, false)]).unwrap();
+        let mut firsts = std::collections::HashSet::new();
+        for seed in 0..20 {
+            let mut p = Picker::new(g.clone(), Bitfield::new(8), seed);
+            let mut two = Bitfield::new(8);
+            two.set(2);
+            p.add_peer(&two);
+            // Stretches nobody has: 0-1 and 3-7.
+            let run: Vec<u32> = p.pick_run(0, 3).iter().map(|i| i.get()).collect();
+            assert!(run.len() == 3 && run[0] >= 3 && run[2] <= 7, "{run:?}");
+            assert!(run.windows(2).all(|w| w[1] == w[0] + 1), "{run:?}");
+            firsts.insert(run[0]);
+        }
+        assert!(firsts.len() > 1, "the start varies: {firsts:?}");
     }
 
     #[test]

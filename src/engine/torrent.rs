@@ -21,6 +21,7 @@ mod magnet;
 mod options;
 mod swarm;
 mod upload;
+mod web_seeds;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ pub use error::TorrentError;
 pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
 use swarm::Swarm;
+use web_seeds::WebSeeds;
 
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
@@ -62,6 +64,8 @@ pub struct Summary {
     pub complete: bool,
     /// Payload bytes received from peers (including discarded ones).
     pub downloaded: u64,
+    /// Piece bytes received from web seeds (including discarded ones).
+    pub web_seed_bytes: u64,
     pub uploaded: u64,
     pub elapsed: Duration,
     /// Set when the run stopped before its end: why.
@@ -282,6 +286,7 @@ fn download(
     let summary = Summary {
         complete: o.picker.is_complete(),
         downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
+        web_seed_bytes: o.web.bytes,
         uploaded: o.swarm.counters.uploaded.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         stopped: result.err(),
@@ -343,6 +348,7 @@ struct Orchestrator<'p> {
     peers: HashMap<PeerKey, Peer>,
     /// Settings, addresses, channels and the announce thread.
     swarm: Swarm,
+    web: WebSeeds,
     /// The addresses of the last peers gone, so that a piece they sent can
     /// still be blamed on them when its verdict comes after they left.
     departed: VecDeque<(PeerKey, SocketAddr)>,
@@ -422,12 +428,15 @@ impl<'p> Orchestrator<'p> {
         opts.port = swarm.port(&opts);
         let dht = dht::Lookups::new(session, meta.private);
         swarm.settings.dht = dht.is_on();
+        // Web seeds wait for peers only if some may come.
+        let web = WebSeeds::new(!opts.peers.is_empty() || !meta.trackers.is_empty());
         let mut o = Orchestrator {
             meta,
             storage,
             picker,
             peers: HashMap::new(),
             swarm,
+            web,
             departed: VecDeque::with_capacity(DEPARTED),
             local: never(),
             session,
@@ -465,6 +474,7 @@ impl<'p> Orchestrator<'p> {
                 o.local = local;
             }
         }
+        o.start_web_seeds();
         o
     }
 
@@ -501,6 +511,12 @@ impl<'p> Orchestrator<'p> {
                 recv(self.swarm.events) -> e => {
                     if let Ok(e) = e {
                         self.on_event(e)?;
+                    }
+                }
+                // Never disconnected: `web` holds a sender.
+                recv(self.web.events) -> e => {
+                    if let Ok(e) = e {
+                        self.on_web_event(e)?;
                     }
                 }
                 recv(self.swarm.reports) -> r => match r {
@@ -751,6 +767,7 @@ impl<'p> Orchestrator<'p> {
         let dt = now - self.last_tick;
         self.last_tick = now;
         self.down.tick(dt);
+        self.web.down.tick(dt);
         self.up.tick(dt);
         let new_rtt_window = now - self.rtt_window_start > Duration::from_secs(10);
         if new_rtt_window {
@@ -783,6 +800,7 @@ impl<'p> Orchestrator<'p> {
             self.rechoke(rotate);
         }
         self.fill_all();
+        self.feed_web_seeds();
         let snapshot = self.snapshot();
         (self.notes)(Note::Progress {
             snapshot,
@@ -814,7 +832,7 @@ impl<'p> Orchestrator<'p> {
             pieces: wanted.count(),
             bytes: self.verified_bytes,
             total: self.wanted_bytes,
-            down_rate: self.down.rate(),
+            down_rate: self.down.rate() + self.web.rate(),
             up_rate: self.up.rate(),
             uploaded: self.swarm.counters.uploaded.load(Ordering::Relaxed),
             peers: self.peers.values().filter(|p| p.socket.is_some()).count(),

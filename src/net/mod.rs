@@ -18,3 +18,4 @@ pub mod tracker_error;
 pub mod udp_port;
 pub mod udp_tracker;
 pub mod utp_refuser;
+pub mod web_seed;

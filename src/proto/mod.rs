@@ -21,4 +21,5 @@ pub mod tracker;
 pub mod udp_tracker;
 pub mod ut_metadata;
 pub mod utp;
+pub mod web_seed;
 pub mod wire;

@@ -104,7 +104,8 @@ pub fn percent_encode(bytes: &[u8]) -> String {
     s
 }
 
-fn percent_encode_into(out: &mut String, bytes: &[u8]) {
+/// [`percent_encode`], appending to `out`.
+pub fn percent_encode_into(out: &mut String, bytes: &[u8]) {
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);

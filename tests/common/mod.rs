@@ -19,6 +19,7 @@ pub mod process;
 pub mod seeder;
 pub mod torrent;
 pub mod tracker;
+pub mod web;
 
 pub use seeder::{Behaviour, FakeSeeder, SeederConfig};
 pub use torrent::{make_torrent, Torrent};

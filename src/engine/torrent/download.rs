@@ -157,7 +157,9 @@ impl Orchestrator<'_> {
             peers,
         });
         for k in blamed {
-            self.strike(k);
+            if !self.web_strike(k) {
+                self.strike(k);
+            }
         }
         self.fill_all();
         Ok(())

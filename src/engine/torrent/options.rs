@@ -17,6 +17,8 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Peers to connect to without a tracker.
     pub peers: Vec<SocketAddr>,
+    /// BEP 19 web seeds besides the torrent's `url-list` (`--web-seed`).
+    pub web_seeds: Vec<String>,
     /// Connected (or connecting) peers at most.
     pub max_peers: usize,
     /// Connections with one IP address at most, both ways: a flood from
@@ -79,6 +81,7 @@ impl Options {
         Options {
             out_dir,
             peers: Vec::new(),
+            web_seeds: Vec::new(),
             max_peers: 50,
             max_peers_per_ip: DEFAULT_MAX_PEERS_PER_IP,
             source: None,

@@ -97,14 +97,19 @@ impl Swarm {
         self.announce = Some((tx, handle));
     }
 
+    /// A key no peer or web seed of this torrent had.
+    pub fn new_key(&mut self) -> PeerKey {
+        self.next_key += 1;
+        self.next_key - 1
+    }
+
     /// Starts a peer's thread running `run`; returns its key and command
     /// queue, or `None` if no thread could be had.
     pub fn start(
         &mut self,
         run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
     ) -> Option<(PeerKey, Sender<Command>)> {
-        let key = self.next_key;
-        self.next_key += 1;
+        let key = self.new_key();
         let (tx, rx) = bounded(COMMAND_QUEUE);
         let settings = self.settings.clone();
         let events = self.events_tx.clone();

@@ -195,6 +195,7 @@ fn download(
     let summary = Summary {
         complete: o.picker.is_complete(),
         downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
+        web_seed_bytes: o.web.bytes,
         uploaded: 0,
         elapsed: Duration::ZERO,
         stopped: result.err(),
