@@ -151,3 +151,15 @@ fn the_upload_limit_holds_to_eight_libtorrent_leechers() {
     assert_near("upload", steady_rate(&s, total));
     seed.stop_seeding();
 }
+
+/// A rate of 0, a negative, malformed or absurd one is a usage error.
+#[test]
+fn bad_rates_are_usage_errors() {
+    for bad in ["0", "-5M", "fast", "12X", "99999999G"] {
+        for flag in ["--max-download-rate", "--max-upload-rate"] {
+            let run = crate::common::run_shoal(&["get", "x.torrent", flag, bad], WITHIN);
+            assert_eq!(run.code(), Some(2), "{flag} {bad}: {}", run.describe());
+            assert!(run.stderr.contains("invalid rate"), "{}", run.describe());
+        }
+    }
+}
