@@ -61,7 +61,15 @@ fn all_parsers(input: &[u8]) {
     let _ = bencode::decode_prefix(input);
     let _ = shoal::proto::ut_metadata::parse(input);
     let _ = shoal::proto::pex::parse(input);
-    let _ = shoal::proto::magnet::Magnet::parse(&String::from_utf8_lossy(input));
+    let text = String::from_utf8_lossy(input);
+    let _ = shoal::proto::magnet::Magnet::parse(&text);
+    let part = shoal::proto::web_seed::Part {
+        file: 0,
+        offset: 1 << 20,
+        len: 16384,
+        padding: false,
+    };
+    let _ = shoal::proto::web_seed::check_reply(&part, 206, Some(&text), Some(16384));
     let _ = Metainfo::from_bytes(input);
     let _ = tracker::parse_response(input);
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
