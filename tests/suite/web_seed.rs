@@ -10,7 +10,7 @@ use crate::common::{
     TempDir, Torrent,
 };
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
@@ -100,6 +100,30 @@ fn a_web_seed_alone_serves_single_and_multi_file_torrents() {
     );
 }
 
+/// A single-file torrent of `len` random bytes (256 KiB pieces) in a temp
+/// dir's `www/`, served by nginx: the dir, `www`, the torrent, its file
+/// and the server.
+fn single_on_nginx(
+    tag: &str,
+    name: &str,
+    seed: u64,
+    len: usize,
+) -> (TempDir, PathBuf, Torrent, PathBuf, Nginx) {
+    let tmp = TempDir::new(tag);
+    let www = tmp.subdir("www");
+    let t = make_torrent(
+        name,
+        &[("", &random_bytes(seed, len))],
+        256 * 1024,
+        None,
+        false,
+    );
+    t.write_data(&www);
+    let torrent = t.write_torrent(tmp.path());
+    let nginx = Nginx::start(&tmp.subdir("nginx"), &www);
+    (tmp, www, t, torrent, nginx)
+}
+
 /// With a libtorrent seeder that has everything, the web seed serves a
 /// minority of the bytes (the swarm comes first).
 #[test]
@@ -108,18 +132,7 @@ fn beside_a_libtorrent_seeder_the_web_seed_serves_a_minority() {
     if !tools_present(test, false) || !nginx_present(test) {
         return;
     }
-    let tmp = TempDir::new("webseed-lt");
-    let www = tmp.subdir("www");
-    let t = make_torrent(
-        "lt.bin",
-        &[("", &random_bytes(3, 48 * MIB))],
-        256 * 1024,
-        None,
-        false,
-    );
-    t.write_data(&www);
-    let torrent = t.write_torrent(tmp.path());
-    let nginx = Nginx::start(&tmp.subdir("nginx"), &www);
+    let (tmp, www, t, torrent, nginx) = single_on_nginx("webseed-lt", "lt.bin", 3, 48 * MIB);
     let seeder = LtPeer::seed("libtorrent seeder", &torrent, &www, tmp.path());
     let out = tmp.subdir("out");
     let run = get(
@@ -275,18 +288,7 @@ fn the_download_limit_holds_for_web_seeds() {
     if !nginx_present("the_download_limit_holds_for_web_seeds") {
         return;
     }
-    let tmp = TempDir::new("webseed-rate");
-    let www = tmp.subdir("www");
-    let t = make_torrent(
-        "limited.bin",
-        &[("", &random_bytes(6, 6 * MIB))],
-        256 * 1024,
-        None,
-        false,
-    );
-    t.write_data(&www);
-    let torrent = t.write_torrent(tmp.path());
-    let nginx = Nginx::start(&tmp.subdir("nginx"), &www);
+    let (tmp, _www, t, torrent, nginx) = single_on_nginx("webseed-rate", "limited.bin", 6, 6 * MIB);
     let out = tmp.subdir("out");
     let run = get(
         &torrent,
