@@ -308,9 +308,9 @@ fn the_download_limit_holds_for_web_seeds() {
 }
 
 /// A web seed that trickles a byte a second beside an honest one (nginx),
-/// no peers: it is asked, and the download completes from the other web
-/// seed without waiting for it (its request's own deadline, 10 s for a
-/// small file, ends it when the download lasts that long).
+/// no peers: the download completes from the other web seed without
+/// waiting for it (its request's own deadline, 10 s for a small file,
+/// ends it when the download lasts that long).
 #[test]
 fn a_trickling_web_seed_times_out_and_another_takes_its_pieces() {
     if !nginx_present("a_trickling_web_seed_times_out_and_another_takes_its_pieces") {
@@ -341,5 +341,8 @@ fn a_trickling_web_seed_times_out_and_another_takes_its_pieces() {
     );
     run.assert_success();
     t.assert_downloaded(&out);
-    assert!(trickle.requests() > 0, "{}", run.describe());
+    // Whether the trickling server got a request before nginx had served
+    // everything is a race, so it is not asserted here:
+    // `a_trickling_web_seed_does_not_hold_the_download` makes sure one is
+    // asked while the download goes on.
 }
