@@ -53,20 +53,8 @@ impl Orchestrator<'_> {
         if self.picker.is_complete() && !self.opts.seed.wants_seeding() {
             return;
         }
-        let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
-        let room = self
-            .opts
-            .max_peers
-            .saturating_sub(self.peers.len())
-            .min(MAX_CONNECTING.saturating_sub(connecting));
-        if room == 0 {
-            return;
-        }
-        let connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
-        for addr in self.swarm.to_dial(room, &connected, &self.opts) {
-            if let Some((key, tx)) = self.swarm.dial(addr) {
-                self.add_peer(key, addr, tx);
-            }
+        for (key, addr, tx) in self.swarm.dial_more(&self.peers, &self.opts) {
+            self.add_peer(key, addr, tx);
         }
     }
 

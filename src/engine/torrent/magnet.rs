@@ -171,17 +171,8 @@ impl Fetch<'_> {
     }
 
     fn connect_more(&mut self) {
-        let connecting = self.peers.values().filter(|p| p.socket.is_none()).count();
-        let room = self
-            .opts
-            .max_peers
-            .saturating_sub(self.peers.len())
-            .min(MAX_CONNECTING.saturating_sub(connecting));
-        let connected: Vec<SocketAddr> = self.peers.values().map(|p| p.addr).collect();
-        for addr in self.swarm.to_dial(room, &connected, &self.opts) {
-            if let Some((key, tx)) = self.swarm.dial(addr) {
-                self.peers.insert(key, Peer::new(addr, tx, 0));
-            }
+        for (key, addr, tx) in self.swarm.dial_more(&self.peers, &self.opts) {
+            self.peers.insert(key, Peer::new(addr, tx, 0));
         }
     }
 

@@ -125,6 +125,28 @@ impl Swarm {
         }
     }
 
+    /// Dials as many known addresses as `peers` leaves room for (and
+    /// [`MAX_CONNECTING`] attempts at once); returns the new connections.
+    pub fn dial_more(
+        &mut self,
+        peers: &HashMap<PeerKey, Peer>,
+        opts: &Options,
+    ) -> Vec<(PeerKey, SocketAddr, Sender<Command>)> {
+        let connecting = peers.values().filter(|p| p.socket.is_none()).count();
+        let room = opts
+            .max_peers
+            .saturating_sub(peers.len())
+            .min(MAX_CONNECTING.saturating_sub(connecting));
+        if room == 0 {
+            return Vec::new();
+        }
+        let connected: Vec<SocketAddr> = peers.values().map(|p| p.addr).collect();
+        self.to_dial(room, &connected, opts)
+            .into_iter()
+            .filter_map(|addr| self.dial(addr).map(|(key, tx)| (key, addr, tx)))
+            .collect()
+    }
+
     /// Dials `addr`.
     pub fn dial(&mut self, addr: SocketAddr) -> Option<(PeerKey, Sender<Command>)> {
         let started = self.start(move |key, settings, rx, events| {
