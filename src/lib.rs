@@ -15,8 +15,8 @@
 //! 5. [`engine`]: the decisions: the session, each torrent's orchestrator,
 //!    the picker, choker, request pipelines, address book, rate meters and
 //!    the typed notes the engine reports.
-//! 6. [`create`] and [`tracker_server`]: the tools beside the engine
-//!    (`shoal create`, `shoal tracker`).
+//! 6. [`create`], [`tracker_server`] and [`serve`]: the tools beside the
+//!    engine (`shoal create`, `shoal tracker`, `shoal serve`).
 //! 7. [`cli`]: argument parsing, the commands, and everything printed.
 #![deny(unsafe_code)]
 // `unsafe` is allowed only in `disk::storage` (memory maps) and `disk::sys`
@@ -33,6 +33,7 @@ pub mod net;
 pub mod engine;
 
 pub mod create;
+pub mod serve;
 pub mod tracker_server;
 
 pub mod cli;

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["disk"],
     &["net"],
     &["engine"],
-    &["create", "tracker_server"],
+    &["create", "tracker_server", "serve"],
     &["cli"],
 ];
 

@@ -1,0 +1,4 @@
+//! `shoal serve`: many torrents in one process, driven by a watch folder
+//! and an HTTP API.
+
+pub mod control;
