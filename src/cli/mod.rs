@@ -602,10 +602,9 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
     let mut progress = Progress::new(mode, name);
     let mut show = |note| progress.show(note);
     let (meta, summary) = match target {
-        Target::Torrent(meta) => {
-            torrent::run(&session, meta.clone(), opts, &mut show).map(|summary| (meta, summary))
-        }
-        Target::Magnet(m) => torrent::run_magnet(&session, &m, opts, &mut show),
+        Target::Torrent(meta) => torrent::run(&session, meta.clone(), opts, None, &mut show)
+            .map(|summary| (meta, summary)),
+        Target::Magnet(m) => torrent::run_magnet(&session, &m, opts, None, &mut show),
     }
     .map_err(|e| Failure::Failed(e.to_string()))?;
     let secs = summary.elapsed.as_secs_f64();

@@ -17,6 +17,7 @@ mod download;
 mod error;
 mod extensions;
 mod files;
+mod hosted;
 mod magnet;
 mod options;
 mod swarm;
@@ -27,6 +28,8 @@ mod web_seeds;
 mod tests;
 
 pub use error::TorrentError;
+pub use hosted::Hosted;
+use hosted::Hosting;
 pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
 use swarm::Swarm;
@@ -70,6 +73,9 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Set when the run stopped before its end: why.
     pub stopped: Option<TorrentError>,
+    /// A hosted run ended because the torrent is complete and idle (see
+    /// [`Hosted::idle_after`]).
+    pub idle: bool,
 }
 
 /// Connection attempts in flight at most: more would only queue in the
@@ -223,9 +229,10 @@ pub fn run(
     session: &Session,
     meta: Arc<Metainfo>,
     opts: Options,
+    hosted: Option<Hosted>,
     notes: Notes<'_>,
 ) -> Result<Summary, TorrentError> {
-    let swarm = Swarm::new(session, meta.info_hash, &opts);
+    let swarm = Swarm::new(session, meta.info_hash, &opts, hosted);
     if let Some(addr) = swarm.listen_addr {
         notes(Note::Listening(addr));
     }
@@ -283,13 +290,15 @@ fn download(
     o.adopt(adopted);
     let result = o.run();
     o.shutdown();
+    let idle = matches!(result, Err(TorrentError::Idle));
     let summary = Summary {
+        idle,
         complete: o.picker.is_complete(),
         downloaded: o.swarm.counters.downloaded.load(Ordering::Relaxed),
         web_seed_bytes: o.web.bytes,
         uploaded: o.swarm.counters.uploaded.load(Ordering::Relaxed),
         elapsed: start.elapsed(),
-        stopped: result.err(),
+        stopped: result.err().filter(|_| !idle),
     };
     Ok(summary)
 }
@@ -389,6 +398,9 @@ struct Orchestrator<'p> {
     hashing: HashSet<PieceIndex>,
     stale: HashSet<PieceIndex>,
     rtt_window_start: Instant,
+    /// When a peer was last connected, or data last missing (see
+    /// [`Hosted::idle_after`]).
+    last_busy: Instant,
 }
 
 impl<'p> Orchestrator<'p> {
@@ -462,6 +474,7 @@ impl<'p> Orchestrator<'p> {
             hashing: HashSet::new(),
             stale: HashSet::new(),
             rtt_window_start: now,
+            last_busy: now,
             opts,
         };
         let needed = !o.picker.is_complete() || o.opts.seed.wants_seeding();
@@ -492,8 +505,11 @@ impl<'p> Orchestrator<'p> {
                     return Ok(());
                 }
             }
-            if crate::disk::sys::stop_requested() {
+            if hosted::stop_requested(self.swarm.hosting.as_ref()) {
                 return Err(TorrentError::Interrupted);
+            }
+            if self.is_idle() {
+                return Err(TorrentError::Idle);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) && !self.picker.is_complete() {
                 return Err(TorrentError::TimedOut {
@@ -560,6 +576,19 @@ impl<'p> Orchestrator<'p> {
         }
     }
 
+    /// Whether a hosted run has nothing to do: complete, and no peer for
+    /// a while.
+    fn is_idle(&mut self) -> bool {
+        let Some(h) = &self.swarm.hosting else {
+            return false;
+        };
+        if !self.picker.is_complete() || !self.peers.is_empty() {
+            self.last_busy = Instant::now();
+            return false;
+        }
+        self.last_busy.elapsed() >= h.idle_after
+    }
+
     fn on_complete(&mut self) {
         let now = Instant::now();
         self.completed_at = Some(now);
@@ -567,8 +596,8 @@ impl<'p> Orchestrator<'p> {
             self.save_resume();
         }
         if !self.complete_at_start {
-            if let Some((tx, _)) = &self.swarm.announce {
-                let _ = tx.send(announce::Command::Completed);
+            if let Some(a) = &self.swarm.announce {
+                a.send(announce::Command::Completed);
             }
         }
         // Seeds have nothing for each other.
@@ -862,18 +891,21 @@ impl<'p> Orchestrator<'p> {
             snapshot,
             last: true,
         });
-        if let Some((tx, handle)) = self.swarm.announce.take() {
+        // A hosted run's announcer is its manager's.
+        let owned = self
+            .swarm
+            .announce
+            .take()
+            .filter(|_| self.swarm.hosting.is_none());
+        if let Some(a) = owned {
             if self.picker.is_complete() {
-                let _ = tx.send(announce::Command::Completed);
+                a.send(announce::Command::Completed);
             }
-            let _ = tx.send(announce::Command::Stop);
+            a.send(announce::Command::Stop);
             // The `stopped` announce gets the announce thread's own budget
             // and no more: a tracker that hangs must not hold the exit (the
             // thread is left to finish its request on its own).
-            let deadline = Instant::now() + announce::STOP_TIMEOUT;
-            while !handle.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            a.wait_ended(Instant::now() + announce::STOP_TIMEOUT);
         }
         self.save_resume();
     }

@@ -26,14 +26,13 @@ use crate::net::udp_tracker::{self, UdpConfig};
 use crate::proto::metainfo::InfoHash;
 use crate::proto::tracker::{self, Announce, Event, Response, ResponseError, ScrapeStats};
 use crate::util::random::Rng;
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The largest response body we read. A compact reply with 200 peers is
@@ -175,21 +174,60 @@ impl fmt::Display for Report {
     }
 }
 
+/// A torrent's announcer, on its own thread ([`spawn`]) or in a
+/// [`Pool`]: where its commands go, and whether it has ended.
+#[derive(Clone)]
+pub struct Handle {
+    commands: Sender<Command>,
+    /// A pooled announcer is told to look at its commands.
+    poke: Option<(Sender<pool::Msg>, pool::Id)>,
+    /// Disconnected once the announcer has ended (its `stopped` sent or
+    /// timed out).
+    ended: Receiver<()>,
+}
+
+impl Handle {
+    pub fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
+        if let Some((pool, id)) = &self.poke {
+            let _ = pool.send(pool::Msg::Poke(*id));
+        }
+    }
+
+    /// Waits for the announcer to end, until `deadline` at most; whether
+    /// it did.
+    pub fn wait_ended(&self, deadline: Instant) -> bool {
+        matches!(
+            self.ended.recv_deadline(deadline),
+            Err(RecvTimeoutError::Disconnected)
+        )
+    }
+}
+
 /// Starts the announce thread for one torrent. It announces `started` at
 /// once, re-announces on the tracker's interval, reports through `report`,
-/// and returns after [`Command::Stop`] (or when `commands` is disconnected)
-/// once the `stopped` announce is done or has timed out.
+/// and returns after [`Command::Stop`] (or when every [`Handle`] is
+/// dropped) once the `stopped` announce is done or has timed out.
 pub fn spawn(
     config: Config,
     counters: Arc<Counters>,
-    commands: Receiver<Command>,
     report: Box<dyn Fn(Report) + Send>,
-) -> JoinHandle<()> {
-    let session = Session::new(config, counters, commands, report);
+) -> Handle {
+    let (commands, rx) = unbounded();
+    let (ended_tx, ended) = bounded::<()>(0);
+    let session = Session::new(config, counters, rx, report);
     std::thread::Builder::new()
         .name("announce".into())
-        .spawn(move || session.run())
-        .unwrap_or_else(|e| panic!("cannot start the announce thread: {e}"))
+        .spawn(move || {
+            session.run();
+            drop(ended_tx);
+        })
+        .unwrap_or_else(|e| panic!("cannot start the announce thread: {e}"));
+    Handle {
+        commands,
+        poke: None,
+        ended,
+    }
 }
 
 /// One announce to one tracker, by whichever protocol its URL names.
@@ -420,11 +458,7 @@ impl Session {
     }
 
     fn run(mut self) {
-        // `None`: no trackers, so nothing to do but wait for stop.
-        let mut next = (!self.config.tiers.is_empty()).then(Instant::now);
-        if next.is_none() {
-            log::debug!("announce: torrent has no trackers");
-        }
+        let mut next = self.first_due();
         loop {
             let got = match next {
                 Some(at) => self.commands.recv_deadline(at),
@@ -434,56 +468,87 @@ impl Session {
                     .map_err(|_| RecvTimeoutError::Disconnected),
             };
             match got {
-                Ok(Command::Completed) => {
-                    if self.note_completed() && next.is_some() {
-                        next = Some(Instant::now());
+                Ok(command) => {
+                    if !self.command(command, &mut next) {
+                        break;
                     }
                 }
-                Ok(Command::WantPeers(want)) => {
-                    self.want_peers = want;
-                    // Re-plan from the last answer (a failed round's
-                    // backoff stands, and so does an owed `completed`).
-                    let owed = self.completed == Completed::Pending;
-                    if let (Some(at), 0, false) = (self.due(), self.failures, owed) {
-                        next = Some(at);
-                    }
-                }
-                Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    let wait = match self.round() {
-                        Round::Stop => break,
-                        Round::Answered(waits) => {
-                            self.failures = 0;
-                            let now = Instant::now();
-                            // The doubling starts over only after a regular
-                            // announce (one a whole interval after the last
-                            // answer), so a wish that comes and goes cannot
-                            // make us announce more often.
-                            let regular = self.answered.is_none_or(|(at, w)| now >= at + w.regular);
-                            self.early = if regular {
-                                0
-                            } else {
-                                self.early.saturating_add(1)
-                            };
-                            self.answered = Some((now, waits));
-                            if self.completed == Completed::Pending {
-                                // `Completed` came in during the round.
-                                Duration::ZERO
-                            } else {
-                                self.due().map_or(waits.regular, |at| at - now)
-                            }
-                        }
-                        Round::Failed => {
-                            self.failures = self.failures.saturating_add(1);
-                            backoff(self.config.retry_base, self.failures)
-                        }
-                    };
-                    log::debug!("announce: next in {wait:?}");
-                    next = Some(Instant::now() + wait);
-                }
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => match self.due_round() {
+                    Some(at) => next = Some(at),
+                    None => break,
+                },
             }
         }
         self.stop();
+    }
+
+    /// When the first announce is due: now, or never (`None`: the
+    /// torrent has no trackers, so there is nothing to do but wait for
+    /// stop).
+    fn first_due(&self) -> Option<Instant> {
+        if self.config.tiers.is_empty() {
+            log::debug!("announce: torrent has no trackers");
+            return None;
+        }
+        Some(Instant::now())
+    }
+
+    /// Takes in one command, moving `next` if it makes an announce due
+    /// sooner; false if it says stop.
+    fn command(&mut self, command: Command, next: &mut Option<Instant>) -> bool {
+        match command {
+            Command::Completed => {
+                if self.note_completed() && next.is_some() {
+                    *next = Some(Instant::now());
+                }
+            }
+            Command::WantPeers(want) => {
+                self.want_peers = want;
+                // Re-plan from the last answer (a failed round's backoff
+                // stands, and so does an owed `completed`).
+                let owed = self.completed == Completed::Pending;
+                if let (Some(at), 0, false) = (self.due(), self.failures, owed) {
+                    *next = Some(at);
+                }
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// The round that is due; returns when the next one is, or `None` if
+    /// a stop came in during it.
+    fn due_round(&mut self) -> Option<Instant> {
+        let wait = match self.round() {
+            Round::Stop => return None,
+            Round::Answered(waits) => {
+                self.failures = 0;
+                let now = Instant::now();
+                // The doubling starts over only after a regular announce
+                // (one a whole interval after the last answer), so a wish
+                // that comes and goes cannot make us announce more often.
+                let regular = self.answered.is_none_or(|(at, w)| now >= at + w.regular);
+                self.early = if regular {
+                    0
+                } else {
+                    self.early.saturating_add(1)
+                };
+                self.answered = Some((now, waits));
+                if self.completed == Completed::Pending {
+                    // `Completed` came in during the round.
+                    Duration::ZERO
+                } else {
+                    self.due().map_or(waits.regular, |at| at - now)
+                }
+            }
+            Round::Failed => {
+                self.failures = self.failures.saturating_add(1);
+                backoff(self.config.retry_base, self.failures)
+            }
+        };
+        log::debug!("announce: next in {wait:?}");
+        Some(Instant::now() + wait)
     }
 
     /// When the next announce is due after the last answer: early while
@@ -683,5 +748,8 @@ pub fn printable(s: &str) -> String {
     out
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;
+
+pub use pool::Pool;

@@ -27,8 +27,11 @@ pub enum TorrentError {
     DataChanged { path: PathBuf, change: Change },
     /// The hasher thread is gone: no piece could be verified any more.
     HasherStopped,
-    /// SIGINT or SIGTERM.
+    /// SIGINT or SIGTERM, or (under `shoal serve`) its manager said stop.
     Interrupted,
+    /// Under `shoal serve`: the torrent is complete and no peer came for
+    /// a while, so the run ends and the torrent waits without a thread.
+    Idle,
     /// `--timeout` passed before a magnet link's metadata came.
     NoMetadata { after: Duration, connected: usize },
     /// A magnet link's metadata matched its info hash but is not a valid
@@ -72,6 +75,7 @@ impl fmt::Display for TorrentError {
             ),
             TorrentError::HasherStopped => f.write_str("the hasher thread stopped"),
             TorrentError::Interrupted => f.write_str("interrupted"),
+            TorrentError::Idle => f.write_str("idle"),
             TorrentError::NoMetadata { after, connected } => write!(
                 f,
                 "timed out after {} without the torrent's metadata ({connected} peers connected)",

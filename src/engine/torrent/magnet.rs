@@ -25,13 +25,14 @@ pub fn run_magnet(
     session: &Session,
     magnet: &Magnet,
     opts: Options,
+    hosted: Option<Hosted>,
     notes: Notes<'_>,
 ) -> Result<(Arc<Metainfo>, Summary), TorrentError> {
     let start = Instant::now();
     let mut opts = opts;
     opts.peers.extend(&magnet.peers);
     let mut f = Fetch {
-        swarm: Swarm::new(session, magnet.info_hash, &opts),
+        swarm: Swarm::new(session, magnet.info_hash, &opts, hosted),
         // Whether the torrent is private is not known yet: its metadata
         // decides for the download; until then peers are found every way.
         dht: dht::Lookups::new(session, false),
@@ -101,7 +102,7 @@ impl Fetch<'_> {
         let deadline = self.opts.timeout.map(|t| start + t);
         let mut last_tick = Instant::now() - TICK;
         loop {
-            if crate::disk::sys::stop_requested() {
+            if hosted::stop_requested(self.swarm.hosting.as_ref()) {
                 return Err(TorrentError::Interrupted);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

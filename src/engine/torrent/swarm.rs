@@ -20,20 +20,31 @@ pub(super) struct Swarm {
     pub inbound: Receiver<Inbound>,
     /// Where we accept peers, if we do.
     pub listen_addr: Option<SocketAddr>,
-    pub announce: Option<(Sender<announce::Command>, std::thread::JoinHandle<()>)>,
+    pub announce: Option<announce::Handle>,
     pub counters: Arc<Counters>,
+    /// Under `shoal serve`: when the run goes idle, and its stop flag (the
+    /// announcer then belongs to the manager, and outlives the run).
+    pub hosting: Option<Hosting>,
 }
 
 impl Swarm {
     /// Registers `info_hash` with the session (inbound connections for it
-    /// come to us from now on) and learns `opts.peers`.
-    pub fn new(session: &Session, info_hash: InfoHash, opts: &Options) -> Swarm {
+    /// come to us from now on; a `hosted` run's manager has done that)
+    /// and learns `opts.peers`.
+    pub fn new(
+        session: &Session,
+        info_hash: InfoHash,
+        opts: &Options,
+        hosted: Option<Hosted>,
+    ) -> Swarm {
         let (events_tx, events) = bounded(EVENT_QUEUE);
         let (reports_tx, reports) = unbounded();
         let mut swarm = Swarm {
             settings: Settings {
                 info_hash,
-                peer_id: crate::util::random::peer_id(),
+                peer_id: hosted
+                    .as_ref()
+                    .map_or_else(crate::util::random::peer_id, |h| h.peer_id),
                 num_pieces: Arc::default(),
                 connect_timeout: Duration::from_secs(5),
                 source: opts.source,
@@ -51,11 +62,25 @@ impl Swarm {
             events,
             reports,
             reports_tx,
-            inbound: session.register(info_hash),
+            inbound: never(),
             listen_addr: session.local_addr(),
             announce: None,
             counters: Arc::new(Counters::default()),
+            hosting: None,
         };
+        match hosted {
+            Some(h) => {
+                swarm.inbound = h.inbound;
+                swarm.reports = h.reports;
+                swarm.counters = h.counters;
+                swarm.announce = Some(h.announce);
+                swarm.hosting = Some(Hosting {
+                    idle_after: h.idle_after,
+                    stop: h.stop,
+                });
+            }
+            None => swarm.inbound = session.register(info_hash),
+        }
         for &addr in &opts.peers {
             swarm.book.learn(addr, Instant::now(), Source::Given);
         }
@@ -69,10 +94,9 @@ impl Swarm {
 
     /// Starts announcing to `trackers` (once).
     pub fn start_announce(&mut self, trackers: Vec<Vec<String>>, opts: &Options) {
-        if self.announce.is_some() || trackers.is_empty() {
+        if self.announce.is_some() || self.hosting.is_some() || trackers.is_empty() {
             return;
         }
-        let (tx, rx) = unbounded();
         let mut config = announce::Config::new(
             trackers,
             self.settings.info_hash,
@@ -89,12 +113,11 @@ impl Swarm {
         let handle = announce::spawn(
             config,
             self.counters.clone(),
-            rx,
             Box::new(move |r| {
                 let _ = reports.send(r);
             }),
         );
-        self.announce = Some((tx, handle));
+        self.announce = Some(handle);
     }
 
     /// A key no peer or web seed of this torrent had.
@@ -200,8 +223,8 @@ impl Swarm {
     pub fn want_peers(&self, want: bool, told: &mut bool) {
         if want != *told {
             *told = want;
-            if let Some((tx, _)) = &self.announce {
-                let _ = tx.send(announce::Command::WantPeers(want));
+            if let Some(a) = &self.announce {
+                a.send(announce::Command::WantPeers(want));
             }
         }
     }

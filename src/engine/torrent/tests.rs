@@ -176,7 +176,7 @@ fn download(
     let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
     let mut notes = Vec::new();
     let mut sink = |n| notes.push(n);
-    let swarm = Swarm::new(&session, f.meta.info_hash, &opts);
+    let swarm = Swarm::new(&session, f.meta.info_hash, &opts, None);
     let mut o = Orchestrator::new(
         &session,
         f.meta.clone(),
@@ -199,6 +199,7 @@ fn download(
         uploaded: 0,
         elapsed: Duration::ZERO,
         stopped: result.err(),
+        idle: false,
     };
     drop(o);
     (summary, notes)

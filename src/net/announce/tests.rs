@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::proto::bencode::Owned;
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::unbounded;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
@@ -121,27 +121,25 @@ fn config(tiers: Vec<Vec<String>>) -> Config {
 }
 
 struct Running {
-    commands: Sender<Command>,
+    commands: Handle,
     reports: crossbeam_channel::Receiver<Report>,
-    handle: JoinHandle<()>,
 }
 
 fn start(config: Config, counters: Counters) -> Running {
-    let (commands, command_rx) = unbounded();
+    start_in(None, config, counters)
+}
+
+/// An announcer on its own thread, or in `pool`.
+fn start_in(pool: Option<&Pool>, config: Config, counters: Counters) -> Running {
     let (report_tx, reports) = unbounded();
-    let handle = spawn(
-        config,
-        Arc::new(counters),
-        command_rx,
-        Box::new(move |r| {
-            let _ = report_tx.send(r);
-        }),
-    );
-    Running {
-        commands,
-        reports,
-        handle,
-    }
+    let report: Box<dyn Fn(Report) + Send> = Box::new(move |r| {
+        let _ = report_tx.send(r);
+    });
+    let commands = match pool {
+        Some(pool) => pool.add(config, Arc::new(counters), report),
+        None => spawn(config, Arc::new(counters), report),
+    };
+    Running { commands, reports }
 }
 
 impl Running {
@@ -160,14 +158,14 @@ impl Running {
 
     /// Sends `Stop` and waits for the thread to end.
     fn stop(self) -> Vec<Report> {
-        self.commands.send(Command::Stop).unwrap();
-        finish(self.reports, self.handle)
+        self.commands.send(Command::Stop);
+        finish(self.reports, Some(&self.commands))
     }
 }
 
-/// Waits for the thread to end (its callback, and so the report
-/// channel, is dropped when it does), then joins it.
-fn finish(reports: crossbeam_channel::Receiver<Report>, handle: JoinHandle<()>) -> Vec<Report> {
+/// Waits for the announcer to end (its callback, and so the report
+/// channel, is dropped when it does).
+fn finish(reports: crossbeam_channel::Receiver<Report>, handle: Option<&Handle>) -> Vec<Report> {
     let deadline = Instant::now() + PATIENCE;
     let mut rest = Vec::new();
     loop {
@@ -177,7 +175,9 @@ fn finish(reports: crossbeam_channel::Receiver<Report>, handle: JoinHandle<()>) 
             Err(RecvTimeoutError::Timeout) => panic!("announce thread did not end"),
         }
     }
-    handle.join().unwrap();
+    if let Some(h) = handle {
+        assert!(h.wait_ended(Instant::now() + PATIENCE));
+    }
     rest
 }
 
@@ -441,7 +441,7 @@ fn wanting_peers_announces_early() {
     let run = start(config(vec![vec![tracker.url.clone()]]), Counters::default());
     next_request(&tracker);
     let answered = Instant::now();
-    run.commands.send(Command::WantPeers(true)).unwrap();
+    run.commands.send(Command::WantPeers(true));
     let early = next_request(&tracker);
     assert!(answered.elapsed() >= EARLY_FIRST);
     assert_eq!(param(&early, "event"), None);
@@ -455,7 +455,7 @@ fn started_then_completed() -> (Fake, Running) {
     counters.left.store(1, Ordering::Relaxed);
     let run = start(config(vec![vec![tracker.url.clone()]]), counters);
     run.wait_for(is_peers);
-    run.commands.send(Command::Completed).unwrap();
+    run.commands.send(Command::Completed);
     (tracker, run)
 }
 
@@ -467,7 +467,7 @@ fn completed_once_then_stopped_then_exit() {
     let head = next_request(&tracker);
     assert_eq!(param(&head, "event"), Some("completed"));
     // A second `Completed` is not announced again.
-    run.commands.send(Command::Completed).unwrap();
+    run.commands.send(Command::Completed);
     run.stop();
     let rest: Vec<String> = tracker.requests.try_iter().collect();
     assert_eq!(rest.len(), 1, "{rest:?}");
@@ -496,7 +496,7 @@ fn no_completed_when_complete_from_the_start() {
     // left = 0: seeding from the start.
     let run = start(config(vec![vec![tracker.url.clone()]]), Counters::default());
     run.wait_for(is_peers);
-    run.commands.send(Command::Completed).unwrap();
+    run.commands.send(Command::Completed);
     run.stop();
     assert_eq!(events(&tracker), ["started", "stopped"]);
 }
@@ -506,13 +506,9 @@ fn dropped_command_sender_means_stop() {
     let tracker = good(1800);
     let run = start(config(vec![vec![tracker.url.clone()]]), Counters::default());
     run.wait_for(is_peers);
-    let Running {
-        commands,
-        reports,
-        handle,
-    } = run;
+    let Running { commands, reports } = run;
     drop(commands);
-    finish(reports, handle);
+    finish(reports, None);
     next_request(&tracker);
     assert_eq!(param(&next_request(&tracker), "event"), Some("stopped"));
 }
@@ -708,4 +704,61 @@ fn http_scrape_once() {
         scrape_once("wss://127.0.0.1:1/", &hash, t).map_err(|e| e.to_string()),
         Err("unsupported tracker scheme 'wss'".to_string())
     );
+}
+
+/// Pooled announcers behave as threaded ones: `started` at once, the
+/// tracker's interval, `completed` when told, `stopped` on `Stop`; many
+/// torrents share the pool's few threads.
+#[test]
+fn a_pool_announces_many_torrents_on_few_threads() {
+    let tracker = good(1);
+    let pool = Pool::start().unwrap();
+    let runs: Vec<Running> = (0..3 * pool::WORKERS as u8)
+        .map(|i| {
+            let mut c = config(vec![vec![tracker.url.clone()]]);
+            c.info_hash = InfoHash([i; 20]);
+            let counters = Counters::default();
+            counters.left.store(1, Ordering::Relaxed);
+            start_in(Some(&pool), c, counters)
+        })
+        .collect();
+    for run in &runs {
+        run.wait_for(is_peers);
+    }
+    // Each re-announces on the 1 s interval.
+    for run in &runs {
+        run.wait_for(is_peers);
+    }
+    runs[0].commands.send(Command::Completed);
+    runs[0].wait_for(is_peers);
+    let mut events_seen = Vec::new();
+    for run in runs {
+        run.stop();
+    }
+    while let Ok(head) = tracker.requests.try_recv() {
+        if let Some(e) = param(&head, "event") {
+            events_seen.push(e.to_string());
+        }
+    }
+    let count = |e: &str| events_seen.iter().filter(|x| *x == e).count();
+    assert_eq!(count("started"), 3 * pool::WORKERS);
+    assert_eq!(count("completed"), 1);
+    assert_eq!(count("stopped"), 3 * pool::WORKERS);
+}
+
+/// Dropping the pool stops every announcer in it (`stopped` sent).
+#[test]
+fn dropping_a_pool_stops_its_announcers() {
+    let tracker = good(1800);
+    let pool = Pool::start().unwrap();
+    let run = start_in(
+        Some(&pool),
+        config(vec![vec![tracker.url.clone()]]),
+        Counters::default(),
+    );
+    run.wait_for(is_peers);
+    drop(pool);
+    assert!(run.commands.wait_ended(Instant::now() + PATIENCE));
+    next_request(&tracker);
+    assert_eq!(param(&next_request(&tracker), "event"), Some("stopped"));
 }
