@@ -6,6 +6,7 @@
 
 pub mod info;
 pub mod progress;
+mod serve;
 
 use crate::cli::progress::{Mode, Progress};
 use crate::engine::selection::Selector;
@@ -32,6 +33,7 @@ usage:
   shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
   shoal dht [--listen ADDR:PORT]              a DHT node (a bootstrap node for a fleet)
+  shoal serve [--data DIR] [--watch DIR]      many torrents in one process, with an HTTP API
 
 'shoal COMMAND --help' describes each command.
 
@@ -249,6 +251,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "create" => create(p),
         "tracker" => tracker(p),
         "dht" => dht(p),
+        "serve" => serve::serve(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
@@ -370,14 +373,19 @@ fn output_mode(p: &mut pico_args::Arguments) -> Mode {
 /// The port we listen on by default.
 const DEFAULT_PORT: u16 = 6881;
 
-/// Where the DHT node's routing table is kept between runs:
-/// `$XDG_STATE_HOME/shoal/dht.nodes`, else `~/.local/state/shoal/dht.nodes`.
-fn dht_state_file() -> Option<PathBuf> {
+/// Where shoal keeps state between runs: `$XDG_STATE_HOME/shoal`, else
+/// `~/.local/state/shoal`.
+fn state_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_STATE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))?;
-    Some(base.join("shoal").join("dht.nodes"))
+    Some(base.join("shoal"))
+}
+
+/// Where the DHT node's routing table is kept between runs.
+fn dht_state_file() -> Option<PathBuf> {
+    Some(state_dir()?.join("dht.nodes"))
 }
 
 /// `--dht-bootstrap` (repeatable): the given nodes only; without it the
@@ -573,9 +581,10 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     run_session(Target::Torrent(meta), opts, setup, mode)
 }
 
-/// Runs a download or seed to its end and reports it.
-fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Result<(), Failure> {
-    crate::disk::sys::install_stop_handlers();
+/// The session `setup` and `opts` describe: listening, DHT, rate limits,
+/// and local discovery unless `private` (BEP 27: a private torrent is
+/// never announced to the LAN).
+fn open_session(setup: Setup, opts: &Options, private: bool) -> Result<Session, Failure> {
     let listen = setup.listen;
     let mut session = Session::new(listen, opts.encryption, setup.dht).map_err(|e| {
         let addr = listen.map_or_else(String::new, |a| a.to_string());
@@ -585,9 +594,6 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
         ))
     })?;
     session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
-    // BEP 27: a private torrent is never announced to the LAN (a magnet
-    // link's torrent decides once its metadata says).
-    let private = matches!(&target, Target::Torrent(meta) if meta.private);
     if setup.lsd && !private {
         match session.start_lsd() {
             Ok(interface) => log::info!("local discovery on {interface}"),
@@ -595,6 +601,15 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
             Err(why) => log::info!("no local discovery: {why}"),
         }
     }
+    Ok(session)
+}
+
+/// Runs a download or seed to its end and reports it.
+fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Result<(), Failure> {
+    crate::disk::sys::install_stop_handlers();
+    // A magnet link's torrent decides once its metadata says.
+    let private = matches!(&target, Target::Torrent(meta) if meta.private);
+    let session = open_session(setup, &opts, private)?;
     let name = match &target {
         Target::Torrent(meta) => meta.display_name(),
         Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),

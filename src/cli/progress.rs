@@ -142,6 +142,8 @@ impl Progress {
                 }
                 return;
             }
+            // A `shoal serve` API matter.
+            Note::Peers(_) => return,
             Note::Checked { have, pieces } => (
                 Object::new()
                     .str("event", "checked")

@@ -97,9 +97,29 @@ pub fn free_space(file: &File) -> io::Result<u64> {
 /// Set by the SIGINT/SIGTERM handler; never cleared.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// Set by the SIGHUP handler (when installed); taken by [`take_hangup`].
+static HANGUP: AtomicBool = AtomicBool::new(false);
+
 /// The signal handler: one atomic store, which is async-signal-safe.
-extern "C" fn on_stop_signal(_signal: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
+extern "C" fn on_stop_signal(signal: libc::c_int) {
+    if signal == libc::SIGHUP {
+        HANGUP.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Like [`install_stop_handlers`], and SIGHUP sets a flag that
+/// [`take_hangup`] reads (`shoal serve` rescans its watch folder) instead
+/// of ending the process.
+pub fn install_serve_handlers() {
+    install_stop_handlers();
+    install(libc::SIGHUP, 0);
+}
+
+/// Whether SIGHUP came since the last call.
+pub fn take_hangup() -> bool {
+    HANGUP.swap(false, Ordering::SeqCst)
 }
 
 /// Installs handlers so that SIGINT (Ctrl-C) and SIGTERM ask for a graceful
@@ -119,6 +139,14 @@ extern "C" fn on_stop_signal(_signal: libc::c_int) {
 /// may still return `Interrupted`; std's `read_exact`/`write_all` retry it).
 pub fn install_stop_handlers() {
     for (signal, extra) in [(libc::SIGINT, libc::SA_RESETHAND), (libc::SIGTERM, 0)] {
+        install(signal, extra);
+    }
+}
+
+/// Points `signal` at [`on_stop_signal`], with `SA_RESTART` and `extra`
+/// flags.
+fn install(signal: libc::c_int, extra: libc::c_int) {
+    {
         // SAFETY: sigaction is plain old data; all-zero is a valid value
         // (empty mask, no flags) that we then fill in.
         let mut action: libc::sigaction = unsafe { std::mem::zeroed() };

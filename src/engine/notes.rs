@@ -29,6 +29,18 @@ pub struct Snapshot {
     pub known: usize,
 }
 
+/// A connected peer, as [`Note::Peers`] shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerView {
+    pub addr: SocketAddr,
+    /// What its BEP 10 handshake says it is.
+    pub client: Option<String>,
+    pub down_rate: f64,
+    pub up_rate: f64,
+    /// It dialled us.
+    pub inbound: bool,
+}
+
 /// When seeding stops, as the user asked.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SeedUntil {
@@ -85,6 +97,9 @@ pub enum Note {
     },
     /// The download is complete and seeding goes on.
     Seeding(SeedUntil),
+    /// The connected peers, each tick of a run under `shoal serve` (which
+    /// shows them through its API).
+    Peers(Vec<PeerView>),
     /// Periodic figures (the engine sends one per tick; the renderer
     /// decides how often to show them). `last` is the final report.
     Progress {

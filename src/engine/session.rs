@@ -190,6 +190,18 @@ impl Session {
         rx
     }
 
+    /// Routes connections for `info_hash` to `queue`, shared with other
+    /// torrents (`shoal serve` wakes idle torrents this way).
+    pub fn route_to(&self, info_hash: InfoHash, queue: Sender<Inbound>) {
+        lock(&self.routes).insert(info_hash, queue);
+    }
+
+    /// Hands a connection to the torrent its handshake names, as if it
+    /// had just come in.
+    pub fn deliver(&self, inbound: Inbound) {
+        deliver(&self.routes, inbound);
+    }
+
     pub fn unregister(&self, info_hash: &InfoHash) {
         lock(&self.routes).remove(info_hash);
         if lock(&self.local).remove(info_hash).is_some() {

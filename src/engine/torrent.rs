@@ -39,7 +39,7 @@ use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
 use crate::engine::address_book::{AddressBook, Ban, Source};
 use crate::engine::choker::{Candidate, Choker};
-use crate::engine::notes::{Note, Notes, SeedUntil, Snapshot};
+use crate::engine::notes::{Note, Notes, PeerView, SeedUntil, Snapshot};
 use crate::engine::picker::{Picker, Received};
 use crate::engine::pipeline::{Arrival, Pipeline};
 use crate::engine::rate::RateMeter;
@@ -830,6 +830,17 @@ impl<'p> Orchestrator<'p> {
         }
         self.fill_all();
         self.feed_web_seeds();
+        if self.swarm.hosting.is_some() {
+            let peers = self.peers.values().filter(|p| p.socket.is_some());
+            let views = peers.map(|p| PeerView {
+                addr: p.addr,
+                client: p.ext.client.clone(),
+                down_rate: p.down.rate(),
+                up_rate: p.up.rate(),
+                inbound: p.inbound,
+            });
+            (self.notes)(Note::Peers(views.collect()));
+        }
         let snapshot = self.snapshot();
         (self.notes)(Note::Progress {
             snapshot,

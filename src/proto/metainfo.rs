@@ -23,6 +23,12 @@ impl InfoHash {
     pub fn hex(&self) -> String {
         crate::util::hex::encode(&self.0)
     }
+
+    /// The hash written as 40 hex digits (either case).
+    pub fn from_hex(text: &str) -> Option<InfoHash> {
+        let bytes = crate::util::hex::decode(text)?;
+        Some(InfoHash(bytes.try_into().ok()?))
+    }
 }
 
 impl fmt::Debug for InfoHash {

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 /// Where a torrent is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
-    /// Waiting for its turn to check existing data, or checking it.
+    /// Waiting for its turn to check its data or download (a few run at
+    /// once).
+    Queued,
+    /// Checking the data it has.
     Checking,
     /// A magnet link whose metadata is being fetched.
     Metadata,
@@ -33,6 +36,7 @@ impl State {
     /// The name used in JSON and metrics labels.
     pub fn name(&self) -> &'static str {
         match self {
+            State::Queued => "queued",
             State::Checking => "checking",
             State::Metadata => "metadata",
             State::Downloading => "downloading",
@@ -60,8 +64,8 @@ pub struct Status {
     /// Bytes per second, payload.
     pub down_rate: f64,
     pub up_rate: f64,
-    /// Payload bytes received from peers and web seeds, and sent, since
-    /// the torrent was added (kept across restarts).
+    /// Payload bytes received from peers, and sent, since the process
+    /// started.
     pub downloaded: u64,
     pub uploaded: u64,
     /// Peers connected (handshake done).

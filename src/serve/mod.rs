@@ -2,3 +2,6 @@
 //! and an HTTP API.
 
 pub mod control;
+pub mod manager;
+mod saved;
+pub mod watch;
