@@ -28,7 +28,9 @@ torrent and save resume state; SIGHUP rescans the watch folder.
                       up its threads until a peer dials in (default 60s)
   --seed-ratio R, --seed-time DUR
                       stop seeding a torrent there (default: never)
-  --max-peers N       peers per torrent (default 50)
+  --max-peers N       peers of all torrents together (default 500)
+  --max-peers-per-torrent N
+                      peers of one torrent (default 50)
   --max-upload-rate RATE, --max-download-rate RATE
                       limits for the whole process (e.g. 20M, in bytes/s)
   --port N, --bind ADDR, --encryption MODE, --no-dht, --no-lsd,
@@ -57,7 +59,13 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
     let max_active = parse_value(&mut p, "--max-active", "count", positive)?.unwrap_or(8);
     let idle_after = parse_value(&mut p, "--idle-after", "duration", parse_duration)?
         .unwrap_or(Duration::from_secs(60));
+    // Here --max-peers is the session's; each torrent's has its own name.
+    let max_peers = parse_value(&mut p, "--max-peers", "peer count", positive)?.unwrap_or(500);
+    let per_torrent = parse_value(&mut p, "--max-peers-per-torrent", "peer count", positive)?;
     let (mut opts, setup) = session_options(&mut p, data.clone())?;
+    if let Some(n) = per_torrent {
+        opts.max_peers = n;
+    }
     opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
     super::positionals(p, [])?;
     for dir in [Some(&data), Some(&state), watch.as_ref()]
@@ -68,7 +76,9 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
             .map_err(|e| Failure::Failed(format!("{}: {e}", dir.display())))?;
     }
     crate::disk::sys::install_serve_handlers();
-    let session = Arc::new(open_session(setup, &opts, false)?);
+    let mut session = open_session(setup, &opts, false)?;
+    session.limit_peers(max_peers);
+    let session = Arc::new(session);
     if let Some(addr) = session.local_addr() {
         println!("listening on {addr}");
     }

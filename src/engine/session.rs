@@ -50,6 +50,47 @@ pub struct Session {
     throttles: Throttles,
     lsd: Option<Lsd>,
     local: Arc<LocalRoutes>,
+    /// Peer connections of all torrents together.
+    budget: Arc<PeerBudget>,
+}
+
+/// A cap on the peer connections of all of a session's torrents together
+/// (`shoal serve --max-peers-total`); each torrent's own `--max-peers`
+/// applies beneath it.
+#[derive(Debug)]
+pub struct PeerBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+/// One connection's share of the [`PeerBudget`], given back when dropped.
+pub struct PeerSlot(Arc<PeerBudget>);
+
+impl PeerBudget {
+    /// A slot, if the cap leaves room.
+    pub fn take(budget: &Arc<PeerBudget>) -> Option<PeerSlot> {
+        use std::sync::atomic::Ordering;
+        budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < budget.limit).then_some(n + 1)
+            })
+            .ok()?;
+        Some(PeerSlot(Arc::clone(budget)))
+    }
+
+    /// Connections holding a slot now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        self.0
+            .used
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Why local service discovery does not run.
@@ -121,6 +162,10 @@ impl Session {
             throttles: Throttles::default(),
             lsd: None,
             local: Arc::default(),
+            budget: Arc::new(PeerBudget {
+                limit: usize::MAX,
+                used: Default::default(),
+            }),
         })
     }
 
@@ -128,6 +173,19 @@ impl Session {
     /// per second (`None`: unlimited). Applies to peers started after.
     pub fn limit_rates(&mut self, down: Option<u64>, up: Option<u64>) {
         self.throttles = Throttles::new(down, up);
+    }
+
+    /// Caps the peer connections of all torrents together. Applies to
+    /// torrents started after.
+    pub fn limit_peers(&mut self, limit: usize) {
+        self.budget = Arc::new(PeerBudget {
+            limit,
+            used: Default::default(),
+        });
+    }
+
+    pub fn peer_budget(&self) -> Arc<PeerBudget> {
+        Arc::clone(&self.budget)
     }
 
     pub fn throttles(&self) -> Throttles {
@@ -366,6 +424,21 @@ mod tests {
         }
         let mut session = Session::new(None, Encryption::Prefer, None).unwrap();
         assert!(matches!(session.start_lsd(), Err(LsdOff::NotListening)));
+    }
+
+    /// The session's peer cap is shared: slots run out at the limit and
+    /// come back when connections end.
+    #[test]
+    fn peer_slots_are_capped_and_given_back() {
+        let mut session = Session::new(None, Encryption::Prefer, None).unwrap();
+        session.limit_peers(2);
+        let budget = session.peer_budget();
+        let a = PeerBudget::take(&budget).unwrap();
+        let _b = PeerBudget::take(&budget).unwrap();
+        assert!(PeerBudget::take(&budget).is_none());
+        assert_eq!(budget.used(), 2);
+        drop(a);
+        assert!(PeerBudget::take(&budget).is_some());
     }
 
     /// A torrent that takes no connections (its queue full) costs the

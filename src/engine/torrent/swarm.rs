@@ -6,6 +6,7 @@
 //! every connection.
 
 use super::*;
+use crate::engine::session::PeerBudget;
 
 pub(super) struct Swarm {
     pub settings: Settings,
@@ -22,6 +23,8 @@ pub(super) struct Swarm {
     pub listen_addr: Option<SocketAddr>,
     pub announce: Option<announce::Handle>,
     pub counters: Arc<Counters>,
+    /// The session's cap on connections of all torrents.
+    budget: Arc<crate::engine::session::PeerBudget>,
     /// Under `shoal serve`: when the run goes idle, and its stop flag (the
     /// announcer then belongs to the manager, and outlives the run).
     pub hosting: Option<Hosting>,
@@ -67,6 +70,7 @@ impl Swarm {
             announce: None,
             counters: Arc::new(Counters::default()),
             hosting: None,
+            budget: session.peer_budget(),
         };
         match hosted {
             Some(h) => {
@@ -132,13 +136,21 @@ impl Swarm {
         &mut self,
         run: impl FnOnce(PeerKey, Settings, Receiver<Command>, Sender<Event>) + Send + 'static,
     ) -> Option<(PeerKey, Sender<Command>)> {
+        let Some(slot) = PeerBudget::take(&self.budget) else {
+            log::debug!("no peer slot left in the session");
+            return None;
+        };
         let key = self.new_key();
         let (tx, rx) = bounded(COMMAND_QUEUE);
         let settings = self.settings.clone();
         let events = self.events_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("peer-{key}"))
-            .spawn(move || run(key, settings, rx, events));
+            .spawn(move || {
+                // Given back when the connection's thread ends.
+                let _slot = slot;
+                run(key, settings, rx, events)
+            });
         match spawned {
             Ok(_) => Some((key, tx)),
             Err(e) => {
