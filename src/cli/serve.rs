@@ -66,7 +66,6 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
     if let Some(n) = per_torrent {
         opts.max_peers = n;
     }
-    opts.seed.forever = opts.seed.ratio.is_none() && opts.seed.time.is_none();
     super::positionals(p, [])?;
     for dir in [Some(&data), Some(&state), watch.as_ref()]
         .into_iter()

@@ -178,7 +178,10 @@ struct Shared {
 impl Manager {
     /// A manager on `session`, with the torrents saved in the state
     /// directory added (and checked cheaply through their resume state).
-    pub fn start(session: Arc<Session>, config: Config) -> std::io::Result<Manager> {
+    pub fn start(session: Arc<Session>, mut config: Config) -> std::io::Result<Manager> {
+        // Torrents seed until their limit, or for as long as we run.
+        let seed = &mut config.opts.seed;
+        seed.forever = seed.ratio.is_none() && seed.time.is_none();
         let store = Store::open(&config.state)?;
         let (wake_tx, wake) = unbounded();
         let (ended_tx, ended) = unbounded();
@@ -440,6 +443,7 @@ impl Shared {
             self.session.deliver(c);
         }
         let stop = Arc::new(AtomicBool::new(false));
+        lock(&t.live).snapshot = None;
         let hosted = Hosted {
             announce: t
                 .announce
@@ -622,12 +626,12 @@ impl Shared {
             (Some(s), _) => s.bytes,
             (None, _) => 0,
         };
-        let running = t.run.is_some();
-        let snapshot = live.snapshot.as_ref().filter(|_| running);
+        let snapshot = live.snapshot.as_ref().filter(|_| t.run.is_some());
+        let state = state_of(t, &live);
         Status {
             info_hash: *hash,
             name: t.name.clone(),
-            state: t.state.clone(),
+            state,
             done,
             size: live.snapshot.as_ref().map_or(size, |s| s.total),
             down_rate: snapshot.map_or(0.0, |s| s.down_rate),
@@ -637,6 +641,16 @@ impl Shared {
             peers: snapshot.map_or(0, |s| s.peers),
             data_dir: t.data_dir.clone(),
         }
+    }
+}
+
+/// A torrent's state: while it runs, what the run last reported.
+fn state_of(t: &Torrent, live: &Live) -> State {
+    let snapshot = live.snapshot.as_ref().filter(|_| t.run.is_some());
+    match (&t.state, snapshot) {
+        (State::Checking | State::Seeding, Some(s)) if s.have == s.pieces => State::Seeding,
+        (State::Checking | State::Seeding, Some(_)) => State::Downloading,
+        (state, _) => state.clone(),
     }
 }
 
@@ -771,7 +785,7 @@ impl Control for Shared {
             list.push(control::TorrentMetrics {
                 info_hash: *hash,
                 name: t.name.clone(),
-                state: t.state.clone(),
+                state: state_of(t, &live),
                 peers: connected,
                 counters,
             });
@@ -789,3 +803,6 @@ impl Control for Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
