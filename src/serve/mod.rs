@@ -1,4 +1,8 @@
 //! `shoal serve`: many torrents in one process, driven by a watch folder
 //! and an HTTP API.
 
+pub mod api;
 pub mod control;
+pub mod metrics;
+
+pub use api::{serve_api, ApiServer};
