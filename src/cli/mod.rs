@@ -4,6 +4,7 @@
 //! Owns: argument syntax, help texts and the one-line error format
 //! `error: FILE: what is wrong`. Does not own: what a command does.
 
+pub mod ctl;
 pub mod info;
 pub mod progress;
 
@@ -32,6 +33,7 @@ usage:
   shoal info FILE.torrent [--json] [--scrape] show what a torrent holds
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
   shoal dht [--listen ADDR:PORT]              a DHT node (a bootstrap node for a fleet)
+  shoal ctl [--api ADDR:PORT] COMMAND         drive a running 'shoal serve' through its API
 
 'shoal COMMAND --help' describes each command.
 
@@ -249,6 +251,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "create" => create(p),
         "tracker" => tracker(p),
         "dht" => dht(p),
+        "ctl" => ctl::run(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }
