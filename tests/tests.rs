@@ -41,6 +41,8 @@ mod rates;
 mod reliability;
 #[path = "suite/select.rs"]
 mod select;
+#[path = "suite/serve.rs"]
+mod serve;
 #[path = "suite/swarm.rs"]
 mod swarm;
 #[path = "suite/trackers.rs"]

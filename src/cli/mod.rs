@@ -4,6 +4,7 @@
 //! Owns: argument syntax, help texts and the one-line error format
 //! `error: FILE: what is wrong`. Does not own: what a command does.
 
+pub mod ctl;
 pub mod info;
 pub mod progress;
 mod serve;
@@ -34,6 +35,7 @@ usage:
   shoal tracker [--listen ADDR:PORT]          a small HTTP + UDP tracker for private swarms
   shoal dht [--listen ADDR:PORT]              a DHT node (a bootstrap node for a fleet)
   shoal serve [--data DIR] [--watch DIR]      many torrents in one process, with an HTTP API
+  shoal ctl [--api ADDR:PORT] COMMAND         drive a running 'shoal serve' through its API
 
 'shoal COMMAND --help' describes each command.
 
@@ -252,6 +254,7 @@ pub fn run(mut args: Vec<OsString>) -> Result<(), Failure> {
         "tracker" => tracker(p),
         "dht" => dht(p),
         "serve" => serve::serve(p),
+        "ctl" => ctl::run(p),
         other if other.ends_with(".torrent") && !other.starts_with('-') => {
             get(p, Some(OsString::from(other)))
         }

@@ -1,9 +1,12 @@
 //! `shoal serve`: the command line of the many-torrent daemon.
 
 use super::{open_session, parse_value, session_options, state_dir, Failure};
+use crate::serve::api::{serve_api, DEFAULT_ADDR};
 use crate::serve::manager::{Config, Manager};
 use crate::serve::watch::{Watch, SCAN_EVERY};
+use crate::util::json::Object;
 use crate::util::units::parse_duration;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +25,12 @@ torrent and save resume state; SIGHUP rescans the watch folder.
                       (its data is kept). Looked at every 2 s.
   --state DIR         torrents added through the API (default:
                       $XDG_STATE_HOME/shoal, else ~/.local/state/shoal)
+  --api ADDR:PORT     the HTTP API (default 127.0.0.1:6880; see 'shoal ctl')
+  --api-token TOKEN   required of API clients as 'Authorization: Bearer
+                      TOKEN' (also from $SHOAL_API_TOKEN); needed to bind
+                      the API to anything but loopback
+  --no-api            no HTTP API (the watch folder only)
+  --json              the start-up lines as JSON objects
   --max-active N      checks and downloads at once (default 8; the others
                       wait as 'queued'; seeding is never queued)
   --idle-after DUR    a complete torrent with no peer for this long gives
@@ -56,6 +65,18 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
         }
     };
     let positive = |s: &str| s.parse().ok().filter(|&n: &usize| n > 0);
+    let api = parse_value(&mut p, "--api", "address", |s| s.parse::<SocketAddr>().ok())?
+        .unwrap_or(DEFAULT_ADDR);
+    let token = p
+        .opt_value_from_str::<_, String>("--api-token")
+        .map_err(usage)?
+        .or_else(|| {
+            std::env::var("SHOAL_API_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+        });
+    let no_api = p.contains("--no-api");
+    let json = p.contains("--json");
     let max_active = parse_value(&mut p, "--max-active", "count", positive)?.unwrap_or(8);
     let idle_after = parse_value(&mut p, "--idle-after", "duration", parse_duration)?
         .unwrap_or(Duration::from_secs(60));
@@ -79,7 +100,7 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
     session.limit_peers(max_peers);
     let session = Arc::new(session);
     if let Some(addr) = session.local_addr() {
-        println!("listening on {addr}");
+        say(json, "listening", addr);
     }
     let config = Config {
         data,
@@ -90,6 +111,15 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
     };
     let manager = Manager::start(session, config)
         .map_err(|e| Failure::Failed(format!("{}: {e}", state.display())))?;
+    let _api = match no_api {
+        true => None,
+        false => {
+            let server = serve_api(api, token, manager.control())
+                .map_err(|e| Failure::Failed(format!("API on {api}: {e}")))?;
+            say(json, "api", server.local_addr());
+            Some(server)
+        }
+    };
     let mut watch = watch.map(Watch::new);
     let mut last_scan: Option<Instant> = None;
     while !crate::disk::sys::stop_requested() {
@@ -105,4 +135,17 @@ pub fn serve(mut p: pico_args::Arguments) -> Result<(), Failure> {
     log::info!("stopping");
     manager.shutdown();
     Ok(())
+}
+
+/// A start-up line: `listening on ADDR`, or `{"event":"listening","addr":...}`.
+fn say(json: bool, event: &str, addr: SocketAddr) {
+    if json {
+        let line = Object::new()
+            .str("event", event)
+            .str("addr", &addr.to_string())
+            .finish();
+        println!("{line}");
+    } else {
+        println!("{event} on {addr}");
+    }
 }

@@ -10,6 +10,7 @@
 
 pub mod announce;
 pub mod dht;
+pub mod http_server;
 pub mod listener;
 pub mod lsd;
 pub mod peer;

@@ -11,6 +11,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod extension;
 pub mod geometry;
+pub mod http;
 pub mod krpc;
 pub mod lsd;
 pub mod magnet;

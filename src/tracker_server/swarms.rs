@@ -42,7 +42,7 @@ use crate::proto::tracker::{encode_compact, Event, ScrapeStats};
 use crate::util::random::Rng;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The re-announce interval we ask for: the usual 30 minutes. A fleet
@@ -470,29 +470,8 @@ impl Swarms {
     }
 }
 
-/// IPv4-mapped IPv6 addresses as IPv4; everything else unchanged.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
-/// Whose share a request counts against: the IPv4 address, or the IPv6
-/// /64 (one host or site gets a /64 and can use any address in it); `None`
-/// for the tracker's own host (127.0.0.1, ::1), where every client of a
-/// local swarm shares one address and no limit applies.
-pub fn client_key(ip: IpAddr) -> Option<IpAddr> {
-    match canonical(ip) {
-        ip if ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(Ipv6Addr::LOCALHOST) => None,
-        IpAddr::V6(v6) => {
-            let mut o = v6.octets();
-            o[8..].fill(0);
-            Some(IpAddr::from(o))
-        }
-        v4 => Some(v4),
-    }
-}
+/// The same addressing rules as the HTTP server's per-address cap.
+pub use crate::net::http_server::{canonical, client_key};
 
 fn whole_secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX).max(1)

@@ -1,6 +1,8 @@
 use super::*;
 use crate::proto::metainfo::InfoHash;
 use crate::proto::tracker::{self, Announce, Event, ScrapeStats};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 
 /// Waits for `cond` (the test's own `within` deadline bounds the wait).
 fn wait_for(cond: impl Fn() -> bool) {
@@ -25,7 +27,7 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> io::Result<(u16, Vec<u8>)> {
     s.write_all(request)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    let end = http::head_end(&buf).unwrap_or(buf.len());
+    let end = crate::proto::http::head_end(&buf).unwrap_or(buf.len());
     let status = buf
         .get(9..12)
         .and_then(|c| std::str::from_utf8(c).ok())
@@ -306,13 +308,13 @@ fn answer_without_sockets() {
     let swarms = Mutex::new(Swarms::new(Limits::default(), 1));
     let ip: IpAddr = "10.0.0.1".parse().unwrap();
     let (status, body) = answer(b"GET /nope HTTP/1.1\r\n\r\n", ip, &swarms);
-    assert_eq!(status, http::NOT_FOUND);
+    assert_eq!(status, crate::proto::http::NOT_FOUND);
     assert_eq!(
         body,
         b"not found: this tracker serves /announce and /scrape\n"
     );
     let (status, body) = answer(b"GET /announce?port=1 HTTP/1.1\r\n\r\n", ip, &swarms);
-    assert_eq!(status, http::OK);
+    assert_eq!(status, crate::proto::http::OK);
     assert_eq!(body, encode_failure("missing info_hash"));
 }
 

@@ -258,9 +258,9 @@ pub fn shoal_args<S: AsRef<std::ffi::OsStr>>(
     in_namespace: bool,
 ) -> Vec<std::ffi::OsString> {
     let mut full: Vec<std::ffi::OsString> = args.iter().map(|a| a.as_ref().to_owned()).collect();
-    let session = full
-        .first()
-        .is_some_and(|c| c == "get" || c == "seed" || c.to_string_lossy().ends_with(".torrent"));
+    let session = full.first().is_some_and(|c| {
+        c == "get" || c == "seed" || c == "serve" || c.to_string_lossy().ends_with(".torrent")
+    });
     let chosen = full
         .iter()
         .any(|a| a == "--dht-bootstrap" || a == "--no-dht");
