@@ -73,9 +73,12 @@ const READ_SLICE: Duration = Duration::from_millis(200);
 const LINGER_BYTES: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_millis(500);
 
-/// How long the accept thread waits for a worker it knows is about to be
-/// free (idle, or just cut loose) to take a connection.
+/// With [`WhenFull::CutSlowest`], how long the accept thread tries to
+/// place a connection (cutting slow senders loose) before answering 503,
+/// and how long it waits for a worker between two tries. Only workers busy
+/// with requests already read (never a slow sender) make it wait this long.
 const HANDOVER: Duration = Duration::from_secs(1);
+const HANDOVER_STEP: Duration = Duration::from_millis(10);
 
 /// A body gets this much time per MiB on top of the request deadline: a
 /// 16 MiB upload over a slow link is not a slow client.
@@ -89,7 +92,7 @@ pub enum WhenFull {
     Refuse,
     /// Cut off the connection that has been sending its request the
     /// longest (it gets 408) and serve the new one in its place; 503 only
-    /// when no worker is waiting on a client. A well-behaved client sends
+    /// when no worker is waiting on a client for a second. A well-behaved client sends
     /// its request at once, so a flood of slow or silent connections
     /// cannot lock it out (the API). The queue is then empty: a newcomer
     /// goes straight to a worker.
@@ -186,9 +189,8 @@ struct Shared {
     config: Config,
     handler: Arc<dyn Handler>,
     stop: Arc<AtomicBool>,
-    /// Workers holding a connection now, and those waiting for one.
+    /// Workers holding a connection now.
     busy: AtomicUsize,
-    idle: AtomicUsize,
     /// Connections queued or in service, per client address, and how many
     /// one address may have: half the workers.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -233,17 +235,19 @@ impl Shared {
     }
 
     /// Cuts off the connection that has been sending its request the
-    /// longest; whether there was one.
-    fn cut_slowest(&self) -> bool {
+    /// longest, unless one cut off is still on its way out (its worker will
+    /// be free in a moment: one cut per connection placed).
+    fn cut_slowest(&self) {
         let sending = lock(&self.sending);
-        let Some(slowest) = sending.iter().min_by_key(|s| s.since) else {
-            return false;
-        };
-        slowest.cut.store(true, Ordering::SeqCst);
-        // Wakes its worker's read at once (it returns 0); the worker then
-        // answers 408 and closes.
-        let _ = slowest.stream.shutdown(Shutdown::Read);
-        true
+        if sending.iter().any(|s| s.cut.load(Ordering::SeqCst)) {
+            return;
+        }
+        if let Some(slowest) = sending.iter().min_by_key(|s| s.since) {
+            slowest.cut.store(true, Ordering::SeqCst);
+            // Wakes its worker's read at once (it returns 0); the worker
+            // then answers 408 and closes.
+            let _ = slowest.stream.shutdown(Shutdown::Read);
+        }
     }
 
     fn refusal(&self, status: Status, why: &str) -> Response {
@@ -368,7 +372,6 @@ pub fn start(
         handler,
         stop: Arc::new(AtomicBool::new(false)),
         busy: AtomicUsize::new(0),
-        idle: AtomicUsize::new(0),
         per_ip: Mutex::default(),
         max_per_ip: (workers / 2).max(1),
         sending: Mutex::default(),
@@ -449,14 +452,22 @@ fn place(queue: &Sender<Conn>, conn: Conn, shared: &Shared) -> Result<(), Conn> 
     if shared.config.when_full == WhenFull::Refuse || shared.stop.load(Ordering::SeqCst) {
         return Err(conn);
     }
-    // A worker between two connections is not in `recv` yet: wait for it
-    // rather than cut anyone.
-    if shared.idle.load(Ordering::SeqCst) == 0 && !shared.cut_slowest() {
-        return Err(conn);
+    // Until a worker takes it: cut a slow sender loose, and wait a moment
+    // for its worker (or any other) to come back for it. Workers that have
+    // just taken a connection are not listed as sending yet, hence the
+    // retries. A worker between two connections is not in `recv` at the
+    // instant of `try_send`: then a sender is cut a little early, which
+    // costs only a slow client when the server is nearly full anyway.
+    let deadline = Instant::now() + HANDOVER;
+    let mut conn = conn;
+    loop {
+        shared.cut_slowest();
+        conn = match queue.send_timeout(conn, HANDOVER_STEP) {
+            Ok(()) => return Ok(()),
+            Err(SendTimeoutError::Timeout(c)) if Instant::now() < deadline => c,
+            Err(SendTimeoutError::Timeout(c) | SendTimeoutError::Disconnected(c)) => return Err(c),
+        };
     }
-    queue.send_timeout(conn, HANDOVER).map_err(|e| match e {
-        SendTimeoutError::Timeout(c) | SendTimeoutError::Disconnected(c) => c,
-    })
 }
 
 /// A short answer without ever blocking: a new socket's empty send buffer
@@ -472,11 +483,7 @@ fn refuse(mut stream: TcpStream, response: &Response) {
 
 fn worker(queue: &Receiver<Conn>, shared: &Shared) {
     // Ends when the accept thread, the only sender, has ended.
-    loop {
-        shared.idle.fetch_add(1, Ordering::SeqCst);
-        let next = queue.recv();
-        shared.idle.fetch_sub(1, Ordering::SeqCst);
-        let Ok(conn) = next else { return };
+    for conn in queue.iter() {
         let _counted = Release(shared, conn.ip);
         if shared.stop.load(Ordering::SeqCst) {
             continue;
