@@ -169,10 +169,12 @@ pub fn client_key(ip: IpAddr) -> Option<IpAddr> {
     }
 }
 
-/// An accepted connection and the address it counts against.
+/// An accepted connection, the address it counts against, and when it
+/// was accepted (the order in which [`WhenFull::CutSlowest`] cuts).
 struct Conn {
     stream: TcpStream,
     ip: IpAddr,
+    accepted: Instant,
 }
 
 /// A connection whose request is still arriving, as the accept thread
@@ -415,7 +417,12 @@ fn accept_loop(listener: &TcpListener, queue: &Sender<Conn>, shared: &Shared) {
                     refuse(stream, &shared.refusal(BUSY, shared.config.busy_message));
                     continue;
                 }
-                if let Err(conn) = place(queue, Conn { stream, ip }, shared) {
+                let conn = Conn {
+                    stream,
+                    ip,
+                    accepted: Instant::now(),
+                };
+                if let Err(conn) = place(queue, conn, shared) {
                     shared.release(ip);
                     log::debug!("{name}: {from}: all workers busy, answered 503");
                     refuse(
@@ -490,7 +497,11 @@ fn worker(queue: &Receiver<Conn>, shared: &Shared) {
         }
         shared.busy.fetch_add(1, Ordering::SeqCst);
         // A bug in a handler costs its one request, not a worker.
-        if panic::catch_unwind(AssertUnwindSafe(|| serve(conn.stream, shared))).is_err() {
+        if panic::catch_unwind(AssertUnwindSafe(|| {
+            serve(conn.stream, conn.accepted, shared)
+        }))
+        .is_err()
+        {
             log::error!(
                 "{}: a request handler panicked; its connection was dropped",
                 shared.config.name
@@ -519,14 +530,14 @@ struct Sending<'a> {
 }
 
 impl<'a> Sending<'a> {
-    fn new(shared: &'a Shared, stream: &TcpStream) -> Sending<'a> {
+    fn new(shared: &'a Shared, stream: &TcpStream, since: Instant) -> Sending<'a> {
         let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cut = Arc::new(AtomicBool::new(false));
         if shared.config.when_full == WhenFull::CutSlowest {
             if let Ok(stream) = stream.try_clone() {
                 lock(&shared.sending).push(Sender_ {
                     id,
-                    since: Instant::now(),
+                    since,
                     stream,
                     cut: Arc::clone(&cut),
                 });
@@ -570,7 +581,7 @@ impl fmt::Display for ReadError {
     }
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, accepted: Instant, shared: &Shared) {
     let Ok(from) = stream.peer_addr() else { return };
     let name = shared.config.name;
     // Accepted sockets inherit the listener's nonblocking mode on some
@@ -580,7 +591,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     }
     let timeout = shared.config.request_timeout;
     let _ = stream.set_write_timeout(Some(timeout));
-    let sending = Sending::new(shared, &stream);
+    let sending = Sending::new(shared, &stream, accepted);
     let read = read_request(&mut stream, Instant::now() + timeout, shared, &sending.cut);
     drop(sending);
     let refused = match read {
@@ -737,5 +748,116 @@ fn linger(stream: &mut TcpStream, stop: &AtomicBool) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http::OK;
+
+    /// A server that answers with the length of the body it read.
+    fn echo(workers: usize, when_full: WhenFull, timeout: Duration) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = Config {
+            name: "test",
+            workers,
+            max_connections: workers,
+            request_timeout: timeout,
+            max_body: 1000,
+            when_full,
+            busy_message: "busy",
+            refusal: |s, why| Response::text(s, why.to_string()),
+        };
+        let handler = |r: &Request<'_>| Response::text(OK, format!("{}", r.body.len()));
+        start(listener, config, Arc::new(handler)).unwrap()
+    }
+
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        format!("{} {body}", head.get(9..12).unwrap_or(""))
+    }
+
+    #[test]
+    fn bodies_are_framed_by_content_length() {
+        crate::util::testutil::within(|| {
+            let server = echo(2, WhenFull::Refuse, Duration::from_secs(5));
+            let addr = server.local_addr();
+            for (request, want) in [
+                (&b"GET / HTTP/1.1\r\n\r\n"[..], "200 0"),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloEXTRA",
+                    "200 5",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+                    "413 request body over 1000 bytes",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                    "400 malformed Content-Length",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    "501 Transfer-Encoding is not supported: send Content-Length",
+                ),
+            ] {
+                assert_eq!(
+                    exchange(addr, request),
+                    want,
+                    "{}",
+                    String::from_utf8_lossy(request)
+                );
+            }
+            // The body may come in pieces.
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 600\r\n\r\n")
+                .unwrap();
+            for _ in 0..6 {
+                s.write_all(&[b'x'; 100]).unwrap();
+            }
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert!(out.ends_with("\r\n\r\n600"), "{out}");
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn a_full_server_cuts_the_slowest_sender_for_a_newcomer() {
+        crate::util::testutil::within(|| {
+            let server = echo(2, WhenFull::CutSlowest, Duration::from_secs(60));
+            let addr = server.local_addr();
+            let first = TcpStream::connect(addr).unwrap();
+            let mut second = TcpStream::connect(addr).unwrap();
+            second.write_all(b"POST / HT").unwrap();
+            while server.busy_workers() < 2 {
+                thread::sleep(Duration::from_millis(5));
+            }
+            // Both workers wait on senders whose deadline is a minute away:
+            // the newcomer is served at once, in the place of the oldest.
+            assert_eq!(exchange(addr, b"GET / HTTP/1.1\r\n\r\n"), "200 0");
+            let mut first = first;
+            first
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut out = String::new();
+            let _ = first.read_to_string(&mut out);
+            assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+            // The second still holds its worker, and may finish its request.
+            second
+                .write_all(b"TP/1.1\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            let mut out = String::new();
+            second.read_to_string(&mut out).unwrap();
+            assert!(out.ends_with("\r\n\r\n2"), "{out}");
+            assert!(server.stop());
+        });
     }
 }
