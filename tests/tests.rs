@@ -5,6 +5,8 @@
 
 mod common;
 
+#[path = "suite/api.rs"]
+mod api;
 #[path = "suite/bans.rs"]
 mod bans;
 #[path = "suite/bench_smoke.rs"]

@@ -73,9 +73,12 @@ const READ_SLICE: Duration = Duration::from_millis(200);
 const LINGER_BYTES: usize = 64 * 1024;
 const LINGER_TIME: Duration = Duration::from_millis(500);
 
-/// How long the accept thread waits for a worker it knows is about to be
-/// free (idle, or just cut loose) to take a connection.
+/// With [`WhenFull::CutSlowest`], how long the accept thread tries to
+/// place a connection (cutting slow senders loose) before answering 503,
+/// and how long it waits for a worker between two tries. Only workers busy
+/// with requests already read (never a slow sender) make it wait this long.
 const HANDOVER: Duration = Duration::from_secs(1);
+const HANDOVER_STEP: Duration = Duration::from_millis(10);
 
 /// A body gets this much time per MiB on top of the request deadline: a
 /// 16 MiB upload over a slow link is not a slow client.
@@ -89,7 +92,7 @@ pub enum WhenFull {
     Refuse,
     /// Cut off the connection that has been sending its request the
     /// longest (it gets 408) and serve the new one in its place; 503 only
-    /// when no worker is waiting on a client. A well-behaved client sends
+    /// when no worker is waiting on a client for a second. A well-behaved client sends
     /// its request at once, so a flood of slow or silent connections
     /// cannot lock it out (the API). The queue is then empty: a newcomer
     /// goes straight to a worker.
@@ -166,10 +169,12 @@ pub fn client_key(ip: IpAddr) -> Option<IpAddr> {
     }
 }
 
-/// An accepted connection and the address it counts against.
+/// An accepted connection, the address it counts against, and when it
+/// was accepted (the order in which [`WhenFull::CutSlowest`] cuts).
 struct Conn {
     stream: TcpStream,
     ip: IpAddr,
+    accepted: Instant,
 }
 
 /// A connection whose request is still arriving, as the accept thread
@@ -186,9 +191,8 @@ struct Shared {
     config: Config,
     handler: Arc<dyn Handler>,
     stop: Arc<AtomicBool>,
-    /// Workers holding a connection now, and those waiting for one.
+    /// Workers holding a connection now.
     busy: AtomicUsize,
-    idle: AtomicUsize,
     /// Connections queued or in service, per client address, and how many
     /// one address may have: half the workers.
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -233,17 +237,19 @@ impl Shared {
     }
 
     /// Cuts off the connection that has been sending its request the
-    /// longest; whether there was one.
-    fn cut_slowest(&self) -> bool {
+    /// longest, unless one cut off is still on its way out (its worker will
+    /// be free in a moment: one cut per connection placed).
+    fn cut_slowest(&self) {
         let sending = lock(&self.sending);
-        let Some(slowest) = sending.iter().min_by_key(|s| s.since) else {
-            return false;
-        };
-        slowest.cut.store(true, Ordering::SeqCst);
-        // Wakes its worker's read at once (it returns 0); the worker then
-        // answers 408 and closes.
-        let _ = slowest.stream.shutdown(Shutdown::Read);
-        true
+        if sending.iter().any(|s| s.cut.load(Ordering::SeqCst)) {
+            return;
+        }
+        if let Some(slowest) = sending.iter().min_by_key(|s| s.since) {
+            slowest.cut.store(true, Ordering::SeqCst);
+            // Wakes its worker's read at once (it returns 0); the worker
+            // then answers 408 and closes.
+            let _ = slowest.stream.shutdown(Shutdown::Read);
+        }
     }
 
     fn refusal(&self, status: Status, why: &str) -> Response {
@@ -368,7 +374,6 @@ pub fn start(
         handler,
         stop: Arc::new(AtomicBool::new(false)),
         busy: AtomicUsize::new(0),
-        idle: AtomicUsize::new(0),
         per_ip: Mutex::default(),
         max_per_ip: (workers / 2).max(1),
         sending: Mutex::default(),
@@ -412,7 +417,12 @@ fn accept_loop(listener: &TcpListener, queue: &Sender<Conn>, shared: &Shared) {
                     refuse(stream, &shared.refusal(BUSY, shared.config.busy_message));
                     continue;
                 }
-                if let Err(conn) = place(queue, Conn { stream, ip }, shared) {
+                let conn = Conn {
+                    stream,
+                    ip,
+                    accepted: Instant::now(),
+                };
+                if let Err(conn) = place(queue, conn, shared) {
                     shared.release(ip);
                     log::debug!("{name}: {from}: all workers busy, answered 503");
                     refuse(
@@ -449,14 +459,22 @@ fn place(queue: &Sender<Conn>, conn: Conn, shared: &Shared) -> Result<(), Conn> 
     if shared.config.when_full == WhenFull::Refuse || shared.stop.load(Ordering::SeqCst) {
         return Err(conn);
     }
-    // A worker between two connections is not in `recv` yet: wait for it
-    // rather than cut anyone.
-    if shared.idle.load(Ordering::SeqCst) == 0 && !shared.cut_slowest() {
-        return Err(conn);
+    // Until a worker takes it: cut a slow sender loose, and wait a moment
+    // for its worker (or any other) to come back for it. Workers that have
+    // just taken a connection are not listed as sending yet, hence the
+    // retries. A worker between two connections is not in `recv` at the
+    // instant of `try_send`: then a sender is cut a little early, which
+    // costs only a slow client when the server is nearly full anyway.
+    let deadline = Instant::now() + HANDOVER;
+    let mut conn = conn;
+    loop {
+        shared.cut_slowest();
+        conn = match queue.send_timeout(conn, HANDOVER_STEP) {
+            Ok(()) => return Ok(()),
+            Err(SendTimeoutError::Timeout(c)) if Instant::now() < deadline => c,
+            Err(SendTimeoutError::Timeout(c) | SendTimeoutError::Disconnected(c)) => return Err(c),
+        };
     }
-    queue.send_timeout(conn, HANDOVER).map_err(|e| match e {
-        SendTimeoutError::Timeout(c) | SendTimeoutError::Disconnected(c) => c,
-    })
 }
 
 /// A short answer without ever blocking: a new socket's empty send buffer
@@ -472,18 +490,18 @@ fn refuse(mut stream: TcpStream, response: &Response) {
 
 fn worker(queue: &Receiver<Conn>, shared: &Shared) {
     // Ends when the accept thread, the only sender, has ended.
-    loop {
-        shared.idle.fetch_add(1, Ordering::SeqCst);
-        let next = queue.recv();
-        shared.idle.fetch_sub(1, Ordering::SeqCst);
-        let Ok(conn) = next else { return };
+    for conn in queue.iter() {
         let _counted = Release(shared, conn.ip);
         if shared.stop.load(Ordering::SeqCst) {
             continue;
         }
         shared.busy.fetch_add(1, Ordering::SeqCst);
         // A bug in a handler costs its one request, not a worker.
-        if panic::catch_unwind(AssertUnwindSafe(|| serve(conn.stream, shared))).is_err() {
+        if panic::catch_unwind(AssertUnwindSafe(|| {
+            serve(conn.stream, conn.accepted, shared)
+        }))
+        .is_err()
+        {
             log::error!(
                 "{}: a request handler panicked; its connection was dropped",
                 shared.config.name
@@ -512,14 +530,14 @@ struct Sending<'a> {
 }
 
 impl<'a> Sending<'a> {
-    fn new(shared: &'a Shared, stream: &TcpStream) -> Sending<'a> {
+    fn new(shared: &'a Shared, stream: &TcpStream, since: Instant) -> Sending<'a> {
         let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
         let cut = Arc::new(AtomicBool::new(false));
         if shared.config.when_full == WhenFull::CutSlowest {
             if let Ok(stream) = stream.try_clone() {
                 lock(&shared.sending).push(Sender_ {
                     id,
-                    since: Instant::now(),
+                    since,
                     stream,
                     cut: Arc::clone(&cut),
                 });
@@ -563,7 +581,7 @@ impl fmt::Display for ReadError {
     }
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn serve(mut stream: TcpStream, accepted: Instant, shared: &Shared) {
     let Ok(from) = stream.peer_addr() else { return };
     let name = shared.config.name;
     // Accepted sockets inherit the listener's nonblocking mode on some
@@ -573,7 +591,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     }
     let timeout = shared.config.request_timeout;
     let _ = stream.set_write_timeout(Some(timeout));
-    let sending = Sending::new(shared, &stream);
+    let sending = Sending::new(shared, &stream, accepted);
     let read = read_request(&mut stream, Instant::now() + timeout, shared, &sending.cut);
     drop(sending);
     let refused = match read {
@@ -730,5 +748,116 @@ fn linger(stream: &mut TcpStream, stop: &AtomicBool) {
             Ok(0) | Err(_) => return,
             Ok(n) => total += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http::OK;
+
+    /// A server that answers with the length of the body it read.
+    fn echo(workers: usize, when_full: WhenFull, timeout: Duration) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = Config {
+            name: "test",
+            workers,
+            max_connections: workers,
+            request_timeout: timeout,
+            max_body: 1000,
+            when_full,
+            busy_message: "busy",
+            refusal: |s, why| Response::text(s, why.to_string()),
+        };
+        let handler = |r: &Request<'_>| Response::text(OK, format!("{}", r.body.len()));
+        start(listener, config, Arc::new(handler)).unwrap()
+    }
+
+    fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        format!("{} {body}", head.get(9..12).unwrap_or(""))
+    }
+
+    #[test]
+    fn bodies_are_framed_by_content_length() {
+        crate::util::testutil::within(|| {
+            let server = echo(2, WhenFull::Refuse, Duration::from_secs(5));
+            let addr = server.local_addr();
+            for (request, want) in [
+                (&b"GET / HTTP/1.1\r\n\r\n"[..], "200 0"),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloEXTRA",
+                    "200 5",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n",
+                    "413 request body over 1000 bytes",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                    "400 malformed Content-Length",
+                ),
+                (
+                    b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    "501 Transfer-Encoding is not supported: send Content-Length",
+                ),
+            ] {
+                assert_eq!(
+                    exchange(addr, request),
+                    want,
+                    "{}",
+                    String::from_utf8_lossy(request)
+                );
+            }
+            // The body may come in pieces.
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"POST / HTTP/1.1\r\nContent-Length: 600\r\n\r\n")
+                .unwrap();
+            for _ in 0..6 {
+                s.write_all(&[b'x'; 100]).unwrap();
+            }
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            assert!(out.ends_with("\r\n\r\n600"), "{out}");
+            assert!(server.stop());
+        });
+    }
+
+    #[test]
+    fn a_full_server_cuts_the_slowest_sender_for_a_newcomer() {
+        crate::util::testutil::within(|| {
+            let server = echo(2, WhenFull::CutSlowest, Duration::from_secs(60));
+            let addr = server.local_addr();
+            let first = TcpStream::connect(addr).unwrap();
+            let mut second = TcpStream::connect(addr).unwrap();
+            second.write_all(b"POST / HT").unwrap();
+            while server.busy_workers() < 2 {
+                thread::sleep(Duration::from_millis(5));
+            }
+            // Both workers wait on senders whose deadline is a minute away:
+            // the newcomer is served at once, in the place of the oldest.
+            assert_eq!(exchange(addr, b"GET / HTTP/1.1\r\n\r\n"), "200 0");
+            let mut first = first;
+            first
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut out = String::new();
+            let _ = first.read_to_string(&mut out);
+            assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+            // The second still holds its worker, and may finish its request.
+            second
+                .write_all(b"TP/1.1\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            let mut out = String::new();
+            second.read_to_string(&mut out).unwrap();
+            assert!(out.ends_with("\r\n\r\n2"), "{out}");
+            assert!(server.stop());
+        });
     }
 }

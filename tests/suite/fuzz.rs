@@ -4,6 +4,7 @@
 
 use shoal::proto::bencode;
 use shoal::proto::bitfield::Bitfield;
+use shoal::proto::http;
 use shoal::proto::krpc;
 use shoal::proto::lsd::Announce;
 use shoal::proto::metainfo::{InfoHash, Metainfo};
@@ -91,6 +92,13 @@ fn all_parsers(input: &[u8]) {
     for pieces in [0, 1, 7, 8, 9, (input.len() * 8) as u32] {
         let _ = Bitfield::from_bytes(input, pieces);
     }
+    let _ = shoal::util::json::parse(input);
+    if let Some(end) = http::head_end(input) {
+        let head = &input[..end];
+        let _ = http::request_line(head);
+        let _ = http::body_length(head);
+        let _ = http::bearer_token(head);
+    }
 }
 
 fn seeds() -> Vec<Vec<u8>> {
@@ -135,6 +143,13 @@ fn seeds() -> Vec<Vec<u8>> {
     );
     seeds.push(b"d1:rd2:id20:abcdefghij01234567895:nodes26:mnopqrstuvwxyz123456\x01\x02\x03\x04\x1a\xe15:token2:xy6:valuesl6:axje.uee1:t2:aa1:y1:re".to_vec());
     seeds.push(b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe".to_vec());
+    seeds.push(
+        br#"{"magnet": "magnet:?xt=urn:btih:x", "dir": ["\u00e9", 1.5e3, null, true]}"#.to_vec(),
+    );
+    seeds.push(
+        b"POST /torrents?dir=a HTTP/1.1\r\nContent-Length: 3\r\nAuthorization: Bearer t\r\n\r\nabc"
+            .to_vec(),
+    );
     seeds.push(b"d8:intervali1800e5:peers12:\x7f\0\0\x01\x1a\xe1\x7f\0\0\x01\x1a\xe2e".to_vec());
     seeds
 }
