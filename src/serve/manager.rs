@@ -409,9 +409,10 @@ impl Shared {
     /// checks and downloads run.
     fn start_queued(&self) {
         let mut torrents = lock(&self.torrents);
+        // Seeding runs do not count: they wait for peers, not a turn.
         let busy = torrents
             .values()
-            .filter(|t| t.run.is_some() && !matches!(t.state, State::Seeding))
+            .filter(|t| t.run.is_some() && state_of(t, &lock(&t.live)) != State::Seeding)
             .count();
         let mut room = self.config.max_active.saturating_sub(busy);
         let queued: Vec<InfoHash> = torrents

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,11 +79,11 @@ def api_list(api):
     return body["torrents"] if isinstance(body, dict) else body
 
 
-def start_serve(dirs, port, api, limit):
+def start_serve(dirs, port, api, limit, extra=()):
     return Helper("shoal serve", [
         SHOAL, "serve", "--data", dirs["data"], "--watch", dirs["watch"], "--state",
         dirs["state"], "--api", api, "--port", str(port), "--bind", "127.0.0.1",
-        "--no-dht", "--no-lsd", "--max-active", "2"], limit)
+        "--no-dht", "--no-lsd"] + list(extra), limit)
 
 
 def wait_all(api, n, state, deadline):
@@ -97,6 +98,18 @@ def wait_all(api, n, state, deadline):
             pass
         time.sleep(0.05)
     raise BenchError("not all %d torrents %s within %d s" % (n, state, deadline))
+
+
+def wait_port(port, within=10):
+    """Waits until something accepts connections on 127.0.0.1:port."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError("nothing listens on port %d" % port)
 
 
 def stop(helper):
@@ -118,10 +131,11 @@ def case_scale(counts, workdir):
         tport = free_port()
         tracker = Helper("shoal tracker", [SHOAL, "tracker", "--listen", "127.0.0.1:%d" % tport], 3600)
         try:
-            tracker.expect("shoal tracker", 10)
+            wait_port(tport)
             zero_torrents(dirs, n, 4 * MIB, "http://127.0.0.1:%d/announce" % tport)
             port, api = free_port(), "127.0.0.1:%d" % free_port()
-            first = start_serve(dirs, port, api, 3600)
+            # Checks every torrent and writes its resume state.
+            first = start_serve(dirs, port, api, 3600, ["--idle-after", "1s"])
             try:
                 wait_all(api, n, "idle", 600)
             finally:
