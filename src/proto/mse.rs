@@ -170,6 +170,10 @@ pub struct Handshake {
     methods: Methods,
     /// Received and not yet used.
     buf: Vec<u8>,
+    /// How much of `buf` a search for a marker has ruled out: each byte is
+    /// looked at once, however the peer splits its stream (one byte at a
+    /// time would otherwise cost a rescan per byte).
+    searched: usize,
     /// To send.
     out: Vec<u8>,
     /// Decrypted initial payload (receiver).
@@ -260,11 +264,29 @@ impl Handshake {
             pad: random_pad(random),
             methods,
             buf: Vec::new(),
+            searched: 0,
             out,
             early: Vec::new(),
             info_hash: None,
             ciphers: None,
         }
+    }
+
+    /// Where `marker` starts in `buf`, looking only past what earlier
+    /// calls ruled out (`buf` is drained as soon as it is found).
+    fn find(&mut self, marker: &[u8]) -> Option<usize> {
+        let from = self.searched;
+        let found = self
+            .buf
+            .get(from..)?
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .map(|at| from + at);
+        self.searched = match found {
+            Some(_) => 0,
+            None => self.buf.len().saturating_sub(marker.len() - 1).max(from),
+        };
+        found
     }
 
     /// Bytes to send now.
@@ -306,7 +328,7 @@ impl Handshake {
                 };
             }
             State::FindReq1 { marker, secret } => {
-                match find(&self.buf, &marker) {
+                match self.find(&marker) {
                     Some(at) => self.buf.drain(..at + marker.len()),
                     None if self.buf.len() >= REQ1_LIMIT - dh::KEY_LEN => {
                         return Err(MseError::NoReq1)
@@ -369,7 +391,7 @@ impl Handshake {
                 return Ok(Progress::Done(method));
             }
             State::FindVc { marker } => {
-                match find(&self.buf, &marker) {
+                match self.find(&marker) {
                     Some(at) => self.buf.drain(..at + marker.len()),
                     None if self.buf.len() >= MAX_PAD + marker.len() => return Err(MseError::NoVc),
                     None => return Ok(Stalled),
@@ -481,10 +503,6 @@ fn hash(parts: &[&[u8]]) -> [u8; HASH_LEN] {
         h.update(p);
     }
     h.finalize().into()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn pad_len(hi: u8, lo: u8) -> Result<usize, MseError> {

@@ -53,35 +53,8 @@ pub fn shared_secret(theirs: &[u8; KEY_LEN], private: &[u8; PRIVATE_LEN]) -> Opt
 }
 
 /// base^exp mod P.
-#[cfg(not(fuzzing))]
 fn pow(base: &Num, exp: &[u8]) -> Num {
     Field::get().pow(base, exp)
-}
-
-/// base^exp mod P, remembering recent results: a fuzz target's inputs
-/// mostly repeat the same keys (its randomness is fixed, and most
-/// mutations fall after the public key), and two exponentiations per
-/// input would otherwise be nearly all of its time. The results are the
-/// same; only the time differs.
-#[cfg(fuzzing)]
-fn pow(base: &Num, exp: &[u8]) -> Num {
-    use std::collections::HashMap;
-    type Memo = HashMap<(Num, Vec<u8>), Num>;
-    thread_local! {
-        static MEMO: std::cell::RefCell<Memo> = Default::default();
-    }
-    MEMO.with(|memo| {
-        let mut memo = memo.borrow_mut();
-        if let Some(n) = memo.get(&(*base, exp.to_vec())) {
-            return *n;
-        }
-        if memo.len() >= 4096 {
-            memo.clear();
-        }
-        let n = Field::get().pow(base, exp);
-        memo.insert((*base, exp.to_vec()), n);
-        n
-    })
 }
 
 /// The modulus and its Montgomery constants.
