@@ -22,6 +22,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 /usr/bin/python3 tests/tools/bench.py "$@"
+# shoal serve: 10/100/1,000 torrents, and 10 libtorrent leechers at once
+# from one serve against 10 shoal seed processes (issue 13).
+echo
+quick=()
+case " $* " in *" --quick "*) quick=(--quick) ;; esac
+/usr/bin/python3 tests/tools/bench_serve.py "${quick[@]}"
 # shoal tracker under load: 8 clients on their own loopback addresses.
 echo
 echo "== tracker: announce latency and throughput (tests/tools/tracker_load.py)"

@@ -266,7 +266,10 @@ def main(argv):
     p.add_argument("--counts", default="10,100,1000")
     p.add_argument("--size", default="64M", help="throughput: each torrent's size")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="throughput: 16 MiB torrents, 1 run")
     a = p.parse_args(argv)
+    if a.quick:
+        a.size, a.runs = "16M", 1
     subprocess.run(["cargo", "build", "--release", "-q"], cwd=bench.REPO, check=True)
     with tempfile.TemporaryDirectory(prefix="shoal-bench-serve-") as workdir:
         for case in a.cases.split(","):
