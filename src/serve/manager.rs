@@ -37,6 +37,12 @@ use std::time::{Duration, Instant};
 const REPORT_QUEUE: usize = 16;
 /// How long shutdown waits for the `stopped` announces, all together.
 const STOP_BUDGET: Duration = Duration::from_secs(10);
+/// An idle torrent is announced to the DHT this often (announces there
+/// expire after 30 minutes; a run announces its own torrent).
+const IDLE_DHT_EVERY: Duration = Duration::from_secs(25 * 60);
+/// Idle torrents announced to the DHT per step at most: a thousand are
+/// spread over a minute instead of flooding the node.
+const IDLE_DHT_PER_STEP: usize = 4;
 
 /// How `shoal serve` runs its torrents.
 pub struct Config {
@@ -130,6 +136,8 @@ struct Torrent {
     counters: Arc<Counters>,
     live: Arc<Mutex<Live>>,
     run: Option<Run>,
+    /// When it is next announced to the DHT while idle.
+    dht_due: Instant,
 }
 
 impl Torrent {
@@ -250,6 +258,7 @@ impl Manager {
             default(wait) => {}
         }
         self.shared.start_queued();
+        self.shared.announce_idle_to_dht();
     }
 
     /// Ends every run and announces `stopped` for every torrent (within
@@ -331,6 +340,7 @@ impl Shared {
             counters: Arc::default(),
             live: Arc::default(),
             run: None,
+            dht_due: Instant::now(),
         };
         let mut torrents = lock(&self.torrents);
         if torrents.contains_key(&hash) {
@@ -433,6 +443,27 @@ impl Shared {
                 };
                 self.run(hash, t, None, state);
             }
+        }
+    }
+
+    /// Announces idle torrents to the DHT when due (a few per call), so
+    /// that peers find them there without a run.
+    fn announce_idle_to_dht(&self) {
+        let (Some(dht), Some(listen)) = (self.session.dht(), self.session.local_addr()) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut torrents = lock(&self.torrents);
+        let due = torrents.iter_mut().filter(|(_, t)| {
+            t.state == State::Idle
+                && t.dht_due <= now
+                && t.meta.as_ref().is_some_and(|m| !m.private)
+        });
+        for (hash, t) in due.take(IDLE_DHT_PER_STEP) {
+            t.dht_due = now + IDLE_DHT_EVERY;
+            // Peers found are not wanted: they dial us.
+            let (found, _) = bounded(1);
+            dht.lookup(hash.0, Some(listen.port()), found);
         }
     }
 

@@ -22,13 +22,13 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 /// Nodes of the test's DHT: the first (bootstrap of all) and the others
 /// in this process, plus a `shoal dht` process.
-struct Fleet {
+pub(crate) struct Fleet {
     nodes: Vec<UdpPort>,
     _process: Daemon,
-    boot: String,
+    pub(crate) boot: String,
 }
 
-fn fleet(tmp: &TempDir) -> Fleet {
+pub(crate) fn fleet(tmp: &TempDir) -> Fleet {
     let first = UdpPort::start("127.0.0.1:0".parse().unwrap(), Some(Config::default())).unwrap();
     let boot = first.local_addr.to_string();
     let mut process = Daemon::start(
@@ -77,7 +77,7 @@ impl Fleet {
     /// seeder's reached the DHT); without it, a leecher that starts at
     /// once may look before the seeder announced and find it only on its
     /// next lookup, 10 s later.
-    fn wait_announced(&self) {
+    pub(crate) fn wait_announced(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let stored = || -> usize {
             self.nodes

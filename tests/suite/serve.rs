@@ -243,6 +243,36 @@ fn serve_resumes_after_a_restart_without_downloading_again() {
     serve.stop();
 }
 
+/// A torrent with no tracker served by `shoal serve` is found through
+/// the session's one DHT node: a `shoal get` with nothing but a DHT
+/// bootstrap node downloads it.
+#[test]
+fn serve_torrents_are_found_through_the_dht() {
+    let dir = TempDir::new("serve-dht");
+    let fleet = crate::dht::fleet(&dir);
+    let t = torrent("d.bin", 7, 700 * KIB);
+    t.write_data(&dir.subdir("data"));
+    let file = t.write_torrent(&dir.subdir("watch"));
+    let serve = Serve::start(&dir, &["--dht-bootstrap", &fleet.boot]);
+    serve.wait_states(&[(&t.info_hash_hex(), "idle")]);
+    fleet.wait_announced();
+    let out = dir.subdir("got");
+    let args = [
+        file.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1",
+        "--dht-bootstrap",
+        &fleet.boot,
+        "--timeout",
+        "60s",
+    ];
+    run_get(&args, Duration::from_secs(90)).assert_success();
+    t.assert_downloaded(&out);
+    serve.stop();
+}
+
 /// Three python3-libtorrent leechers fetch three different torrents from
 /// one `shoal serve` at once, through its one port.
 #[test]
