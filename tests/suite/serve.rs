@@ -243,6 +243,29 @@ fn serve_resumes_after_a_restart_without_downloading_again() {
     serve.stop();
 }
 
+/// A `.magnet` file in the watch folder: the metadata comes from the
+/// peer, then the data, then the torrent goes idle under its real name.
+#[test]
+fn a_magnet_in_the_watch_folder_is_fetched_and_served() {
+    let dir = TempDir::new("serve-magnet");
+    let t = torrent("m.bin", 8, 400 * KIB);
+    let src = dir.subdir("src");
+    t.write_data(&src);
+    let file = t.write_torrent(dir.path());
+    let (mut seeder, addr) = Daemon::seed("shoal seed", &file, &src, &[], dir.path());
+    let hash = t.info_hash_hex();
+    let magnet = format!("magnet:?xt=urn:btih:{hash}\n");
+    std::fs::write(dir.subdir("watch").join("m.magnet"), magnet).unwrap();
+    let serve = Serve::start(&dir, &["--peer", &addr.to_string()]);
+    serve.wait_states(&[(&hash, "idle")]);
+    t.assert_downloaded(&dir.join("data"));
+    let (status, body) = serve.get(&format!("/torrents/{hash}"));
+    assert_eq!(status, 200);
+    assert_eq!(json_str(&body, "name").as_deref(), Some("m.bin"), "{body}");
+    serve.stop();
+    seeder.stop_seeding();
+}
+
 /// A torrent with no tracker served by `shoal serve` is found through
 /// the session's one DHT node: a `shoal get` with nothing but a DHT
 /// bootstrap node downloads it.
