@@ -241,10 +241,10 @@ def case_throughput(size, runs, workdir):
         ports = [free_port() for _ in range(n)]
         seeds = [Helper("shoal seed", [SHOAL, "seed", torrents[i], dirs["data"], "--port",
                                        str(ports[i]), "--bind", "127.0.0.1", "--no-dht",
-                                       "--no-lsd"], 3600) for i in range(n)]
+                                       "--no-lsd", "--json"], 3600) for i in range(n)]
         try:
             for s in seeds:
-                s.expect("listening", 60)
+                s.expect('{"event":"listening"', 60)
             many.append(leech(ports, "seeds%d" % r))
         finally:
             for s in seeds:
