@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -204,9 +205,22 @@ def case_throughput(size, runs, workdir):
         with open(os.path.join(dirs["data"], "t%d.bin" % i), "rb") as f:
             digest[i] = hashlib.file_digest(f, "sha1").hexdigest()
 
-    def leech(ports, tag):
-        """10 lt.py leechers at once; seconds until the last is done."""
+    def leech(ports, tag, pids):
+        """10 lt.py leechers at once; seconds until the last is done, and
+        the peak of the serving processes' threads and RSS (KiB) together."""
         outs, procs = [], []
+        peak = {"threads": 0, "rss": 0}
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                st = [read_status(pid) for pid in pids]
+                peak["threads"] = max(peak["threads"], sum(x.get("Threads", 0) for x in st))
+                peak["rss"] = max(peak["rss"], sum(x.get("VmRSS", 0) for x in st))
+                sampling.wait(0.05)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         t0 = time.monotonic()
         for i in range(n):
             out = os.path.join(base, "%s-%d" % (tag, i))
@@ -220,6 +234,8 @@ def case_throughput(size, runs, workdir):
                 p.expect("DONE", 300)
             took = time.monotonic() - t0
         finally:
+            sampling.set()
+            sampler.join()
             for p in procs:
                 p.stop()
         for i, out in enumerate(outs):
@@ -227,7 +243,7 @@ def case_throughput(size, runs, workdir):
                 if hashlib.file_digest(f, "sha1").hexdigest() != digest[i]:
                     raise BenchError("%s: torrent %d: bytes differ" % (tag, i))
             subprocess.run(["rm", "-rf", out])
-        return took
+        return took, peak["threads"], peak["rss"]
 
     one, many = [], []
     for r in range(runs):
@@ -235,7 +251,7 @@ def case_throughput(size, runs, workdir):
         serve = start_serve(dirs, port, api, 3600)
         try:
             wait_all(api, n, "idle", 300)
-            one.append(leech([port] * n, "serve%d" % r))
+            one.append(leech([port] * n, "serve%d" % r, [serve.tool_pid()]))
         finally:
             stop(serve)
         ports = [free_port() for _ in range(n)]
@@ -245,17 +261,23 @@ def case_throughput(size, runs, workdir):
         try:
             for s in seeds:
                 s.expect('{"event":"listening"', 60)
-            many.append(leech(ports, "seeds%d" % r))
+            many.append(leech(ports, "seeds%d" % r, [x.tool_pid() for x in seeds]))
         finally:
             for s in seeds:
                 stop(s)
     total = n * size / MIB
-    m1, m2 = statistics.median(one), statistics.median(many)
+    m1, m2 = (statistics.median(x[0] for x in runs_) for runs_ in (one, many))
+
+    def row(label, runs_, m):
+        return [label, "%.2f" % m, "%.0f" % (total / m),
+                max(x[1] for x in runs_), "%.1f" % (max(x[2] for x in runs_) / 1024),
+                " ".join("%.2f" % x[0] for x in runs_)]
+
     say("== serve: throughput (10 lt.py leechers, 10 torrents of %d MiB, medians of %d)"
         % (size // MIB, runs))
-    for l in table(["served by", "last done s", "together MiB/s", "runs"], [
-            ["one shoal serve", "%.2f" % m1, "%.0f" % (total / m1), " ".join("%.2f" % x for x in one)],
-            ["10 shoal seed", "%.2f" % m2, "%.0f" % (total / m2), " ".join("%.2f" % x for x in many)]]):
+    for l in table(["served by", "last done s", "together MiB/s", "peak threads",
+                    "peak RSS MiB", "runs"],
+                   [row("one shoal serve", one, m1), row("10 shoal seed", many, m2)]):
         say(l)
     say("serve / seeds time ratio: %.2f (goal: <= 1.0, i.e. at least as fast)" % (m1 / m2))
 
