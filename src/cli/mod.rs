@@ -599,8 +599,10 @@ fn open_session(setup: Setup, opts: &Options, private: bool) -> Result<Session, 
     session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
     if setup.lsd && !private {
         match session.start_lsd() {
-            Ok(interface) => log::info!("local discovery on {interface}"),
-            Err(why @ LsdOff::Socket(_)) => log::warn!("no local discovery: {why}"),
+            Ok(on) => log::info!("local discovery on {on}"),
+            Err(why @ (LsdOff::Socket { .. } | LsdOff::Thread(_))) => {
+                log::warn!("no local discovery: {why}")
+            }
             Err(why) => log::info!("no local discovery: {why}"),
         }
     }

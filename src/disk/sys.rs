@@ -1,6 +1,8 @@
 //! Small safe wrappers over libc, for the few jobs std has no answer to:
-//! preallocating a file, asking for a graceful stop on SIGINT/SIGTERM, and
-//! raising the open-file limit.
+//! preallocating a file, asking for a graceful stop on SIGINT/SIGTERM,
+//! raising the open-file limit, and socket options std cannot set
+//! (a bound source for `connect`, the multicast sockets of local
+//! discovery, an IPv6 address's interface index).
 //!
 //! Owns: each `unsafe` libc call behind one safe function, and the
 //! process-wide stop flag that the signal handlers set. Does not own: what
@@ -321,42 +323,17 @@ pub fn connect_from(
     timeout: std::time::Duration,
 ) -> io::Result<std::net::TcpStream> {
     use std::net::SocketAddr;
-    use std::os::unix::io::FromRawFd;
     if source.is_ipv4() != dest.is_ipv4() {
         return std::net::TcpStream::connect_timeout(&dest, timeout);
     }
-    let family = if dest.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: socket has no memory preconditions.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a socket we own; from here on the TcpStream closes it.
-    let stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    let (local, local_len) = sockaddr(SocketAddr::new(source, 0));
+    let stream = std::net::TcpStream::from(new_socket(
+        family_of(dest),
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+    )?);
+    let fd = stream.as_raw_fd();
+    bind(fd, SocketAddr::new(source, 0))?;
     let (remote, remote_len) = sockaddr(dest);
-    // SAFETY: both addresses are valid sockaddr values of the given lengths.
-    if unsafe {
-        libc::bind(
-            fd,
-            (&local as *const libc::sockaddr_storage).cast(),
-            local_len,
-        )
-    } != 0
-    {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
+    // SAFETY: `remote` is a valid sockaddr of `remote_len` bytes.
     let rc = unsafe {
         libc::connect(
             fd,
@@ -389,56 +366,184 @@ pub fn connect_from(
     Ok(stream)
 }
 
-/// A UDP socket for the multicast `group`: bound to the group's address
-/// and port with `SO_REUSEADDR` (so that every client on the host can
-/// bind it, and the socket receives only datagrams sent to the group),
-/// sending through `interface` (`IP_MULTICAST_IF`; unspecified: the
-/// route the kernel picks). For local service discovery; std can set
-/// neither option before `bind`.
+/// A UDP socket on the IPv4 multicast `group`, ready for local service
+/// discovery: bound to the group's address and port with `SO_REUSEADDR`
+/// (so that every client on the host can bind it, and the socket receives
+/// only datagrams sent to the group), joined to the group on `interface`
+/// and sending through it (`IP_MULTICAST_IF`; unspecified: the interface
+/// the kernel routes multicast through), TTL 1 (the LAN only) and looped
+/// back (other clients on this host hear us). std can set neither
+/// `SO_REUSEADDR` nor `IP_MULTICAST_IF` before `bind`.
 pub fn multicast_socket_v4(
     group: std::net::SocketAddrV4,
     interface: std::net::Ipv4Addr,
 ) -> io::Result<std::net::UdpSocket> {
-    use std::os::unix::io::FromRawFd;
+    let in_addr = |ip: std::net::Ipv4Addr| libc::in_addr {
+        s_addr: u32::from(ip).to_be(),
+    };
+    let join = libc::ip_mreq {
+        imr_multiaddr: in_addr(*group.ip()),
+        imr_interface: in_addr(interface),
+    };
+    multicast_socket(group.into(), |fd| {
+        let level = libc::IPPROTO_IP;
+        set_option(fd, level, libc::IP_MULTICAST_IF, &in_addr(interface))?;
+        set_option(fd, level, libc::IP_MULTICAST_TTL, &MULTICAST_HOPS)?;
+        set_option(fd, level, libc::IP_MULTICAST_LOOP, &ON)?;
+        set_option(fd, level, libc::IP_ADD_MEMBERSHIP, &join)
+    })
+}
+
+/// The IPv6 twin of [`multicast_socket_v4`]: the interface is an index
+/// (0: the kernel's choice), set by `IPV6_MULTICAST_IF` and used for
+/// `IPV6_JOIN_GROUP`; hop limit 1, looped back, and `IPV6_V6ONLY` (an
+/// IPv4 datagram belongs to the IPv4 socket).
+pub fn multicast_socket_v6(
+    group: std::net::SocketAddrV6,
+    interface: u32,
+) -> io::Result<std::net::UdpSocket> {
+    let index = libc::c_int::try_from(interface)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface index too large"))?;
+    let join = libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr {
+            s6_addr: group.ip().octets(),
+        },
+        ipv6mr_interface: interface,
+    };
+    multicast_socket(group.into(), |fd| {
+        let level = libc::IPPROTO_IPV6;
+        set_option(fd, level, libc::IPV6_V6ONLY, &ON)?;
+        set_option(fd, level, libc::IPV6_MULTICAST_IF, &index)?;
+        set_option(fd, level, libc::IPV6_MULTICAST_HOPS, &MULTICAST_HOPS)?;
+        set_option(fd, level, libc::IPV6_MULTICAST_LOOP, &ON)?;
+        // IPV6_JOIN_GROUP is Linux's IPV6_ADD_MEMBERSHIP.
+        set_option(fd, level, libc::IPV6_ADD_MEMBERSHIP, &join)
+    })
+}
+
+/// A UDP socket of `group`'s family with `SO_REUSEADDR` and the options
+/// `options` sets, then bound to `group`.
+fn multicast_socket(
+    group: std::net::SocketAddr,
+    options: impl FnOnce(libc::c_int) -> io::Result<()>,
+) -> io::Result<std::net::UdpSocket> {
+    let socket = new_socket(family_of(group), libc::SOCK_DGRAM)?;
+    let fd = socket.as_raw_fd();
+    set_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &ON)?;
+    options(fd)?;
+    bind(fd, group)?;
+    Ok(socket.into())
+}
+
+/// The index of the interface that holds the IPv6 address `ip`
+/// (`getifaddrs`, then `if_nametoindex`): where `--bind`'s address lives,
+/// for the IPv6 multicast options. `NotFound` if no interface holds it.
+pub fn interface_index(ip: std::net::Ipv6Addr) -> io::Result<u32> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list pointer into `list`, which we free
+    // below with freeifaddrs, once, on every path.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut found = None;
+    let mut entry = list;
+    while !entry.is_null() {
+        // SAFETY: `entry` is a non-null node of the list getifaddrs made,
+        // valid until freeifaddrs.
+        let ifa = unsafe { &*entry };
+        entry = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null ifa_addr points to a sockaddr at least as
+        // large as its family's: a sockaddr_in6 when it says AF_INET6.
+        let holds = unsafe {
+            i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET6
+                && (*ifa.ifa_addr.cast::<libc::sockaddr_in6>())
+                    .sin6_addr
+                    .s6_addr
+                    == ip.octets()
+        };
+        if holds {
+            // SAFETY: ifa_name is a NUL-terminated interface name.
+            let index = unsafe { libc::if_nametoindex(ifa.ifa_name) };
+            found = Some(match index {
+                0 => Err(io::Error::last_os_error()),
+                index => Ok(index),
+            });
+            break;
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once; nothing from
+    // it is used after.
+    unsafe { libc::freeifaddrs(list) };
+    found.unwrap_or_else(|| {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface has the address {ip}"),
+        ))
+    })
+}
+
+/// An option value of 1: on.
+const ON: libc::c_int = 1;
+/// Multicast TTL / hop limit: 1, the local network only.
+const MULTICAST_HOPS: libc::c_int = 1;
+
+/// `AF_INET` or `AF_INET6`, as `addr` is.
+fn family_of(addr: std::net::SocketAddr) -> libc::c_int {
+    if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    }
+}
+
+/// A new socket (close-on-exec) of `family` and `kind`.
+fn new_socket(family: libc::c_int, kind: libc::c_int) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
     // SAFETY: socket has no memory preconditions.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe { libc::socket(family, kind | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `fd` is a socket we own; from here on the UdpSocket closes it.
-    let socket = unsafe { std::net::UdpSocket::from_raw_fd(fd) };
-    let on: libc::c_int = 1;
-    let out = libc::in_addr {
-        s_addr: u32::from(interface).to_be(),
-    };
-    let (addr, addr_len) = sockaddr(group.into());
-    // SAFETY: each option value is a valid value of the size given, and
-    // `addr` a valid sockaddr of `addr_len` bytes.
-    let failed = unsafe {
+    // SAFETY: `fd` is a new socket nobody else owns; the OwnedFd closes it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets the socket option `level`/`name` of `fd` to `value`: a C `int` or
+/// one of libc's plain option structs, as that option expects.
+fn set_option<T: Copy>(
+    fd: libc::c_int,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live, initialised `T` of the size given, which
+    // the kernel only reads; callers pass the type the option expects.
+    let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        ) != 0
-            || libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                (&out as *const libc::in_addr).cast(),
-                std::mem::size_of::<libc::in_addr>() as libc::socklen_t,
-            ) != 0
-            || libc::bind(
-                fd,
-                (&addr as *const libc::sockaddr_storage).cast(),
-                addr_len,
-            ) != 0
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
     };
-    if failed {
+    if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(socket)
+    Ok(())
+}
+
+/// Binds `fd` to `addr`.
+fn bind(fd: libc::c_int, addr: std::net::SocketAddr) -> io::Result<()> {
+    let (addr, len) = sockaddr(addr);
+    // SAFETY: `addr` is a valid sockaddr of `len` bytes.
+    if unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_storage).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `addr` as the C socket address `bind` and `connect` take.
@@ -629,5 +734,23 @@ mod tests {
         #[allow(clippy::unnecessary_cast)]
         let before = before.rlim_cur as u64;
         assert!(now >= before);
+    }
+
+    /// `::1` lives on `lo` (when this host has IPv6 at all); an address
+    /// no interface holds is `NotFound`, not some interface.
+    #[test]
+    fn an_ipv6_address_names_its_interface() {
+        let nobody = "2001:db8::dead:beef".parse().unwrap();
+        let err = interface_index(nobody).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            let lo = std::ffi::CString::new("lo").unwrap();
+            // SAFETY: `lo` is a NUL-terminated name.
+            let want = unsafe { libc::if_nametoindex(lo.as_ptr()) };
+            assert_eq!(
+                interface_index(std::net::Ipv6Addr::LOCALHOST).unwrap(),
+                want
+            );
+        }
     }
 }

@@ -18,7 +18,7 @@
 
 use crate::net::dht::{self, Dht};
 use crate::net::listener::{Listener, Route};
-use crate::net::lsd::Lsd;
+use crate::net::lsd::{self, Lsd};
 use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::throttle::Throttles;
 use crate::net::udp_port::UdpPort;
@@ -27,7 +27,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Inbound connections waiting for one torrent at most; beyond, new ones
@@ -93,6 +93,33 @@ impl Drop for PeerSlot {
     }
 }
 
+/// Where local service discovery runs: each family's group, on which
+/// interface; `None` for a family that is off (we do not listen on it, or
+/// its socket could not be made: that was logged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LsdOn {
+    /// The IPv4 group's interface, by its address (unspecified: the one
+    /// the kernel routes multicast through).
+    pub v4: Option<Ipv4Addr>,
+    /// The IPv6 group's interface, by its index (0: the kernel's choice).
+    pub v6: Option<u32>,
+}
+
+impl fmt::Display for LsdOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        if let Some(ip) = self.v4 {
+            write!(f, "{} on {ip}", crate::proto::lsd::GROUP_V4)?;
+            sep = " and ";
+        }
+        match self.v6 {
+            Some(0) => write!(f, "{sep}{} on any interface", crate::proto::lsd::GROUP_V6),
+            Some(i) => write!(f, "{sep}{} on interface {i}", crate::proto::lsd::GROUP_V6),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why local service discovery does not run.
 #[derive(Debug)]
 pub enum LsdOff {
@@ -100,20 +127,31 @@ pub enum LsdOff {
     NotListening,
     /// We listen on a loopback address, which nobody on the LAN can dial.
     Loopback,
-    /// We listen on one IPv6 address only; discovery is IPv4.
-    Ipv6Only,
-    /// The multicast socket could not be made (no multicast route, the
-    /// group cannot be joined, ...).
-    Socket(io::Error),
+    /// No multicast socket could be made for any family we listen on (no
+    /// multicast route, no IPv6 on the host, the group cannot be joined,
+    /// ...): each family's error, `None` for a family we do not listen on.
+    Socket {
+        v4: Option<io::Error>,
+        v6: Option<io::Error>,
+    },
+    /// Its thread could not be started (out of threads or memory).
+    Thread(io::Error),
 }
 
 impl fmt::Display for LsdOff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::disk::sys::io_reason;
         match self {
             LsdOff::NotListening => f.write_str("not listening for peers"),
             LsdOff::Loopback => f.write_str("listening on loopback only"),
-            LsdOff::Ipv6Only => f.write_str("listening on an IPv6 address only"),
-            LsdOff::Socket(e) => write!(f, "{}", crate::disk::sys::io_reason(e)),
+            LsdOff::Socket { v4, v6 } => match (v4, v6) {
+                (Some(a), Some(b)) => {
+                    write!(f, "IPv4: {}; IPv6: {}", io_reason(a), io_reason(b))
+                }
+                (Some(e), None) | (None, Some(e)) => f.write_str(&io_reason(e)),
+                (None, None) => f.write_str("no address family to run on"),
+            },
+            LsdOff::Thread(e) => write!(f, "starting its thread: {}", io_reason(e)),
         }
     }
 }
@@ -198,17 +236,44 @@ impl Session {
     }
 
     /// Starts local service discovery (BEP 14), announcing our listening
-    /// port on the interface of the listener's address (an unspecified
-    /// one: the interface the kernel routes multicast through). Returns
-    /// that interface address.
-    pub fn start_lsd(&mut self) -> Result<Ipv4Addr, LsdOff> {
+    /// port on the group of each family we listen on — IPv4 for an IPv4
+    /// address, IPv6 for an IPv6 one, both for `[::]` — on the interface
+    /// of the listener's address (an unspecified one: the interface the
+    /// kernel routes multicast through). A family whose socket cannot be
+    /// made is logged and left out; an error only if none runs.
+    pub fn start_lsd(&mut self) -> Result<LsdOn, LsdOff> {
         let addr = self.local_addr().ok_or(LsdOff::NotListening)?;
-        let interface = match addr.ip() {
-            ip if ip.is_loopback() => return Err(LsdOff::Loopback),
-            ip if ip.is_unspecified() => Ipv4Addr::UNSPECIFIED,
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(ip) => ip.to_ipv4_mapped().ok_or(LsdOff::Ipv6Only)?,
+        // `::ffff:127.0.0.1` is loopback too.
+        if addr.ip().to_canonical().is_loopback() {
+            return Err(LsdOff::Loopback);
+        }
+        let (want_v4, want_v6) = match addr {
+            SocketAddr::V4(a) => (Some(*a.ip()), None),
+            SocketAddr::V6(a) if a.ip().is_unspecified() => {
+                (Some(Ipv4Addr::UNSPECIFIED), Some(Ok(0)))
+            }
+            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+                Some(ip) => (Some(ip), None),
+                // A link-local address names its interface already.
+                None if a.scope_id() != 0 => (None, Some(Ok(a.scope_id()))),
+                None => (None, Some(crate::disk::sys::interface_index(*a.ip()))),
+            },
         };
+        let mut groups = Vec::new();
+        let (v4, v4_err) = join(want_v4.map(Ok), lsd::Group::v4, &mut groups);
+        let (v6, v6_err) = join(want_v6, lsd::Group::v6, &mut groups);
+        if groups.is_empty() {
+            return Err(LsdOff::Socket {
+                v4: v4_err,
+                v6: v6_err,
+            });
+        }
+        for (family, e) in [("IPv4", v4_err), ("IPv6", v6_err)] {
+            if let Some(e) = e {
+                let reason = crate::disk::sys::io_reason(&e);
+                log::info!("no local discovery over {family}: {reason}");
+            }
+        }
         let local = Arc::clone(&self.local);
         let deliver = Box::new(move |hash: InfoHash, peer: SocketAddr| {
             let Some(tx) = lock(&local).get(&hash).cloned() else {
@@ -219,9 +284,9 @@ impl Session {
                 log::debug!("lsd: torrent {} is not taking addresses", hash.hex());
             }
         });
-        let lsd = Lsd::start(interface, addr.port(), deliver).map_err(LsdOff::Socket)?;
+        let lsd = Lsd::start(groups, addr.port(), deliver).map_err(LsdOff::Thread)?;
         self.lsd = Some(lsd);
-        Ok(interface)
+        Ok(LsdOn { v4, v6 })
     }
 
     /// Announces `info_hash` on the LAN and routes the addresses heard for
@@ -267,6 +332,24 @@ impl Session {
                 lsd.withdraw(*info_hash);
             }
         }
+    }
+}
+
+/// One family's LSD group, if `want`ed (on the interface it names, or
+/// the error finding it): made and added to `groups` (its interface
+/// returned), or its error.
+fn join<I: Copy>(
+    want: Option<io::Result<I>>,
+    make: impl FnOnce(I) -> io::Result<lsd::Group>,
+    groups: &mut Vec<lsd::Group>,
+) -> (Option<I>, Option<io::Error>) {
+    match want.map(|w| w.and_then(|i| Ok((make(i)?, i)))) {
+        Some(Ok((group, interface))) => {
+            groups.push(group);
+            (Some(interface), None)
+        }
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
     }
 }
 
@@ -414,7 +497,7 @@ mod tests {
     /// machine's network).
     #[test]
     fn local_discovery_is_off_where_the_lan_cannot_dial_us() {
-        for listen in ["127.0.0.1:0", "[::1]:0"] {
+        for listen in ["127.0.0.1:0", "[::1]:0", "[::ffff:127.0.0.1]:0"] {
             let mut session = Session::new(Some(listen.parse().unwrap()), Encryption::Prefer, None);
             let Ok(session) = session.as_mut() else {
                 continue; // no IPv6 here
@@ -424,6 +507,36 @@ mod tests {
         }
         let mut session = Session::new(None, Encryption::Prefer, None).unwrap();
         assert!(matches!(session.start_lsd(), Err(LsdOff::NotListening)));
+    }
+
+    /// What the log says about where local discovery runs, or why not.
+    #[test]
+    fn where_local_discovery_runs_reads_well() {
+        let ip = Ipv4Addr::new(10, 0, 0, 1);
+        let on = [
+            (Some(ip), None, "239.192.152.143:6771 on 10.0.0.1"),
+            (None, Some(3), "[ff15::efc0:988f]:6771 on interface 3"),
+            (
+                Some(Ipv4Addr::UNSPECIFIED),
+                Some(0),
+                "239.192.152.143:6771 on 0.0.0.0 and [ff15::efc0:988f]:6771 on any interface",
+            ),
+        ];
+        for (v4, v6, want) in on {
+            assert_eq!(LsdOn { v4, v6 }.to_string(), want);
+        }
+        let err = || io::Error::from_raw_os_error(libc::ENODEV);
+        let off = [
+            (Some(err()), None, "No such device"),
+            (
+                Some(err()),
+                Some(err()),
+                "IPv4: No such device; IPv6: No such device",
+            ),
+        ];
+        for (v4, v6, want) in off {
+            assert_eq!(LsdOff::Socket { v4, v6 }.to_string(), want);
+        }
     }
 
     /// The session's peer cap is shared: slots run out at the limit and

@@ -1,11 +1,15 @@
 //! Local Service Discovery (BEP 14): hosts on one LAN find each other
 //! with no tracker, by multicasting `BT-SEARCH` announces
-//! ([`crate::proto::lsd`]) to 239.192.152.143:6771.
+//! ([`crate::proto::lsd`]) to 239.192.152.143:6771 and, over IPv6, to
+//! `[ff15::efc0:988f]:6771`.
 //!
-//! Owns: one UDP socket on the group (TTL 1: the LAN only; loopback on:
-//! two processes on one host hear each other) and its thread, which
-//! announces each torrent it is given when it is given and every
-//! [`INTERVAL`], and reads the announces of others. It announces a torrent
+//! Owns: a UDP socket on each group it is given ([`Group`]: TTL/hop limit
+//! 1, the LAN only; loopback on: two processes on one host hear each
+//! other) and one thread for them all, which announces each torrent it is
+//! given on every group when it is given and every [`INTERVAL`], and reads
+//! the announces of others on each. An announce heard over IPv6 gives an
+//! IPv6 peer address (the sender's, with the port it announced; a
+//! link-local one keeps its interface). It announces a torrent
 //! at most once per [`MIN_GAP`] (BEP 14's limit); an announce from a
 //! stranger for one of our torrents brings ours forward to then, so two
 //! hosts learn each other in one exchange, not one interval.
@@ -19,12 +23,12 @@
 //! exist or what an address is worth — `deliver` (the session) routes it
 //! to the torrent, or drops it for a torrent we do not have.
 
-use crate::proto::lsd::{Announce, GROUP_V4, MAX_DATAGRAM, MAX_INFOHASHES};
+use crate::proto::lsd::{Announce, GROUP_V4, GROUP_V6, MAX_DATAGRAM, MAX_INFOHASHES};
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{unbounded, Receiver, Sender, TryRecvError};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6, UdpSocket};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,7 +43,8 @@ pub const PER_SOURCE_PER_SECOND: u32 = 10;
 /// ignored until a second-old entry makes room.
 pub const MAX_SOURCES: usize = 256;
 /// The thread looks at its commands at least this often: the delay of a
-/// first announce and of stopping.
+/// first announce and of stopping. Each socket's read waits half of it,
+/// so that a round over both groups takes no longer.
 const WAKE: Duration = Duration::from_millis(200);
 
 /// Where a heard address goes: the torrent named and the peer's address
@@ -51,6 +56,33 @@ enum Command {
     Withdraw(InfoHash),
 }
 
+/// One multicast group, joined: a socket of its own and where to send.
+pub struct Group {
+    socket: UdpSocket,
+    addr: SocketAddr,
+}
+
+impl Group {
+    /// The IPv4 group on the interface with the address `interface`
+    /// (unspecified: the one the kernel routes multicast through).
+    pub fn v4(interface: Ipv4Addr) -> io::Result<Group> {
+        let socket = crate::disk::sys::multicast_socket_v4(GROUP_V4, interface)?;
+        Group::new(socket, GROUP_V4.into())
+    }
+
+    /// The IPv6 group on the interface with the index `interface` (0: the
+    /// one the kernel routes multicast through).
+    pub fn v6(interface: u32) -> io::Result<Group> {
+        let socket = crate::disk::sys::multicast_socket_v6(GROUP_V6, interface)?;
+        Group::new(socket, GROUP_V6.into())
+    }
+
+    fn new(socket: UdpSocket, addr: SocketAddr) -> io::Result<Group> {
+        socket.set_read_timeout(Some(WAKE / 2))?;
+        Ok(Group { socket, addr })
+    }
+}
+
 /// The running service; dropping it stops the thread.
 pub struct Lsd {
     commands: Option<Sender<Command>>,
@@ -58,18 +90,14 @@ pub struct Lsd {
 }
 
 impl Lsd {
-    /// Joins the group on `interface` (unspecified: the one the kernel
-    /// routes multicast through) and announces `port`, our listening port.
-    pub fn start(interface: Ipv4Addr, port: u16, deliver: Deliver) -> io::Result<Lsd> {
-        let socket = crate::disk::sys::multicast_socket_v4(GROUP_V4, interface)?;
-        socket.join_multicast_v4(GROUP_V4.ip(), &interface)?;
-        socket.set_multicast_ttl_v4(1)?;
-        socket.set_multicast_loop_v4(true)?;
-        socket.set_read_timeout(Some(WAKE))?;
+    /// Announces `port`, our listening port, on `groups` (one or both
+    /// families) and hears theirs, on one thread. Fails only if the
+    /// thread cannot be started.
+    pub fn start(groups: Vec<Group>, port: u16, deliver: Deliver) -> io::Result<Lsd> {
         let mut cookie = [0u8; 8];
         crate::util::random::fill(&mut cookie);
         let service = Service {
-            socket,
+            groups,
             port,
             cookie: crate::util::hex::encode(&cookie),
             deliver,
@@ -115,7 +143,7 @@ impl Drop for Lsd {
 }
 
 struct Service {
-    socket: UdpSocket,
+    groups: Vec<Group>,
     port: u16,
     cookie: String,
     deliver: Deliver,
@@ -144,11 +172,13 @@ impl Service {
                 }
             }
             self.announce_due();
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, from)) => self.heard(&buf[..n], from),
-                Err(e) if crate::disk::sys::is_wait_over(&e) => {}
-                // ICMP errors and the like: nothing to do but go on.
-                Err(e) => log::debug!("lsd: {e}"),
+            for i in 0..self.groups.len() {
+                match self.groups[i].socket.recv_from(&mut buf) {
+                    Ok((n, from)) => self.heard(&buf[..n], from),
+                    Err(e) if crate::disk::sys::is_wait_over(&e) => {}
+                    // ICMP errors and the like: nothing to do but go on.
+                    Err(e) => log::debug!("lsd: {e}"),
+                }
             }
         }
     }
@@ -164,14 +194,15 @@ impl Service {
             .map(|(h, _)| *h)
             .collect();
         for batch in due.chunks(MAX_INFOHASHES) {
-            let datagram = Announce {
+            let announce = Announce {
                 port: self.port,
                 info_hashes: batch.to_vec(),
                 cookie: Some(self.cookie.clone()),
-            }
-            .build();
-            if let Err(e) = self.socket.send_to(&datagram, GROUP_V4) {
-                log::info!("lsd: announcing: {e}");
+            };
+            for g in &self.groups {
+                if let Err(e) = g.socket.send_to(&announce.build(g.addr), g.addr) {
+                    log::info!("lsd: announcing to {}: {e}", g.addr);
+                }
             }
         }
         for h in due {
@@ -194,7 +225,7 @@ impl Service {
         if announce.cookie.as_deref() == Some(self.cookie.as_str()) {
             return;
         }
-        let peer = SocketAddr::new(from.ip(), announce.port);
+        let peer = peer_address(from, announce.port);
         let mut hashes = announce.info_hashes;
         hashes.sort_unstable();
         hashes.dedup();
@@ -205,6 +236,17 @@ impl Service {
             }
             (self.deliver)(h, peer);
         }
+    }
+}
+
+/// Where the sender of an announce from `from` takes connections: its
+/// address, with the port it announced. A link-local IPv6 sender keeps
+/// its interface (the scope id), without which it cannot be dialled; the
+/// flow label is the sender's business, not ours to send back.
+fn peer_address(from: SocketAddr, port: u16) -> SocketAddr {
+    match from {
+        SocketAddr::V4(a) => SocketAddr::new(IpAddr::V4(*a.ip()), port),
+        SocketAddr::V6(a) => SocketAddrV6::new(*a.ip(), port, 0, a.scope_id()).into(),
     }
 }
 
@@ -236,6 +278,35 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Heard on either group: the sender's address with the announced
+    /// port, a link-local one still naming its interface.
+    #[test]
+    fn an_announce_gives_the_senders_address_with_its_port() {
+        let v6 = |ip: &str, port, flow, scope| {
+            SocketAddr::from(SocketAddrV6::new(ip.parse().unwrap(), port, flow, scope))
+        };
+        let table = [
+            (
+                SocketAddr::from(([10, 0, 0, 7], 6771)),
+                6881,
+                SocketAddr::from(([10, 0, 0, 7], 6881)),
+            ),
+            (
+                v6("fd77:1::2", 6771, 0, 0),
+                51413,
+                v6("fd77:1::2", 51413, 0, 0),
+            ),
+            (
+                v6("fe80::1", 6771, 0xbeef, 3),
+                7000,
+                v6("fe80::1", 7000, 0, 3),
+            ),
+        ];
+        for (from, port, want) in table {
+            assert_eq!(peer_address(from, port), want, "{from}");
+        }
+    }
 
     #[test]
     fn a_source_gets_its_budget_per_second_and_no_more() {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! BT-SEARCH * HTTP/1.1\r\n
-//! Host: 239.192.152.143:6771\r\n
+//! Host: 239.192.152.143:6771\r\n       (or [ff15::efc0:988f]:6771)
 //! Port: 6881\r\n
 //! Infohash: 40 hex digits\r\n      (one or more)
 //! cookie: ours\r\n                 (to recognise our own announces)
@@ -15,15 +15,24 @@
 //! [`MAX_DATAGRAM`] bytes or [`MAX_INFOHASHES`] info hashes it is refused
 //! before anything is kept, and every other defect is a typed
 //! [`LsdError`]. Header names are case-insensitive, unknown headers are
-//! ignored, a bare `\n` ends a line as well as `\r\n`. Does not own: the
-//! socket, the group, or what an announce means (`net::lsd`).
+//! ignored, a bare `\n` ends a line as well as `\r\n`. `Host` names the
+//! group the datagram was sent to, [`GROUP_V4`] or [`GROUP_V6`]: we write
+//! the one we send to and read any (the socket says where it came from).
+//! Does not own: the socket, or what an announce means (`net::lsd`).
 
 use crate::proto::metainfo::InfoHash;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 /// The IPv4 multicast group and port of BEP 14.
 pub const GROUP_V4: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(239, 192, 152, 143), 6771);
+/// The IPv6 multicast group and port of BEP 14 (site-local scope, `ff15`).
+pub const GROUP_V6: SocketAddrV6 = SocketAddrV6::new(
+    Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0xefc0, 0x988f),
+    6771,
+    0,
+    0,
+);
 /// Announces are single datagrams; anything larger is not one.
 pub const MAX_DATAGRAM: usize = 1400;
 /// Info hashes in one announce at most: what fits in [`MAX_DATAGRAM`]
@@ -137,17 +146,15 @@ impl Announce {
         })
     }
 
-    /// The datagram, addressed to the IPv4 group. At most
-    /// [`MAX_INFOHASHES`] info hashes and a cookie of at most
-    /// [`MAX_COOKIE`] bytes keep it under [`MAX_DATAGRAM`] (callers send
-    /// more hashes in several announces).
-    pub fn build(&self) -> Vec<u8> {
+    /// The datagram, addressed to `group` ([`GROUP_V4`] or [`GROUP_V6`]:
+    /// its `Host` header). At most [`MAX_INFOHASHES`] info hashes and a
+    /// cookie of at most [`MAX_COOKIE`] bytes keep it under
+    /// [`MAX_DATAGRAM`] (callers send more hashes in several announces).
+    pub fn build(&self, group: SocketAddr) -> Vec<u8> {
         debug_assert!(self.info_hashes.len() <= MAX_INFOHASHES);
         debug_assert!(self.cookie.as_ref().is_none_or(|c| c.len() <= MAX_COOKIE));
-        let mut s = format!(
-            "{REQUEST_LINE}\r\nHost: {GROUP_V4}\r\nPort: {}\r\n",
-            self.port
-        );
+        // SocketAddrV6 displays as `[ip]:port`, the form BEP 14 shows.
+        let mut s = format!("{REQUEST_LINE}\r\nHost: {group}\r\nPort: {}\r\n", self.port);
         for h in &self.info_hashes {
             s.push_str(&format!("Infohash: {}\r\n", h.hex()));
         }
@@ -184,16 +191,41 @@ mod tests {
             info_hashes: vec![hash(H1), hash(H2)],
             cookie: Some("c00k1e".into()),
         };
-        let bytes = a.build();
-        assert_eq!(
-            String::from_utf8(bytes.clone()).unwrap(),
-            format!(
-                "BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 6881\r\n\
-                 Infohash: {H1}\r\nInfohash: {}\r\ncookie: c00k1e\r\n\r\n\r\n",
-                H2.to_lowercase()
-            )
-        );
-        assert_eq!(Announce::parse(&bytes), Ok(a));
+        let table: [(SocketAddr, &str); 2] = [
+            (GROUP_V4.into(), "239.192.152.143:6771"),
+            (GROUP_V6.into(), "[ff15::efc0:988f]:6771"),
+        ];
+        for (group, host) in table {
+            let bytes = a.build(group);
+            assert_eq!(
+                String::from_utf8(bytes.clone()).unwrap(),
+                format!(
+                    "BT-SEARCH * HTTP/1.1\r\nHost: {host}\r\nPort: 6881\r\n\
+                     Infohash: {H1}\r\nInfohash: {}\r\ncookie: c00k1e\r\n\r\n\r\n",
+                    H2.to_lowercase()
+                )
+            );
+            assert_eq!(Announce::parse(&bytes), Ok(a.clone()));
+        }
+    }
+
+    /// Either group's `Host`, with or without its port, or none: `Host`
+    /// says nothing we use (the socket knows the group), so no form of it
+    /// makes an otherwise good announce unreadable.
+    #[test]
+    fn reads_both_groups_host_headers() {
+        for host in [
+            "Host: 239.192.152.143:6771\r\n",
+            "Host: [ff15::efc0:988f]:6771\r\n",
+            "HOST:[FF15::EFC0:988F]:6771\r\n",
+            "Host: ff15::efc0:988f\r\n",
+            "",
+        ] {
+            let text =
+                format!("BT-SEARCH * HTTP/1.1\r\n{host}Port: 6881\r\nInfohash: {H1}\r\n\r\n");
+            let got = Announce::parse(text.as_bytes());
+            assert_eq!(got.map(|a| a.port), Ok(6881), "{host:?}");
+        }
     }
 
     /// libtorrent's announce: its own header case, no cookie trailer.
@@ -292,7 +324,8 @@ mod tests {
             info_hashes: vec![hash(H1); MAX_INFOHASHES],
             cookie: Some("c".repeat(MAX_COOKIE)),
         };
-        let bytes = a.build();
+        // The IPv6 group's Host header is the longer.
+        let bytes = a.build(GROUP_V6.into());
         assert!(bytes.len() <= MAX_DATAGRAM, "{}", bytes.len());
         assert_eq!(Announce::parse(&bytes), Ok(a));
     }
@@ -306,7 +339,7 @@ mod tests {
             info_hashes: vec![hash(H1), hash(H2)],
             cookie: Some("x".into()),
         };
-        let bytes = a.build();
+        let bytes = a.build(GROUP_V6.into());
         for cut in 0..bytes.len() {
             if let Ok(got) = Announce::parse(&bytes[..cut]) {
                 assert_eq!(got.port, 7000);

@@ -5,7 +5,10 @@
 //! [`Netns::new`] makes a "switch" namespace holding a bridge and N host
 //! namespaces, each with a veth pair (`eth0` inside the host, `pN` on the
 //! bridge), `lo` up, IPv6 off, the address `10.77.S.(N+1)/24` and a
-//! multicast route (224.0.0.0/4) on `eth0`; the bridge floods multicast
+//! multicast route (224.0.0.0/4) on `eth0`. [`Netns::with_ipv6`] keeps
+//! IPv6 on in the hosts and gives each also `fd77:S::(N+1)/64` (a ULA
+//! prefix, ours; added with `nodad`, so usable at once; the kernel routes
+//! IPv6 multicast, `ff00::/8`, on `eth0` by itself). The bridge floods multicast
 //! to every host (no snooping), so LSD announces reach them all. The
 //! subnet `S` is claimed across processes by creating the switch namespace
 //! `shoal-sw-S`: `ip netns add` fails when it exists, so two tests (threads
@@ -23,16 +26,18 @@
 //! thread moved into the namespace (a socket keeps its namespace for life).
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// One host: its namespace and its address on the switch.
+/// One host: its namespace and its addresses on the switch.
 #[derive(Debug, Clone)]
 pub struct Host {
     pub ns: String,
     pub ip: Ipv4Addr,
+    /// With [`Netns::with_ipv6`] only.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// The guard: a switch namespace, its bridge, and the hosts on it.
@@ -93,6 +98,23 @@ pub fn available(test: &str) -> bool {
     } else {
         None
     };
+    skip_unless(test, why)
+}
+
+/// Whether namespaces with IPv6 can be made here: [`available`], and a
+/// kernel with IPv6. When not, says so or panics as [`available`] does.
+pub fn available_ipv6(test: &str) -> bool {
+    if !available(test) {
+        return false;
+    }
+    let why = (!std::path::Path::new("/proc/sys/net/ipv6").exists())
+        .then_some("the kernel has no IPv6 (/proc/sys/net/ipv6 is missing)");
+    skip_unless(test, why)
+}
+
+/// True if there is no reason `why` to skip; otherwise SKIPPED on stderr,
+/// or a panic under `CI=true`.
+fn skip_unless(test: &str, why: Option<&str>) -> bool {
     let Some(why) = why else { return true };
     if super::in_ci() {
         panic!("{test}: network namespaces unavailable ({why}), and CI=true: that is a failure");
@@ -133,9 +155,19 @@ fn reclaim(subnet: u8) {
 }
 
 impl Netns {
-    /// `n` hosts (at most 250) on a new switch. Panics if the setup fails
-    /// (call [`available`] first); whatever was made is deleted.
+    /// `n` hosts (at most 250) on a new switch, IPv4 only. Panics if the
+    /// setup fails (call [`available`] first); whatever was made is deleted.
     pub fn new(n: usize) -> Netns {
+        Netns::make(n, false)
+    }
+
+    /// As [`Netns::new`], with IPv6 on in the hosts and an address each
+    /// (`fd77:S::(N+1)`, [`Host::ip6`]). Call [`available_ipv6`] first.
+    pub fn with_ipv6(n: usize) -> Netns {
+        Netns::make(n, true)
+    }
+
+    fn make(n: usize, ipv6: bool) -> Netns {
         assert!(n > 0 && n <= 250, "1 to 250 hosts, not {n}");
         std::fs::create_dir_all(OWNERS).expect("create the netns owners dir");
         // Start at a per-process offset so concurrent processes rarely
@@ -164,11 +196,11 @@ impl Netns {
             switch: format!("shoal-sw-{subnet}"),
             hosts: Vec::new(),
         };
-        me.setup(n);
+        me.setup(n, ipv6);
         me
     }
 
-    fn setup(&mut self, n: usize) {
+    fn setup(&mut self, n: usize, ipv6: bool) {
         let sw = self.switch.clone();
         ns_exec(&sw, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
         ns_exec(
@@ -194,17 +226,21 @@ impl Netns {
         for i in 0..n {
             let ns = format!("shoal-h{i}-{}", self.subnet);
             let hostip = Ipv4Addr::new(10, 77, self.subnet, i as u8 + 1);
+            let hostip6 = ipv6
+                .then(|| Ipv6Addr::new(0xfd77, self.subnet.into(), 0, 0, 0, 0, 0, i as u16 + 1));
             ip(&["netns", "add", &ns]).unwrap();
             // Pushed before configuring, so that Drop deletes it if a step fails.
             self.hosts.push(Host {
                 ns: ns.clone(),
                 ip: hostip,
+                ip6: hostip6,
             });
-            ns_exec(&ns, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
-            ns_exec(
-                &ns,
-                &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
-            );
+            // Set either way: a new namespace need not start with IPv6 on.
+            let off = if ipv6 { "0" } else { "1" };
+            for scope in ["all", "default"] {
+                let setting = format!("net.ipv6.conf.{scope}.disable_ipv6={off}");
+                ns_exec(&ns, &["sysctl", "-qw", &setting]);
+            }
             let port = format!("p{i}");
             // Both ends made straight in their namespaces: no name is ever
             // taken in the root namespace.
@@ -218,6 +254,12 @@ impl Netns {
             ip(&["-n", &ns, "link", "set", "lo", "up"]).unwrap();
             let cidr = format!("{hostip}/24");
             ip(&["-n", &ns, "addr", "add", &cidr, "dev", "eth0"]).unwrap();
+            if let Some(ip6) = hostip6 {
+                // No duplicate address detection: usable at once, not
+                // "tentative" for a second (nobody else has it).
+                let cidr6 = format!("{ip6}/64");
+                ip(&["-n", &ns, "addr", "add", &cidr6, "dev", "eth0", "nodad"]).unwrap();
+            }
             ip(&["-n", &ns, "link", "set", "eth0", "up"]).unwrap();
             // Multicast (local service discovery) goes out on the switch;
             // without a route it has nowhere to go.

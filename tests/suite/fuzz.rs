@@ -6,7 +6,7 @@ use shoal::proto::bencode;
 use shoal::proto::bitfield::Bitfield;
 use shoal::proto::http;
 use shoal::proto::krpc;
-use shoal::proto::lsd::Announce;
+use shoal::proto::lsd::{Announce, GROUP_V4, GROUP_V6};
 use shoal::proto::metainfo::{InfoHash, Metainfo};
 use shoal::proto::mse::{self, Methods, Step};
 use shoal::proto::tracker;
@@ -76,11 +76,13 @@ fn all_parsers(input: &[u8]) {
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
     let _ = Handshake::decode(input);
     if let Ok(a) = Announce::parse(input) {
-        assert_eq!(
-            Announce::parse(&a.build()),
-            Ok(a),
-            "an announce round-trips"
-        );
+        for group in [GROUP_V4.into(), GROUP_V6.into()] {
+            assert_eq!(
+                Announce::parse(&a.build(group)),
+                Ok(a.clone()),
+                "an announce round-trips"
+            );
+        }
     }
     let mut rest = input;
     while let Ok(wire::Decoded::Message(_, used)) = wire::decode(rest) {
@@ -139,7 +141,7 @@ fn seeds() -> Vec<Vec<u8>> {
             info_hashes: vec![InfoHash([0xab; 20]), InfoHash([0x01; 20])],
             cookie: Some("c00k1e".into()),
         }
-        .build(),
+        .build(GROUP_V6.into()),
     );
     seeds.push(b"d1:rd2:id20:abcdefghij01234567895:nodes26:mnopqrstuvwxyz123456\x01\x02\x03\x04\x1a\xe15:token2:xy6:valuesl6:axje.uee1:t2:aa1:y1:re".to_vec());
     seeds.push(b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe".to_vec());
