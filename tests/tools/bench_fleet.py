@@ -366,7 +366,8 @@ class Fleet:
         if client == "shoal":
             s = Proc("shoal seed", ns_name(0), [
                 self.shoal, "seed", self.torrent, src_dir, "--bind", host_ip(0), "--port",
-                str(PEER_PORT), "--json", "--no-dht", "--no-lsd"] + self.args.shoal_args)
+                str(PEER_PORT), "--json", "--no-dht", "--no-lsd"] + self.args.shoal_args
+                + self.args.seeder_args)
             ok = s.wait_line(lambda l: '"event":"listening"' in l, 60) and \
                 self.tracker_has_seeder(30)
         else:
@@ -621,6 +622,10 @@ def parse_args(argv):
     p.add_argument("--shoal", help="this binary (default: build target/release/shoal)")
     p.add_argument("--shoal-arg", dest="shoal_args", action="append", default=[],
                    help="an extra argument for every shoal seed/get (repeatable)")
+    p.add_argument("--seeder-arg", dest="seeder_args", action="append", default=[],
+                   help="an extra argument for the shoal seeder only (repeatable)")
+    p.add_argument("--no-super-seed", dest="super_seed", action="store_false",
+                   help="the shoal seeder without --super-seed (initial seeding)")
     p.add_argument("--dump", help="write per-leecher timelines (JSON) to this file")
     p.add_argument("-v", "--verbose", action="store_true", help="per-leecher figures")
     a = p.parse_args(argv)
@@ -631,6 +636,8 @@ def parse_args(argv):
     for c in a.clients:
         if c not in ("shoal", "libtorrent"):
             p.error("unknown client %r" % c)
+    if a.super_seed:
+        a.seeder_args.append("--super-seed")
     a.rate_bytes = rate_bytes(a.rate)
     a.bound = a.size_bytes / a.rate_bytes
     return a
