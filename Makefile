@@ -1,7 +1,7 @@
 # shoal: build, test, lint. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: build test lint fmt clean demo bench fuzz
+.PHONY: build test lint fmt clean demo bench bench-fleet fuzz
 
 build:
 	$(CARGO) build --release
@@ -23,6 +23,15 @@ demo:
 # wants a quiet machine. Not part of `make test`. BENCH_ARGS=--quick for less.
 bench:
 	tests/tools/bench.sh $(BENCH_ARGS)
+
+# A swarm in network namespaces (as root): one seeder and N = 4, 8, 16
+# leechers on tc-shaped links, shoal and python3-libtorrent in the same run,
+# timed to the LAST leecher against the F/u bound, with the machine's CPU.
+# Creates and deletes its namespaces. FLEET_ARGS=--quick for less; see
+# `tests/tools/bench_fleet.py --help` (--rate, --size, --ns, --runs).
+bench-fleet:
+	$(CARGO) build --release
+	/usr/bin/python3 tests/tools/bench_fleet.py --shoal target/release/shoal $(FLEET_ARGS)
 
 # Coverage-guided fuzzing of every parser (cargo-fuzz, nightly toolchain):
 # FUZZ_SECONDS per target (default 60). CI runs it for 30 s per target.

@@ -84,6 +84,12 @@ Verifies the data, then serves it until Ctrl-C (or a --seed-ratio /
 --seed-time limit). DATA_PATH is the directory holding the torrent's file or
 folder, or that file or folder itself. Refuses to start if pieces are
 missing.
+
+  --super-seed           initial seeding (BEP 16, relaxed): hand every piece
+                         out once, to one peer each, before sending any
+                         twice; every interested peer is unchoked meanwhile.
+                         For the first seeder of a swarm that starts
+                         together; seeds normally once all pieces are out
 ";
 
 const CHECK_USAGE: &str = "\
@@ -575,6 +581,7 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
     }
     let (mut opts, setup) = session_options(&mut p, PathBuf::new())?;
     let mode = output_mode(&mut p);
+    opts.super_seed = p.contains("--super-seed");
     let [file, data] = positionals(p, ["FILE.torrent", "DATA_PATH"])?;
     let meta = Arc::new(load_torrent(Path::new(&file))?);
     opts.selection = selection(&opts.select, &meta)?;

@@ -18,4 +18,5 @@ pub mod pipeline;
 pub mod rate;
 pub mod selection;
 pub mod session;
+pub mod superseed;
 pub mod torrent;

@@ -137,6 +137,11 @@ impl Picker {
     }
 
     /// A peer announced one more piece.
+    /// How many connected peers have `piece` (0 past the end).
+    pub fn availability(&self, piece: u32) -> u32 {
+        self.availability.get(piece as usize).copied().unwrap_or(0)
+    }
+
     pub fn peer_has(&mut self, piece: PieceIndex) {
         self.availability[piece.usize()] += 1;
     }

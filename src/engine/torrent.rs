@@ -44,6 +44,7 @@ use crate::engine::picker::{Picker, Received};
 use crate::engine::pipeline::{Arrival, Pipeline};
 use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
+use crate::engine::superseed::{self, InitialSeed};
 use crate::net::announce::{self, Counters, Report};
 use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings, Unsized};
 use crate::proto::allowed_fast;
@@ -373,6 +374,10 @@ struct Orchestrator<'p> {
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
+    /// Initial seeding, while it lasts (`--super-seed`, complete at start).
+    initial: Option<InitialSeed>,
+    /// When a peer last asked for all of a piece we announced to it.
+    initial_progress: Instant,
     last_choke: Instant,
     last_optimistic: Instant,
     /// When every piece was verified (None while downloading).
@@ -457,6 +462,11 @@ impl<'p> Orchestrator<'p> {
             dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
+            initial: (complete_at_start && opts.super_seed).then(|| {
+                let window = superseed::window(u64::from(geometry.piece_len()));
+                InitialSeed::new(geometry.num_pieces(), window, crate::util::random::seed())
+            }),
+            initial_progress: now,
             last_choke: now,
             last_optimistic: now,
             completed_at: None,
@@ -677,6 +687,7 @@ impl<'p> Orchestrator<'p> {
                     p.pieces = bits;
                     self.update_interest(peer);
                     self.drop_if_both_seeds(peer);
+                    self.super_offer(peer);
                 }
             }
             Event::Have(peer, index) => {
@@ -688,6 +699,7 @@ impl<'p> Orchestrator<'p> {
                         }
                         self.update_interest(peer);
                         self.drop_if_both_seeds(peer);
+                        self.super_offer(peer);
                     }
                 }
             }
@@ -828,6 +840,7 @@ impl<'p> Orchestrator<'p> {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);
         }
+        self.finish_initial_seeding();
         self.fill_all();
         self.feed_web_seeds();
         if self.swarm.hosting.is_some() {

@@ -113,9 +113,13 @@ impl Orchestrator<'_> {
             return self.drop_peer(peer, "already connected to this peer", false);
         }
         let have = self.picker.have();
+        // Initial seeding: we say we have nothing, then announce pieces
+        // with `have` (super_offer, below).
+        let superseed = self.initial.is_some();
+        let said = if superseed { 0 } else { have.count() };
         // What we have must be the first message; the rest follows it.
         let mut hello = Vec::with_capacity(2 + allowed_fast::SET_SIZE);
-        match (fast, have.count()) {
+        match (fast, said) {
             (true, 0) => hello.push(Command::HaveNone),
             (true, n) if n == have.len() => hello.push(Command::HaveAll),
             (_, 0) => {}
@@ -126,7 +130,7 @@ impl Orchestrator<'_> {
         if let Some(port) = self.dht.port().filter(|_| dht) {
             hello.push(Command::Port(port));
         }
-        if fast {
+        if fast && !superseed {
             let set = allowed_fast::allowed_fast_set(
                 p.addr.ip(),
                 &self.meta.info_hash.0,
@@ -139,6 +143,7 @@ impl Orchestrator<'_> {
         for cmd in hello {
             self.send(peer, cmd);
         }
+        self.super_offer(peer);
     }
 
     /// Takes over the peers of a magnet link's metadata fetch: what each
@@ -228,6 +233,10 @@ impl Orchestrator<'_> {
             self.departed.pop_front();
         }
         self.departed.push_back((peer, p.addr));
+        if let Some(initial) = &mut self.initial {
+            let peers = &self.peers;
+            initial.gone(peer, |piece| peers.values().any(|q| q.pieces.get(piece)));
+        }
         log::debug!("peer {} ({}) gone: {reason}", peer, p.addr);
         self.fill_all();
         if !p.am_choking {

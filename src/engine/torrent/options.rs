@@ -38,6 +38,9 @@ pub struct Options {
     pub announce_min_interval: Duration,
     /// Regular upload slots (see [`crate::engine::choker`]).
     pub upload_slots: usize,
+    /// Initial seeding (`engine::superseed`) when the torrent is complete
+    /// at start: every piece handed out once before any goes twice.
+    pub super_seed: bool,
     /// When to stop once complete.
     pub seed: SeedLimit,
     /// Rate limits in bytes per second, for the session (see
@@ -91,6 +94,7 @@ impl Options {
             announce_retry: Duration::from_secs(15),
             announce_min_interval: Duration::from_secs(30),
             upload_slots: crate::engine::choker::DEFAULT_SLOTS,
+            super_seed: false,
             seed: SeedLimit::default(),
             seed_only: false,
             save_torrent: None,

@@ -32,6 +32,18 @@ impl Orchestrator<'_> {
         } else {
             false
         };
+        if !refuse {
+            let blocks = self.meta.geometry.blocks_in(block.piece);
+            if let Some(initial) = &mut self.initial {
+                if initial.requested(peer, index, blocks) {
+                    self.initial_progress = Instant::now();
+                    self.super_offer(peer);
+                }
+            }
+        }
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
         let cmd = match (refuse, p.fast) {
             (false, _) => Command::Upload(block),
             (true, true) => Command::Reject(block),
@@ -64,7 +76,14 @@ impl Orchestrator<'_> {
             .values()
             .filter(|p| !p.am_choking && p.peer_interested)
             .count();
-        let free = (self.opts.upload_slots + 1).saturating_sub(unchoked);
+        // Initial seeding unchokes every interested peer: a piece we
+        // announced must not wait behind a choke.
+        let slots = if self.initial.is_some() {
+            usize::MAX
+        } else {
+            self.opts.upload_slots + 1
+        };
+        let free = slots.saturating_sub(unchoked);
         if free == 0 {
             return;
         }
@@ -80,6 +99,48 @@ impl Orchestrator<'_> {
                 p.am_choking = false;
             }
             self.send(k, Command::Unchoke);
+        }
+    }
+
+    /// Initial seeding: announces fresh pieces to `peer` up to its window;
+    /// once every piece has been announced to someone, announces the rest
+    /// to everyone and seeds normally from then on.
+    pub(super) fn super_offer(&mut self, peer: PeerKey) {
+        let Some(initial) = &mut self.initial else {
+            return;
+        };
+        let Some(p) = self.peers.get(&peer).filter(|p| p.socket.is_some()) else {
+            return;
+        };
+        let picker = &self.picker;
+        let offer = initial.offer(peer, &p.pieces, |i| picker.availability(i));
+        if !offer.is_empty() {
+            self.send(peer, Command::Haves(offer));
+        }
+        self.finish_initial_seeding();
+    }
+
+    pub(super) fn finish_initial_seeding(&mut self) {
+        let (now, last) = (Instant::now(), self.initial_progress);
+        if !self.initial.as_ref().is_some_and(|i| i.over(now, last)) {
+            return;
+        }
+        let Some(mut initial) = self.initial.take() else {
+            return;
+        };
+        let keys: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        let peers = &self.peers;
+        let rest = initial.finish(&keys, |k, i| peers.get(&k).is_some_and(|p| p.pieces.get(i)));
+        log::info!("initial seeding done: every piece was handed out once");
+        for (k, pieces) in rest {
+            if !pieces.is_empty() {
+                self.send(k, Command::Haves(pieces));
+            }
         }
     }
 
@@ -99,7 +160,11 @@ impl Orchestrator<'_> {
                 connected_for: now - p.connected_at,
             })
             .collect();
-        let chosen = self.choker.choose(&candidates, seeding, rotate);
+        let chosen = if self.initial.is_some() {
+            candidates.iter().map(|c| c.peer).collect()
+        } else {
+            self.choker.choose(&candidates, seeding, rotate)
+        };
         let changes: Vec<(PeerKey, bool)> = self
             .peers
             .iter()

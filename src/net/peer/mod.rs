@@ -97,6 +97,9 @@ pub enum Command {
     Interested,
     NotInterested,
     Have(u32),
+    /// Several `have` messages in one command (super-seeding announces
+    /// hundreds at once when it ends; one command each could fill the queue).
+    Haves(Vec<u32>),
     Bitfield(Vec<u8>),
     /// BEP 6, in place of a bitfield.
     HaveAll,

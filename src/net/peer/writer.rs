@@ -155,6 +155,12 @@ fn encode(cmd: &Command, out: &mut Vec<u8>) {
             payload,
         },
         Command::Extended { id, payload } => Message::Extended { id: *id, payload },
+        Command::Haves(pieces) => {
+            for &p in pieces {
+                Message::Have(p).encode(out);
+            }
+            return;
+        }
         Command::Requests(blocks) => {
             for b in blocks {
                 Message::Request {
