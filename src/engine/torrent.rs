@@ -28,8 +28,8 @@ mod web_seeds;
 mod tests;
 
 pub use error::TorrentError;
-pub use hosted::Hosted;
 use hosted::Hosting;
+pub use hosted::{Announcer, Hosted};
 pub use magnet::run_magnet;
 pub use options::{Options, SeedLimit};
 use swarm::Swarm;

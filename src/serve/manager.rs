@@ -19,7 +19,7 @@ use super::control::{self, Control, Detail, Metrics, Refusal, Source, State, Sta
 use super::saved::{Saved, Store};
 use crate::engine::notes::{Note, Snapshot};
 use crate::engine::session::Session;
-use crate::engine::torrent::{self, Hosted, Options, Summary, TorrentError};
+use crate::engine::torrent::{self, Announcer, Hosted, Options, Summary, TorrentError};
 use crate::net::announce::{self, Counters, Pool, Report};
 use crate::net::peer::Inbound;
 use crate::proto::magnet::Magnet;
@@ -28,7 +28,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,22 @@ impl Live {
     }
 }
 
+/// A torrent's announcer in the pool: started by the manager for a torrent
+/// that is complete by its resume state, else by its run once the data is
+/// checked (so that the first `started` tells the tracker what is left).
+struct Announcing {
+    slot: Arc<OnceLock<announce::Handle>>,
+    start: Announcer,
+}
+
+impl Announcing {
+    fn stop(&self) {
+        if let Some(h) = self.slot.get() {
+            h.send(announce::Command::Stop);
+        }
+    }
+}
+
 /// A run in progress.
 struct Run {
     id: u64,
@@ -131,7 +147,7 @@ struct Torrent {
     origin: Origin,
     state: State,
     /// Its announcer (`None` while paused, finished or stopped by an error).
-    announce: Option<announce::Handle>,
+    announce: Option<Announcing>,
     reports: (Sender<Report>, Receiver<Report>),
     counters: Arc<Counters>,
     live: Arc<Mutex<Live>>,
@@ -170,7 +186,7 @@ pub struct Manager {
 
 struct Shared {
     session: Arc<Session>,
-    pool: Pool,
+    pool: Arc<Pool>,
     config: Config,
     store: Store,
     torrents: Mutex<HashMap<InfoHash, Torrent>>,
@@ -195,7 +211,7 @@ impl Manager {
         let (ended_tx, ended) = unbounded();
         let shared = Arc::new(Shared {
             session,
-            pool: Pool::start()?,
+            pool: Arc::new(Pool::start()?),
             config,
             store,
             torrents: Mutex::default(),
@@ -275,13 +291,13 @@ impl Manager {
                 let _ = run.thread.join();
             }
             if let Some(a) = &t.announce {
-                a.send(announce::Command::Stop);
+                a.stop();
             }
         }
         let deadline = Instant::now() + STOP_BUDGET;
         for t in torrents.values() {
-            if let Some(a) = &t.announce {
-                a.wait_ended(deadline);
+            if let Some(h) = t.announce.as_ref().and_then(|a| a.slot.get()) {
+                h.wait_ended(deadline);
             }
         }
     }
@@ -380,7 +396,11 @@ impl Shared {
         });
         let left = if complete { 0 } else { t.size().max(1) };
         t.counters.left.store(left, Ordering::Relaxed);
-        t.announce = Some(self.announcer(hash, t));
+        let announcing = self.announcer(hash, t);
+        if complete {
+            (announcing.start)();
+        }
+        t.announce = Some(announcing);
         if complete {
             t.state = State::Idle;
             self.session.route_to(hash, self.wake.clone());
@@ -389,7 +409,7 @@ impl Shared {
         }
     }
 
-    fn announcer(&self, hash: InfoHash, t: &Torrent) -> announce::Handle {
+    fn announcer(&self, hash: InfoHash, t: &Torrent) -> Announcing {
         let trackers = match (&t.meta, &t.magnet) {
             (Some(m), _) => m.trackers.clone(),
             (None, Some(m)) => m.trackers.clone(),
@@ -404,15 +424,26 @@ impl Shared {
         config.address = listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
         let reports = t.reports.0.clone();
         let live = Arc::clone(&t.live);
-        let report = move |r: Report| {
+        let report = Arc::new(move |r: Report| {
             if let Report::Error { message, .. } = &r {
                 log::info!("{message}");
                 lock(&live).counters.tracker_errors += 1;
             }
             // A torrent without a run takes no reports: peers dial it.
             let _ = reports.try_send(r);
-        };
-        self.pool.add(config, t.counters.clone(), Box::new(report))
+        });
+        let (pool, counters) = (Arc::clone(&self.pool), t.counters.clone());
+        let slot: Arc<OnceLock<announce::Handle>> = Arc::default();
+        let once = Arc::clone(&slot);
+        let start: Announcer = Arc::new(move || {
+            let start = || {
+                let report = Arc::clone(&report);
+                let report = Box::new(move |r: Report| report(r));
+                pool.add(config.clone(), counters.clone(), report)
+            };
+            once.get_or_init(start).clone()
+        });
+        Announcing { slot, start }
     }
 
     /// Starts runs for queued torrents while fewer than `max_active`
@@ -479,7 +510,8 @@ impl Shared {
         let hosted = Hosted {
             announce: t
                 .announce
-                .clone()
+                .as_ref()
+                .map(|a| Arc::clone(&a.start))
                 .expect("a started torrent has an announcer"),
             reports: t.reports.1.clone(),
             counters: t.counters.clone(),
@@ -598,7 +630,7 @@ impl Shared {
     fn stop_announcing(&self, hash: InfoHash, t: &mut Torrent) {
         self.session.unregister(&hash);
         if let Some(a) = t.announce.take() {
-            a.send(announce::Command::Stop);
+            a.stop();
         }
     }
 

@@ -10,9 +10,10 @@
 use crate::common::daemon::Daemon;
 use crate::common::interop::{tools_present_with, LtPeer};
 use crate::common::process::on_path;
+use crate::common::tracker::query_param;
 use crate::common::{
     in_ci, json_str, make_torrent, random_bytes, run_get, run_shoal, wait_until, Behaviour,
-    FakeSeeder, TempDir, Torrent,
+    FakeSeeder, FakeTracker, TempDir, Torrent,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,13 +24,12 @@ const KIB: usize = 1024;
 const WITHIN: Duration = Duration::from_secs(30);
 
 fn torrent(name: &str, seed: u64, len: usize) -> Torrent {
-    make_torrent(
-        name,
-        &[("", &random_bytes(seed, len))],
-        64 * KIB as u32,
-        None,
-        false,
-    )
+    tracked(name, seed, len, None)
+}
+
+fn tracked(name: &str, seed: u64, len: usize, announce: Option<&str>) -> Torrent {
+    let data = random_bytes(seed, len);
+    make_torrent(name, &[("", &data)], 64 * KIB as u32, announce, false)
 }
 
 /// A running `shoal serve --json` and the addresses it printed.
@@ -133,14 +133,15 @@ impl Serve {
 /// Torrents dropped in the watch folder are checked, seeded through the
 /// one port and go idle; a leecher wakes one; junk and a clashing torrent
 /// are refused without harm; removing a file removes its torrent; the
-/// metrics pass `promtool`.
+/// metrics pass `promtool`; the tracker hears `started` for each torrent
+/// and `stopped` when it is removed or the process stops.
 #[test]
 fn serve_seeds_a_watch_folder_through_one_port() {
     let dir = TempDir::new("serve-watch");
-    let (a, b) = (
-        torrent("a.bin", 1, 300 * KIB),
-        torrent("b.bin", 2, 200 * KIB),
-    );
+    let tracker = FakeTracker::start(&[]);
+    let url = tracker.announce_url();
+    let a = tracked("a.bin", 1, 300 * KIB, Some(&url));
+    let b = tracked("b.bin", 2, 200 * KIB, Some(&url));
     let (data, watch) = (dir.subdir("data"), dir.subdir("watch"));
     for t in [&a, &b] {
         t.write_data(&data);
@@ -184,7 +185,27 @@ fn serve_seeds_a_watch_folder_through_one_port() {
     assert_eq!(status, 200);
     assert!(metrics.contains("shoal_uploaded_bytes_total"), "{metrics}");
     check_with_promtool(&dir, &metrics);
+    let port = serve.peers.port().to_string();
     serve.stop();
+    // Serve's own announces (the leecher announced too), each `started`
+    // saying the data is all there (it was checked first).
+    let ours: Vec<String> = tracker
+        .requests()
+        .into_iter()
+        .filter(|l| query_param(l, "port").as_deref() == Some(port.as_str()))
+        .collect();
+    let with = |e: &str| -> Vec<&String> {
+        let event = |l: &&String| query_param(l, "event").as_deref() == Some(e);
+        ours.iter().filter(event).collect()
+    };
+    assert_eq!(
+        (with("started").len(), with("stopped").len()),
+        (2, 2),
+        "{ours:#?}"
+    );
+    for l in with("started") {
+        assert_eq!(query_param(l, "left").as_deref(), Some("0"), "{l}");
+    }
 }
 
 /// `promtool check metrics` on the text, when promtool is here (CI

@@ -7,9 +7,12 @@ use std::sync::atomic::AtomicBool;
 
 /// What one run of a served torrent gets from its manager.
 pub struct Hosted {
-    /// The torrent's announcer, in the manager's pool: told `completed`
-    /// and whether we want peers, never stopped by the run.
-    pub announce: announce::Handle,
+    /// Starts (once; later calls return the same) the torrent's announcer
+    /// in the manager's pool. The run calls it once its data is checked,
+    /// as `get` starts its announce thread, so the first `started` says
+    /// what is left; it tells the announcer `completed` and whether it
+    /// wants peers, and never stops it.
+    pub announce: Announcer,
     /// What the announcer hears (shared by every run).
     pub reports: Receiver<Report>,
     /// Transfer totals the announcer reports (shared by every run).
@@ -25,10 +28,14 @@ pub struct Hosted {
     pub stop: Arc<AtomicBool>,
 }
 
+/// See [`Hosted::announce`].
+pub type Announcer = Arc<dyn Fn() -> announce::Handle + Send + Sync>;
+
 /// What the swarm keeps of [`Hosted`] for the run's loop.
 pub(super) struct Hosting {
     pub idle_after: Duration,
     pub stop: Arc<AtomicBool>,
+    pub announcer: Announcer,
 }
 
 impl Hosting {

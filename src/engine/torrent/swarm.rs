@@ -77,10 +77,10 @@ impl Swarm {
                 swarm.inbound = h.inbound;
                 swarm.reports = h.reports;
                 swarm.counters = h.counters;
-                swarm.announce = Some(h.announce);
                 swarm.hosting = Some(Hosting {
                     idle_after: h.idle_after,
                     stop: h.stop,
+                    announcer: h.announce,
                 });
             }
             None => swarm.inbound = session.register(info_hash),
@@ -98,7 +98,15 @@ impl Swarm {
 
     /// Starts announcing to `trackers` (once).
     pub fn start_announce(&mut self, trackers: Vec<Vec<String>>, opts: &Options) {
-        if self.announce.is_some() || self.hosting.is_some() || trackers.is_empty() {
+        if self.announce.is_some() {
+            return;
+        }
+        if let Some(h) = &self.hosting {
+            // The manager's announcer knows the trackers.
+            self.announce = Some((h.announcer)());
+            return;
+        }
+        if trackers.is_empty() {
             return;
         }
         let mut config = announce::Config::new(
