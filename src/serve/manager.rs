@@ -402,10 +402,21 @@ impl Shared {
         }
         t.announce = Some(announcing);
         if complete {
-            t.state = State::Idle;
-            self.session.route_to(hash, self.wake.clone());
+            self.idle(hash, t);
         } else {
             t.state = State::Queued;
+        }
+    }
+
+    /// Makes `t` idle: its connections wake the manager, and it stays
+    /// announced on the LAN (BEP 27: not a private one); trackers hear
+    /// from its announcer, the DHT from [`Shared::announce_idle_to_dht`].
+    fn idle(&self, hash: InfoHash, t: &mut Torrent) {
+        t.state = State::Idle;
+        self.session.route_to(hash, self.wake.clone());
+        if t.meta.as_ref().is_some_and(|m| !m.private) {
+            // What the LAN says of it is not needed: peers dial us.
+            drop(self.session.discover_locally(hash));
         }
     }
 
@@ -605,8 +616,7 @@ impl Shared {
             t.meta = Some(meta);
         }
         if summary.idle {
-            t.state = State::Idle;
-            self.session.route_to(hash, self.wake.clone());
+            self.idle(hash, t);
             log::debug!("{}: idle", t.name);
         } else if stopped_by_us {
             // Paused or removed: the caller set the state.
