@@ -481,11 +481,12 @@ fn cancel_round(addr: SocketAddr, t: &Torrent, uploader: &Daemon) -> CancelRound
 /// interested; that `interested` is queued behind the cancels, and the
 /// uploader writes control messages before blocks, so no block that
 /// arrives after it may be a cancelled one. Blocks before it may be: the
-/// uploader may have written them before it read the cancels, and loopback
-/// buffers hold several MiB unread, so how many is a matter of scheduling
-/// (it is printed). A round in which every cancelled block came before the
-/// barrier shows nothing, so up to three rounds are run until one shows
-/// cancelled blocks still queued, and dropped, when the cancels were read.
+/// uploader may have written them before it read the cancels (it is
+/// printed); its upload is rate-limited so that the kept pieces take
+/// seconds to write and the cancelled ones are still queued when the
+/// cancels are read, however busy the machine. A round in which every
+/// cancelled block came before the barrier shows nothing, so up to three
+/// rounds are run until one shows cancelled blocks dropped.
 #[test]
 fn cancel_removes_queued_requests() {
     let t = single("cancel.bin", 30, 8 * MIB, 256 * KIB as u32);
@@ -506,6 +507,13 @@ fn cancel_removes_queued_requests() {
         "--port",
         "0",
         "--json",
+        // Writing the 17 kept pieces ahead of the cancelled ones then
+        // takes two seconds, far longer than taking in the cancels (which
+        // arrive with the requests): otherwise loopback buffers let the
+        // writer send all 30 pieces before the orchestrator reaches the
+        // cancels on a loaded machine.
+        "--max-upload-rate",
+        "2M",
     ];
     let mut uploader = Daemon::start(
         "shoal get (30 of 32 pieces)",
