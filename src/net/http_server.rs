@@ -199,6 +199,8 @@ struct Shared {
     max_per_ip: usize,
     /// With [`WhenFull::CutSlowest`]: connections still sending.
     sending: Mutex<Vec<Sender_>>,
+    /// Worker threads.
+    workers: usize,
     next_id: AtomicU64,
 }
 
@@ -377,6 +379,7 @@ pub fn start(
         per_ip: Mutex::default(),
         max_per_ip: (workers / 2).max(1),
         sending: Mutex::default(),
+        workers,
         next_id: AtomicU64::new(0),
     });
     let (tx, rx) = bounded::<Conn>(queue);
@@ -459,16 +462,18 @@ fn place(queue: &Sender<Conn>, conn: Conn, shared: &Shared) -> Result<(), Conn> 
     if shared.config.when_full == WhenFull::Refuse || shared.stop.load(Ordering::SeqCst) {
         return Err(conn);
     }
-    // Until a worker takes it: cut a slow sender loose, and wait a moment
-    // for its worker (or any other) to come back for it. Workers that have
-    // just taken a connection are not listed as sending yet, hence the
-    // retries. A worker between two connections is not in `recv` at the
-    // instant of `try_send`: then a sender is cut a little early, which
-    // costs only a slow client when the server is nearly full anyway.
+    // Until a worker takes it: once every worker holds a connection, cut a
+    // slow sender loose, and wait a moment for its worker (or any other) to
+    // come back for it. A worker that is not busy is on its way back to
+    // the queue (just started, or between two connections): it is waited
+    // for, and nobody is cut. Workers that have just taken a connection
+    // are not listed as sending yet, hence the retries.
     let deadline = Instant::now() + HANDOVER;
     let mut conn = conn;
     loop {
-        shared.cut_slowest();
+        if shared.busy.load(Ordering::SeqCst) >= shared.workers {
+            shared.cut_slowest();
+        }
         conn = match queue.send_timeout(conn, HANDOVER_STEP) {
             Ok(()) => return Ok(()),
             Err(SendTimeoutError::Timeout(c)) if Instant::now() < deadline => c,
@@ -837,7 +842,9 @@ mod tests {
             let first = TcpStream::connect(addr).unwrap();
             let mut second = TcpStream::connect(addr).unwrap();
             second.write_all(b"POST / HT").unwrap();
-            while server.busy_workers() < 2 {
+            // Both taken by workers and listed as sending (a cut picks
+            // among those).
+            while lock(&server.shared.sending).len() < 2 {
                 thread::sleep(Duration::from_millis(5));
             }
             // Both workers wait on senders whose deadline is a minute away:
