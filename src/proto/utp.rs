@@ -1,18 +1,26 @@
-//! BEP 29 (uTP) packet headers: just enough to refuse a uTP connection at
-//! once. libtorrent, qBittorrent and Transmission dial uTP before TCP; to
-//! a peer that does not answer they lose seconds (or, Transmission 3.00,
-//! never try TCP), while an `ST_RESET` makes them dial TCP at once.
+//! uTP (BEP 29), sans-IO: the packet codec ([`packet`]), one connection's
+//! state machine with LEDBAT congestion control ([`connection`]), and the
+//! reset that refuses a connection (when uTP is off, or over the caps).
+//! libtorrent, qBittorrent and Transmission dial uTP before TCP;
+//! Transmission 3.00 never falls back to TCP, so shoal speaks uTP.
 //!
-//! A header is 20 bytes, big-endian: type (high nibble) and version (low
-//! nibble), extension, connection id (u16), timestamp (µs, u32), timestamp
-//! difference (u32), window size (u32), sequence number (u16), ack number
-//! (u16). A SYN carries the id the initiator will receive on; the reply
-//! (here a reset) carries the same id and acknowledges the SYN's sequence
-//! number.
+//! Owns: bytes and numbers. Does not own: the socket, the clock or the
+//! demultiplexing of datagrams to connections ([`crate::net::utp`]).
+//!
+//! A SYN carries the id the initiator will receive on; every other packet
+//! carries the id its receiver receives on (the acceptor receives on the
+//! SYN's id + 1). A reset that refuses a SYN carries the SYN's id and
+//! acknowledges its sequence number.
 
-pub const HEADER_LEN: usize = 20;
-/// The protocol version every client speaks.
-pub const VERSION: u8 = 1;
+pub mod connection;
+pub mod packet;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{Closed, Config, Connection, Rejected, State};
+
+pub use packet::{HEADER_LEN, VERSION};
 pub const ST_RESET: u8 = 3;
 pub const ST_SYN: u8 = 4;
 
@@ -48,7 +56,7 @@ pub fn reset_for(syn: Syn, now_us: u32) -> [u8; HEADER_LEN] {
 }
 
 #[cfg(test)]
-mod tests {
+mod refusal_tests {
     use super::*;
 
     /// A SYN as libtorrent sends it (with an extension after the header).
