@@ -188,6 +188,10 @@ const SESSION_OPTIONS: &str = "
                          dial encrypted, retry a peer in plaintext if it
                          hangs up; accept both), require (encrypted only,
                          both ways), off (plaintext only, both ways)
+  --utp on|off           accept uTP (BEP 29) connections on the listening
+                         port's UDP side (default: on); off resets them, so
+                         uTP-first clients dial TCP at once (peers are
+                         always dialled over TCP)
   --no-dht               no DHT (BEP 5); it is on by default, and always
                          off for private torrents
   --dht-bootstrap HOST:PORT  join the DHT through this node (repeatable;
@@ -428,6 +432,8 @@ struct Setup {
     listen: Option<SocketAddr>,
     dht: Option<crate::net::dht::Config>,
     lsd: bool,
+    /// Accept uTP on the listening port's UDP side (else reset it).
+    utp: bool,
 }
 
 /// Options shared by `get` and `seed`: the torrent's and the session's.
@@ -475,6 +481,12 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
+    let utp = parse_value(p, "--utp", "on or off", |s| match s {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    })?
+    .unwrap_or(true);
     opts.select = selectors(p)?;
     opts.max_download_rate = parse_value(p, "--max-download-rate", "rate", parse_rate)?;
     opts.max_upload_rate = parse_value(p, "--max-upload-rate", "rate", parse_rate)?;
@@ -487,6 +499,7 @@ fn session_options(
             listen,
             dht: (!no_dht).then_some(dht),
             lsd,
+            utp,
         },
     ))
 }
@@ -596,13 +609,14 @@ fn seed(mut p: pico_args::Arguments) -> Result<(), Failure> {
 /// never announced to the LAN).
 fn open_session(setup: Setup, opts: &Options, private: bool) -> Result<Session, Failure> {
     let listen = setup.listen;
-    let mut session = Session::new(listen, opts.encryption, setup.dht).map_err(|e| {
-        let addr = listen.map_or_else(String::new, |a| a.to_string());
-        Failure::Failed(format!(
-            "cannot listen on {addr}: {}",
-            crate::disk::sys::io_reason(&e)
-        ))
-    })?;
+    let mut session =
+        Session::with_utp(listen, opts.encryption, setup.dht, setup.utp).map_err(|e| {
+            let addr = listen.map_or_else(String::new, |a| a.to_string());
+            Failure::Failed(format!(
+                "cannot listen on {addr}: {}",
+                crate::disk::sys::io_reason(&e)
+            ))
+        })?;
     session.limit_rates(opts.max_download_rate, opts.max_upload_rate);
     if setup.lsd && !private {
         match session.start_lsd() {

@@ -42,7 +42,7 @@ torrent and save resume state; SIGHUP rescans the watch folder.
                       peers of one torrent (default 50)
   --max-upload-rate RATE, --max-download-rate RATE
                       limits for the whole process (e.g. 20M, in bytes/s)
-  --port N, --bind ADDR, --encryption MODE, --no-dht, --no-lsd,
+  --port N, --bind ADDR, --encryption MODE, --utp on|off, --no-dht, --no-lsd,
   --dht-bootstrap HOST:PORT, --peer-timeout DUR
                       as for 'shoal get'
 ";

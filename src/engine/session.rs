@@ -4,7 +4,8 @@
 //! budget).
 //!
 //! Owns: the [`Listener`], the [`UdpPort`] on the same port (uTP
-//! refusals and the DHT node, whose [`Dht`] handle torrents use), the
+//! connections, whose streams go to the listener's greeters like TCP
+//! ones, or refusals with `--utp off`; and the DHT node, whose [`Dht`] handle torrents use), the
 //! inbound encryption policy, the [`Lsd`] service (BEP 14) and the routing
 //! tables from info hash to the torrent serving it: inbound connections,
 //! and the addresses local discovery hears (for torrents that asked for
@@ -22,6 +23,7 @@ use crate::net::lsd::{self, Lsd};
 use crate::net::peer::{Admission, Encryption, Inbound};
 use crate::net::throttle::Throttles;
 use crate::net::udp_port::UdpPort;
+use crate::net::utp::Accept;
 use crate::proto::metainfo::InfoHash;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::collections::HashMap;
@@ -43,7 +45,7 @@ type LocalRoutes = Mutex<HashMap<InfoHash, Sender<SocketAddr>>>;
 pub struct Session {
     routes: Arc<Routes>,
     listener: Option<Listener>,
-    /// Turns uTP dialers to TCP at once and runs the DHT node (on the
+    /// Accepts uTP (or refuses it) and runs the DHT node (on the
     /// listener's port).
     udp: Option<UdpPort>,
     /// Rate limits shared by every torrent's peers.
@@ -166,6 +168,19 @@ impl Session {
         encryption: Encryption,
         dht: Option<dht::Config>,
     ) -> io::Result<Session> {
+        Session::with_utp(listen, encryption, dht, true)
+    }
+
+    /// [`Session::new`], accepting uTP connections on the listener's UDP
+    /// port if `utp` (they take the same path as TCP ones: the greeter,
+    /// then the torrent their handshake names); else uTP SYNs get a reset,
+    /// so uTP-first clients dial TCP at once.
+    pub fn with_utp(
+        listen: Option<SocketAddr>,
+        encryption: Encryption,
+        dht: Option<dht::Config>,
+        utp: bool,
+    ) -> io::Result<Session> {
         let routes: Arc<Routes> = Arc::default();
         let listener = match listen {
             Some(addr) => {
@@ -188,9 +203,17 @@ impl Session {
         // Without the UDP port (taken by another program) uTP-first
         // clients still reach us, after their own timeout, but there is
         // no DHT.
+        let accept = match (&listener, utp) {
+            (Some(l), true) => {
+                let greeter = l.greeter();
+                let accept: Accept = Box::new(move |s| greeter.greet(s.into()));
+                Some(accept)
+            }
+            _ => None,
+        };
         let udp = udp_addr.and_then(|addr| {
-            UdpPort::start(addr, dht)
-                .map_err(|e| log::warn!("no UDP (uTP refusals, DHT) on {addr}: {e}"))
+            UdpPort::start_with_utp(addr, dht, accept)
+                .map_err(|e| log::warn!("no UDP (uTP, DHT) on {addr}: {e}"))
                 .ok()
         });
         Ok(Session {

@@ -46,6 +46,7 @@ use crate::engine::rate::RateMeter;
 use crate::engine::session::Session;
 use crate::engine::superseed::{self, InitialSeed};
 use crate::net::announce::{self, Counters, Report};
+use crate::net::peer::Stream;
 use crate::net::peer::{self, CloseReason, Command, Event, Inbound, PeerKey, Settings, Unsized};
 use crate::proto::allowed_fast;
 use crate::proto::bitfield::Bitfield;
@@ -55,7 +56,7 @@ use crate::proto::geometry::{Block, PieceIndex, BLOCK_LEN};
 use crate::proto::metainfo::{InfoHash, Metainfo};
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TrySendError};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -117,7 +118,7 @@ struct Peer {
     addr: SocketAddr,
     commands: Sender<Command>,
     /// Set once the handshake is done.
-    socket: Option<TcpStream>,
+    socket: Option<Stream>,
     /// The peer id it sent in its handshake.
     remote_id: Option<[u8; 20]>,
     pieces: Bitfield,

@@ -1,5 +1,6 @@
 //! The listener: one thread that accepts inbound peer connections, and a
-//! short-lived greeter thread per connection that reads the peer's
+//! short-lived greeter thread per connection (TCP from here, uTP from the
+//! UDP port's multiplexer through [`Greeter`]) that reads the peer's
 //! handshake (within its deadline) and hands the connection to whoever
 //! serves the info hash it names. A greeter tells a plaintext handshake
 //! from MSE by its first 20 bytes and, for MSE, runs the encryption
@@ -12,6 +13,7 @@
 //! never learns which torrents we serve).
 
 use crate::net::peer::{self, Admission, Inbound};
+use crate::net::stream::Stream;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,7 @@ pub const MAX_GREETERS: usize = 64;
 #[derive(Default)]
 struct Greeting {
     next_id: u64,
-    open: std::collections::VecDeque<(u64, TcpStream)>,
+    open: std::collections::VecDeque<(u64, Stream)>,
 }
 
 /// Where a connection goes once its handshake is read: the session's
@@ -38,8 +40,26 @@ pub type Route = dyn Fn(Inbound) + Send + Sync;
 
 pub struct Listener {
     pub local_addr: SocketAddr,
+    greeter: Greeter,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Reads inbound connections' handshakes and routes them: shared by the
+/// TCP accept thread and the uTP multiplexer, so both transports take
+/// the same path (encryption policy, info-hash routing, caps).
+#[derive(Clone)]
+pub struct Greeter {
+    admission: Arc<Admission>,
+    route: Arc<Route>,
+    greeting: Arc<Mutex<Greeting>>,
+}
+
+impl Greeter {
+    /// Greets `stream` on a greeter thread (see [`MAX_GREETERS`]).
+    pub fn greet(&self, stream: Stream) {
+        greet(stream, &self.admission, &self.route, &self.greeting);
+    }
 }
 
 impl Listener {
@@ -65,6 +85,11 @@ impl Listener {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let greeters = Arc::new(Mutex::new(Greeting::default()));
+        let greeter = Greeter {
+            admission: Arc::clone(&admission),
+            route: Arc::clone(&route),
+            greeting: Arc::clone(&greeters),
+        };
         let thread = std::thread::Builder::new()
             .name("listener".into())
             .spawn(move || {
@@ -73,7 +98,7 @@ impl Listener {
                         break;
                     }
                     match conn {
-                        Ok(stream) => greet(stream, &admission, &route, &greeters),
+                        Ok(stream) => greet(Stream::Tcp(stream), &admission, &route, &greeters),
                         // Out of descriptors and the like: keep serving,
                         // after a pause (retrying at once would spin while
                         // closing connections free descriptors).
@@ -86,15 +111,23 @@ impl Listener {
             })?;
         Ok(Listener {
             local_addr,
+            greeter,
             stop,
             thread: Some(thread),
         })
     }
 }
 
+impl Listener {
+    /// The greeter, for connections that arrive another way (uTP).
+    pub fn greeter(&self) -> Greeter {
+        self.greeter.clone()
+    }
+}
+
 /// Reads the handshake of `stream` on a thread of its own, then routes it.
 fn greet(
-    stream: TcpStream,
+    stream: Stream,
     admission: &Arc<Admission>,
     route: &Arc<Route>,
     greeting: &Arc<Mutex<Greeting>>,

@@ -1,15 +1,21 @@
 //! The peer port's UDP side: one socket, one thread. KRPC datagrams (a
 //! bencoded dictionary starts with `d`) go to the DHT node, if the DHT is
-//! on; uTP SYNs get a reset ([`crate::net::utp_refuser`]); anything else
-//! is dropped. `shoal dht` runs the same thing on its own port.
+//! on; uTP packets go to the uTP multiplexer ([`crate::net::utp`]) if uTP
+//! is on; a uTP SYN it does not take (uTP off, or over its caps) gets a
+//! reset ([`crate::net::utp_refuser`]); anything else is dropped.
+//! `shoal dht` runs the same thing on its own port.
 //!
-//! Owns: the socket, the thread, and the DHT [`Node`] (its commands come
-//! from [`Dht`] handles on a bounded queue). The thread wakes every
-//! [`TICK`] (a read timeout) to run the node's timers and take commands,
-//! so dropping the port stops it within one tick; the routing table is
-//! saved on the way out.
+//! Owns: the socket, the thread, the DHT [`Node`] (its commands come
+//! from [`Dht`] handles on a bounded queue) and the uTP [`Mux`]. The
+//! thread wakes every [`TICK`] (a read timeout) to run the node's and the
+//! uTP connections' timers and take commands, so dropping the port stops
+//! it within one tick; the routing table is saved on the way out. uTP
+//! data needs no wake-up: writers send their packets themselves, on a
+//! clone of the socket; this thread only receives (and runs the
+//! retransmission timers, whose least is 500 ms).
 
 use crate::net::dht::{self, Command, Dht, Node};
+use crate::net::utp::{Accept, Mux};
 use crate::net::utp_refuser::Refuser;
 use crossbeam_channel::Receiver;
 use std::io::{self, ErrorKind};
@@ -33,6 +39,16 @@ impl UdpPort {
     /// Binds UDP on `addr` (the TCP listener's address and port), with a
     /// DHT node if `dht` is given.
     pub fn start(addr: SocketAddr, dht: Option<dht::Config>) -> io::Result<UdpPort> {
+        UdpPort::start_with_utp(addr, dht, None)
+    }
+
+    /// [`UdpPort::start`], accepting uTP connections if `utp` is given
+    /// (each goes to it once established); without, uTP SYNs are reset.
+    pub fn start_with_utp(
+        addr: SocketAddr,
+        dht: Option<dht::Config>,
+        utp: Option<Accept>,
+    ) -> io::Result<UdpPort> {
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(TICK))?;
         let local_addr = socket.local_addr()?;
@@ -43,11 +59,15 @@ impl UdpPort {
             }
             None => (None, None),
         };
+        let mux = match utp {
+            Some(accept) => Some(Mux::new(socket.try_clone()?, accept, Instant::now())),
+            None => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("udp-port".into())
-            .spawn(move || serve(&socket, &flag, node))?;
+            .spawn(move || serve(&socket, &flag, node, mux))?;
         Ok(UdpPort {
             local_addr,
             dht: handle,
@@ -70,7 +90,13 @@ struct Running {
     last_tick: Instant,
 }
 
-fn serve(socket: &UdpSocket, stop: &AtomicBool, dht: Option<(dht::Config, Receiver<Command>)>) {
+fn serve(
+    socket: &UdpSocket,
+    stop: &AtomicBool,
+    dht: Option<(dht::Config, Receiver<Command>)>,
+    mut utp: Option<Mux>,
+) {
+    let mut utp_tick = Instant::now();
     let mut refuser = Refuser::new(Instant::now());
     // Resolving the bootstrap names may take a while: here, not in `start`.
     let mut dht = dht.map(|(config, commands)| Running {
@@ -89,6 +115,7 @@ fn serve(socket: &UdpSocket, stop: &AtomicBool, dht: Option<(dht::Config, Receiv
                 let datagram = &buf[..n];
                 match (&mut dht, datagram.first(), ipv4(from)) {
                     (Some(d), Some(b'd'), Some(from)) => d.node.receive(datagram, from, now),
+                    _ if utp.as_mut().is_some_and(|m| m.receive(datagram, from, now)) => {}
                     _ => {
                         if let Some(reset) = refuser.answer(datagram, now) {
                             let _ = socket.send_to(&reset, from);
@@ -99,6 +126,12 @@ fn serve(socket: &UdpSocket, stop: &AtomicBool, dht: Option<(dht::Config, Receiv
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             // ICMP errors from earlier replies surface here; keep serving.
             Err(e) => log::debug!("udp port: {e}"),
+        }
+        if let Some(m) = &mut utp {
+            if now.duration_since(utp_tick) >= TICK {
+                utp_tick = now;
+                m.tick(now);
+            }
         }
         let Some(d) = &mut dht else {
             continue;

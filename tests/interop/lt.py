@@ -4,14 +4,14 @@
 Run with /usr/bin/python3 (the Debian interpreter that has python3-libtorrent,
 see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
-    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]
+    lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp|--utp-only] [--ipv6]
               [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--verbose]
         Serve complete data from DATA_DIR (the directory that holds the
         torrent's name). Prints `READY` once the torrent is seeding and, if it
         has a tracker, the tracker has answered an announce. Data that fails
         the check prints `ERROR ...` to stderr and exits 1 (a harness bug).
 
-    lt.py leech TORRENT|MAGNET OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp]
+    lt.py leech TORRENT|MAGNET OUT_DIR PORT [--peer HOST:PORT] [--no-tracker] [--no-utp|--utp-only]
               [--enc POLICY] [--host ADDR] [--verbose]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
@@ -34,8 +34,11 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
     --no-utp: TCP only. By default libtorrent dials a peer over uTP first and
     falls back to TCP about 4 s later if that peer (or a TCP proxy in front
     of it) does not answer uTP.
+    --utp-only: uTP only (`enable_outgoing_tcp`, `enable_incoming_tcp` off).
 
 Both modes run until stdin closes or SIGTERM/SIGINT arrives, then print
+`VIA <transports>` (`tcp`, `utp`, comma-separated, or `none`: the kinds of
+connection that carried payload either way, from libtorrent's peer info),
 `UPLOADED <payload bytes>`, `DOWNLOADED <payload bytes>` and
 `MAXRSS_KB <peak resident set of this process>` and exit 0.
 Every line on stdout is flushed at once; diagnostics go to stderr.
@@ -51,10 +54,10 @@ import time
 import libtorrent as lt
 
 USAGE = (
-    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp] [--ipv6]"
+    "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp|--utp-only] [--ipv6]"
     " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
-    " [--no-utp] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
+    " [--no-utp|--utp-only] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
 
 # --enc: (policy for both directions, allowed level).
@@ -68,6 +71,12 @@ ENCRYPTION = {
 TICK_MS = 100
 
 
+# peer_info's `utp_socket` flag (libtorrent's peer_flags_t bit 17, between
+# holepunched, 1 << 15, and rc4_encrypted, 1 << 19); the 2.0.8 bindings do
+# not export it.
+UTP_SOCKET = getattr(lt.peer_info, "utp_socket", 1 << 17)
+
+
 def say(*words):
     print(*words, flush=True)
 
@@ -76,9 +85,10 @@ def warn(*words):
     print("lt.py:", *words, file=sys.stderr, flush=True)
 
 
-def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=None):
+def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=None, tcp=True):
     """A session that stays on loopback (127.0.0.1, or ::1 with --ipv6) and
-    keeps quiet (INTEROP.md); without `utp`, TCP only; MSE as `enc` says;
+    keeps quiet (INTEROP.md); without `utp`, TCP only; without `tcp`, uTP
+    only; MSE as `enc` says;
     with `dht` (HOST:PORT), a DHT bootstrapped from that node only."""
     policy, level = ENCRYPTION[enc]
     alerts = (
@@ -121,6 +131,8 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=
             "alert_mask": alerts,
             "enable_outgoing_utp": utp,
             "enable_incoming_utp": utp,
+            "enable_outgoing_tcp": tcp,
+            "enable_incoming_tcp": tcp,
             "out_enc_policy": int(policy),
             "in_enc_policy": int(policy),
             "allowed_enc_level": int(level),
@@ -187,6 +199,7 @@ def main(argv):
     peers = []
     use_trackers = True
     use_utp = True
+    use_tcp = True
     host = "127.0.0.1"
     enc = "enabled"
     verbose = False
@@ -203,6 +216,9 @@ def main(argv):
             rest = rest[1:]
         elif rest[0] == "--no-utp":
             use_utp = False
+            rest = rest[1:]
+        elif rest[0] == "--utp-only":
+            use_tcp = False
             rest = rest[1:]
         elif rest[0] == "--enc" and len(rest) >= 2 and rest[1] in ENCRYPTION:
             enc = rest[1]
@@ -234,7 +250,7 @@ def main(argv):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=watch_stdin, args=(stop,), daemon=True).start()
 
-    ses = session(port, use_utp, host, enc, verbose, dht)
+    ses = session(port, use_utp, host, enc, verbose, dht, use_tcp)
     handle = add(ses, torrent, data_dir, use_trackers, dht is not None, pex)
     if only is not None:
         count = handle.torrent_file().num_files()
@@ -244,6 +260,7 @@ def main(argv):
     for peer_host, peer_port in peers:
         handle.connect_peer((peer_host, peer_port))
 
+    via = set()  # kinds of connection that carried payload
     tracker_ok = False
     announced = False  # READY or DONE printed
     finished_at = None  # every piece verified; DONE once the disk has it
@@ -263,6 +280,9 @@ def main(argv):
             elif verbose and isinstance(a, (lt.peer_connect_alert, lt.peer_disconnected_alert,
                                             lt.peer_error_alert, lt.incoming_connection_alert)):
                 warn("%.3f" % (time.monotonic() - started), type(a).__name__, a.message())
+        for peer in handle.get_peer_info():
+            if peer.total_download or peer.total_upload:
+                via.add("utp" if peer.flags & UTP_SOCKET else "tcp")
         st = handle.status()
         if announced:
             continue
@@ -283,6 +303,7 @@ def main(argv):
             handle.flush_cache()
 
     st = handle.status()
+    say("VIA %s" % (",".join(sorted(via)) or "none"))
     say("UPLOADED %d" % st.total_payload_upload)
     say("DOWNLOADED %d" % st.total_payload_download)
     say("MAXRSS_KB %d" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

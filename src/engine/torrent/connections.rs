@@ -95,7 +95,7 @@ impl Orchestrator<'_> {
         extended: bool,
         fast: bool,
         dht: bool,
-        socket: TcpStream,
+        socket: Stream,
     ) {
         // Two connections to one peer (we dialled it as it dialled us)
         // would only compete for the same pieces.

@@ -8,7 +8,7 @@ use crate::net::peer::{BlockData, Encryption};
 use crate::proto::bencode::Owned;
 use crate::util::testutil::{within, TempDir};
 use sha1::{Digest, Sha1};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::AtomicUsize;
 
 const PIECE: u32 = 16 * 1024;
@@ -83,7 +83,7 @@ impl Fake {
         move |peer, settings, commands, events| {
             // A real socket only so the orchestrator has one to shut down.
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let socket = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let socket = Stream::Tcp(TcpStream::connect(listener.local_addr().unwrap()).unwrap());
             let _other_end = listener.accept().unwrap();
             let mut peer_id = [0u8; 20];
             peer_id[..4].copy_from_slice(&id.to_string().as_bytes()[..4]);

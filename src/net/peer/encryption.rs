@@ -8,9 +8,9 @@
 
 use super::transport::Transport;
 use super::{read_by, CloseReason, Phase, Violation};
+use crate::net::stream::Stream;
 use crate::proto::mse::{self, Handshake, Methods, Step};
 use std::io::Write;
-use std::net::TcpStream;
 use std::time::Instant;
 
 /// Whether connections are encrypted (MSE/PE with RC4).
@@ -49,7 +49,7 @@ impl Encryption {
 /// Dialling: MSE for `info_hash`, with `ia` (our BitTorrent handshake)
 /// riding as initial payload.
 pub(super) fn initiate(
-    stream: &TcpStream,
+    stream: &Stream,
     policy: Encryption,
     info_hash: [u8; 20],
     ia: &[u8],
@@ -69,7 +69,7 @@ pub(super) fn initiate(
 /// handshake); the connection may be for any of `info_hashes`. Returns the
 /// transport and the info hash it is for.
 pub(super) fn receive(
-    stream: &TcpStream,
+    stream: &Stream,
     policy: Encryption,
     first: &[u8],
     info_hashes: Vec<[u8; 20]>,
@@ -86,7 +86,7 @@ pub(super) fn receive(
 
 /// Runs a handshake to its end by `deadline`.
 fn drive(
-    stream: &TcpStream,
+    stream: &Stream,
     mut hs: Handshake,
     first: &[u8],
     deadline: Instant,

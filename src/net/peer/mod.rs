@@ -1,4 +1,5 @@
-//! Peer workers: the threads that own one peer's blocking `TcpStream`.
+//! Peer workers: the threads that own one peer's blocking [`Stream`]
+//! (TCP or uTP: the workers do not care which).
 //!
 //! Owns: connecting with a deadline, the handshake (and refusing a wrong
 //! info hash or a connection to ourselves), framing in both directions
@@ -30,6 +31,7 @@ pub use transport::Transport;
 pub use writer::MAX_QUEUED_UPLOADS;
 
 use crate::disk::storage::{Reader, StorageError};
+pub use crate::net::stream::Stream;
 use crate::proto::bitfield::{Bitfield, BitfieldError};
 use crate::proto::extension::{ExtensionError, PeerInfo};
 use crate::proto::geometry::Block;
@@ -143,7 +145,7 @@ pub enum Event {
         fast: bool,
         /// The peer runs a DHT node (BEP 5): send it our `PORT`.
         dht: bool,
-        socket: TcpStream,
+        socket: Stream,
     },
     /// BEP 5 `PORT`: the peer's DHT node listens on this UDP port.
     DhtPort(PeerKey, u16),
@@ -434,6 +436,7 @@ fn dial(addr: SocketAddr, s: &Settings) -> Result<Connected, CloseReason> {
             Some(ip) => crate::disk::sys::connect_from(ip, addr, s.connect_timeout),
             None => TcpStream::connect_timeout(&addr, s.connect_timeout),
         }
+        .map(Stream::Tcp)
         .map_err(|e| CloseReason::io(Phase::Connect, e))
     };
     let encrypt = s.encryption != Encryption::Off;
@@ -448,12 +451,12 @@ fn dial(addr: SocketAddr, s: &Settings) -> Result<Connected, CloseReason> {
 
 /// A connection whose BitTorrent handshake is done: the socket, the
 /// peer's handshake, and how bytes flow.
-type Connected = (TcpStream, Handshake, Transport);
+type Connected = (Stream, Handshake, Transport);
 
 /// An accepted connection whose handshake has been read (by the
 /// listener's greeter), on its way to the torrent it names.
 pub struct Inbound {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub theirs: Handshake,
     pub transport: Transport,
 }
@@ -472,7 +475,7 @@ pub struct Admission {
 /// BitTorrent handshake only once a torrent has taken the connection
 /// ([`run_inbound`]), so a stranger never learns what we serve.
 pub fn read_inbound_handshake(
-    stream: TcpStream,
+    stream: Stream,
     admission: &Admission,
 ) -> Result<Inbound, CloseReason> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -552,7 +555,7 @@ fn reporting_close(
 /// Outbound: sends our handshake (inside MSE if `encrypt`), reads theirs,
 /// checks it. (Inbound connections read first: [`read_inbound_handshake`],
 /// [`run_inbound`].)
-fn handshake(stream: TcpStream, s: &Settings, encrypt: bool) -> Result<Connected, CloseReason> {
+fn handshake(stream: Stream, s: &Settings, encrypt: bool) -> Result<Connected, CloseReason> {
     // One deadline for the whole exchange, MSE included, not per read: a
     // peer dribbling a byte every few seconds must not hold a connection
     // slot for minutes.
@@ -582,7 +585,7 @@ fn our_handshake(s: &Settings) -> [u8; wire::HANDSHAKE_LEN] {
 
 /// Reads and decodes a handshake by `deadline`, however the bytes trickle.
 fn read_handshake(
-    stream: &TcpStream,
+    stream: &Stream,
     transport: &mut Transport,
     deadline: Instant,
 ) -> Result<Handshake, CloseReason> {
@@ -611,7 +614,7 @@ fn check_handshake(theirs: &Handshake, s: &Settings) -> Result<(), CloseReason> 
 /// One read from `source` (which reads `stream`) by `deadline`. The end of
 /// the stream is an error: callers are inside a handshake.
 fn read_by(
-    stream: &TcpStream,
+    stream: &Stream,
     source: &mut impl Read,
     buf: &mut [u8],
     deadline: Instant,
@@ -637,7 +640,7 @@ fn read_by(
 
 /// `read_exact` that gives up at `deadline`, however the bytes trickle in.
 fn read_exact_by(
-    stream: &TcpStream,
+    stream: &Stream,
     source: &mut impl Read,
     buf: &mut [u8],
     deadline: Instant,
@@ -653,13 +656,13 @@ fn read_exact_by(
 fn serve(
     peer: PeerKey,
     theirs: Handshake,
-    stream: TcpStream,
+    stream: Stream,
     transport: Transport,
     s: &Settings,
     commands: Receiver<Command>,
     events: &Sender<Event>,
 ) -> Result<(), CloseReason> {
-    let setup = |stream: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
+    let setup = |stream: &Stream| -> io::Result<(Stream, Stream)> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(s.idle_timeout))?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -803,7 +806,7 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        let (stream, _) = listener.accept().unwrap();
+        let stream = Stream::Tcp(listener.accept().unwrap().0);
         let start = Instant::now();
         let mut buf = [0u8; wire::HANDSHAKE_LEN];
         let deadline = start + Duration::from_millis(300);

@@ -9,12 +9,12 @@
 
 use super::transport::Incoming;
 use super::{BlockData, CloseReason, Event, PeerKey, Phase, Settings, Unsized, Violation};
+use crate::net::stream::Stream;
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension;
 use crate::proto::wire::{self, Decoded, Message};
 use crossbeam_channel::Sender;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 
 /// Read buffer: large enough that a 16 KiB block usually arrives in one
@@ -31,7 +31,7 @@ pub const MAX_EXTENSION_MESSAGE: usize = 20 * 1024;
 /// Reads frames until the connection ends; `Err` says why it did.
 pub(super) fn run(
     peer: PeerKey,
-    stream: &TcpStream,
+    stream: &Stream,
     mut incoming: Incoming,
     s: &Settings,
     fast: bool,

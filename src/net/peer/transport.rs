@@ -6,9 +6,9 @@
 //! never knows whether a stream is encrypted, and handing on bytes a
 //! handshake read past its end. Does not own: the socket or its deadlines.
 
+use crate::net::stream::Stream;
 use crate::proto::mse::{Ciphers, Rc4};
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 
 /// Both directions of one connection, once its handshake is done (or
 /// while its BitTorrent handshake is read).
@@ -51,7 +51,7 @@ pub(super) struct Incoming {
 impl Incoming {
     /// A reader of the stream: the early bytes first, then the socket,
     /// decrypted.
-    pub(super) fn on<'a>(&'a mut self, stream: &'a TcpStream) -> Reading<'a> {
+    pub(super) fn on<'a>(&'a mut self, stream: &'a Stream) -> Reading<'a> {
         Reading {
             stream,
             incoming: self,
@@ -60,7 +60,7 @@ impl Incoming {
 }
 
 pub(super) struct Reading<'a> {
-    stream: &'a TcpStream,
+    stream: &'a Stream,
     incoming: &'a mut Incoming,
 }
 
@@ -94,7 +94,7 @@ impl Outgoing {
     /// Writes all of `bytes`, encrypting them in place first if the stream
     /// is encrypted (the caller's buffer is spent). A failed write ends the
     /// connection: the key stream has moved past the unsent bytes.
-    pub(super) fn write_all(&mut self, mut stream: &TcpStream, bytes: &mut [u8]) -> io::Result<()> {
+    pub(super) fn write_all(&mut self, mut stream: &Stream, bytes: &mut [u8]) -> io::Result<()> {
         if let Some(c) = self.cipher.as_mut() {
             c.apply(bytes);
         }

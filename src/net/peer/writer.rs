@@ -5,12 +5,13 @@
 
 use super::transport::Outgoing;
 use super::{Command, Event, PeerKey, Settings, WriteError};
+use crate::net::stream::Stream;
 use crate::proto::extension;
 use crate::proto::geometry::Block;
 use crate::proto::wire::{self, Message};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::collections::VecDeque;
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 
 /// Requests a peer may have queued with us at once; more are ignored. We
 /// tell peers this figure as BEP 10 `reqq`; it bounds our memory.
@@ -20,7 +21,7 @@ const WRITE_BATCH: usize = 256 * 1024;
 
 pub(super) fn run(
     peer: PeerKey,
-    socket: TcpStream,
+    socket: Stream,
     mut outgoing: Outgoing,
     s: &Settings,
     fast: bool,
@@ -30,7 +31,7 @@ pub(super) fn run(
     // Shut the socket however the writer ends, a panic included: the
     // reader then sees the end and reports `Closed`, so no peer is left
     // half alive holding a slot.
-    struct ShutOnDrop(TcpStream);
+    struct ShutOnDrop(Stream);
     impl Drop for ShutOnDrop {
         fn drop(&mut self) {
             let _ = self.0.shutdown(Shutdown::Both);
@@ -44,7 +45,7 @@ pub(super) fn run(
 
 fn write_loop(
     peer: PeerKey,
-    socket: &TcpStream,
+    socket: &Stream,
     outgoing: &mut Outgoing,
     s: &Settings,
     fast: bool,
