@@ -51,5 +51,7 @@ mod swarm;
 mod trackers;
 #[path = "suite/upload.rs"]
 mod upload;
+#[path = "suite/utp.rs"]
+mod utp;
 #[path = "suite/web_seed.rs"]
 mod web_seed;

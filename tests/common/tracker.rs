@@ -51,7 +51,13 @@ impl FakeTracker {
     }
 
     pub fn with_mode(peers: &[SocketAddr], mode: TrackerMode) -> FakeTracker {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind tracker");
+        Self::on("127.0.0.1:0".parse().unwrap(), peers, mode)
+    }
+
+    /// A tracker listening on `addr` (inside a namespace host: call it on
+    /// a thread there, common::netns's `in_host`).
+    pub fn on(addr: SocketAddr, peers: &[SocketAddr], mode: TrackerMode) -> FakeTracker {
+        let listener = TcpListener::bind(addr).expect("bind tracker");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {

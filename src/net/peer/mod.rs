@@ -687,7 +687,10 @@ fn serve(
     } else {
         "plaintext"
     };
-    log::debug!("peer {peer}: handshake done, {stream_kind}");
+    log::debug!(
+        "peer {peer}: handshake done, {stream_kind} over {}",
+        stream.transport()
+    );
     let Transport { incoming, outgoing } = transport;
     {
         let s = s.clone();

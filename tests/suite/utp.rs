@@ -1,0 +1,192 @@
+//! uTP (BEP 29) against real clients (issue 10, "uTP-first clients must
+//! reach us"): python3-libtorrent with TCP disabled fetches from `shoal
+//! seed` over uTP, and says so; with `--utp off` shoal resets uTP and
+//! libtorrent falls back to TCP; Transmission 3.00 with its **default**
+//! settings (uTP on, which never falls back to TCP) dials `shoal seed`,
+//! which never dials it, and downloads.
+//!
+//! A missing client or no `ip netns` (not root) prints `SKIPPED` and
+//! passes, except under `CI=true`, where it fails. Every helper runs
+//! under `timeout` and is stopped by its PID (common::process::External);
+//! run them with `cargo test --test tests utp -- --nocapture`.
+
+use crate::common::clients::{self, Client, Kind, Role};
+use crate::common::daemon::Daemon;
+use crate::common::interop::{tools_present_with, LtPeer};
+use crate::common::netns::{self, Netns};
+use crate::common::tracker::{FakeTracker, TrackerMode};
+use crate::common::{in_ci, make_torrent, random_bytes, wait_until, TempDir};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+/// libtorrent fetches 32 MiB from shoal within this (it takes about a
+/// second on loopback; the margin is for two busy cores).
+const LEECH_WITHIN: Duration = Duration::from_secs(90);
+
+/// `shoal seed` on loopback with a 32 MiB torrent, and a libtorrent
+/// leecher dialling it with `lt_args`; checks the bytes and returns
+/// lt.py's `VIA` (the transports that carried payload) and shoal's log.
+fn lt_leeches(test: &str, seed_args: &[&str], lt_args: &[&str]) -> (String, String) {
+    let tmp = TempDir::new(test);
+    let data = random_bytes(2900, 32 * MIB);
+    let t = make_torrent(test, &[("", &data)], 256 * KIB as u32, None, false);
+    let torrent = t.write_torrent(tmp.path());
+    let src = tmp.subdir("src");
+    t.write_data(&src);
+    let out = tmp.subdir("out");
+    let mut args = vec!["-vv"];
+    args.extend_from_slice(seed_args);
+    let (mut seeder, addr) = Daemon::seed("shoal seed", &torrent, &src, &args, tmp.path());
+    let peer = addr.to_string();
+    let mut lt_args: Vec<&str> = lt_args.to_vec();
+    lt_args.extend_from_slice(&["--no-tracker", "--peer", &peer]);
+    let mut lt = LtPeer::leech("lt leech", &torrent, &out, &lt_args, tmp.path());
+    if lt.proc.wait_for_line("DONE ", LEECH_WITHIN).is_none() {
+        panic!(
+            "{test}: libtorrent did not complete within {LEECH_WITHIN:?}\n{}\n{}",
+            lt.proc.describe(),
+            seeder.describe()
+        );
+    }
+    let secs = lt.done(Duration::ZERO);
+    lt.proc.close_stdin();
+    let via = lt.proc.expect_line("VIA ", Duration::from_secs(20))["VIA ".len()..].to_string();
+    let (_, downloaded) = lt.finish();
+    eprintln!("{test}: libtorrent done in {secs:.2} s via {via}");
+    assert_eq!(downloaded, data.len() as u64);
+    t.assert_downloaded(&out);
+    seeder.proc.stop();
+    (via, seeder.proc.stderr())
+}
+
+/// libtorrent with TCP off (`--utp-only`) fetches 32 MiB from `shoal
+/// seed`: the bytes are right, libtorrent's peer info says the
+/// connection was uTP, and so does shoal's log.
+#[test]
+fn libtorrent_fetches_from_shoal_seed_over_utp_only() {
+    let test = "libtorrent_fetches_from_shoal_seed_over_utp_only";
+    if !tools_present_with(test, &[]) {
+        return;
+    }
+    let (via, log) = lt_leeches(test, &[], &["--utp-only"]);
+    assert_eq!(via, "utp", "libtorrent's peer info");
+    assert!(
+        log.contains("over uTP"),
+        "shoal's log names no uTP peer:\n{log}"
+    );
+}
+
+/// `--utp off`: shoal resets libtorrent's uTP SYN, and libtorrent (uTP
+/// first by default) fetches over TCP instead.
+#[test]
+fn with_utp_off_libtorrent_falls_back_to_tcp() {
+    let test = "with_utp_off_libtorrent_falls_back_to_tcp";
+    if !tools_present_with(test, &[]) {
+        return;
+    }
+    let (via, log) = lt_leeches(test, &["--utp", "off"], &[]);
+    assert_eq!(via, "tcp", "libtorrent's peer info");
+    assert!(
+        !log.contains("over uTP"),
+        "a uTP peer with --utp off:\n{log}"
+    );
+}
+
+/// Transmission dials tracker peers over uTP only and never retries in
+/// TCP (INTEROP.md).
+const TRANSMISSION_WITHIN: Duration = Duration::from_secs(120);
+
+/// Transmission 3.00 with its default settings leeches from `shoal seed`
+/// on hosts of their own. The tracker (a fake one, on a third host) hands
+/// every announcer shoal's address only, so shoal never learns
+/// Transmission's and never dials it: the only way the bytes can flow is
+/// Transmission dialling shoal — over uTP, its default, with no TCP retry.
+#[test]
+fn transmission_with_default_settings_fetches_from_shoal_over_utp() {
+    let test = "transmission_with_default_settings_fetches_from_shoal_over_utp";
+    if !netns::available(test) {
+        return;
+    }
+    if let Some(what) = Kind::Transmission.missing() {
+        assert!(!in_ci(), "{test}: {what} not installed, and CI=true");
+        eprintln!("\n*** SKIPPED: {test}: {what} not installed ***\n");
+        return;
+    }
+    let net = Netns::new(3);
+    let tmp = TempDir::new(test);
+    let shoal = SocketAddr::from((net.host(1).ip, 6881));
+    let tracker_addr = SocketAddr::from((net.host(0).ip, 6969));
+    let tracker = net.in_host(0, move || {
+        FakeTracker::on(tracker_addr, &[shoal], TrackerMode::Peers)
+    });
+    let data = random_bytes(2901, 32 * MIB);
+    let url = tracker.announce_url();
+    let t = make_torrent(
+        "utp-tr",
+        &[("", &data)],
+        256 * KIB as u32,
+        Some(&url),
+        false,
+    );
+    let torrent = t.write_torrent(tmp.path());
+    let (src, out, work) = (tmp.subdir("src"), tmp.subdir("out"), tmp.subdir("client"));
+    t.write_data(&src);
+    let s = |p: &std::path::Path| p.display().to_string();
+    let mut seeder = Daemon::start_in(
+        "shoal seed",
+        &net.exec_prefix(1),
+        Duration::from_secs(300),
+        &[
+            "seed",
+            &s(&torrent),
+            &s(&src),
+            "--json",
+            "-vv",
+            "--bind",
+            &net.host(1).ip.to_string(),
+            "--port",
+            "6881",
+            "--no-dht",
+            "--no-lsd",
+        ],
+        tmp.path(),
+    );
+    seeder.expect_event("seeding", Duration::from_secs(60));
+    let start = Instant::now();
+    let mut leecher = Client::start(
+        Kind::Transmission,
+        Role::Leech,
+        &net,
+        2,
+        &torrent,
+        &out,
+        &work,
+    );
+    if let Err(why) = leecher.wait_done(&net, TRANSMISSION_WITHIN) {
+        panic!(
+            "{test}: {why}\n{}\n{}",
+            leecher.log(60),
+            clients::tail(&seeder.proc.stderr(), 60)
+        );
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let complete = wait_until(Duration::from_secs(15), || {
+        std::fs::read(t.path_in(&out, &t.files[0])).is_ok_and(|d| d == data)
+    });
+    assert!(complete, "{test}: Transmission says done, the bytes differ");
+    let log = seeder.proc.stderr();
+    seeder.proc.stop();
+    assert!(
+        log.contains("over uTP"),
+        "{test}: no uTP peer in shoal's log\n{}",
+        clients::tail(&log, 60)
+    );
+    assert!(
+        !log.contains("over TCP"),
+        "{test}: a TCP peer, so shoal dialled or Transmission fell back\n{}",
+        clients::tail(&log, 60)
+    );
+    eprintln!("{test}: Transmission done in {secs:.1} s over uTP");
+}
