@@ -14,6 +14,8 @@
 //! connection carries.
 
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use stream::UtpStream;
 

@@ -1,0 +1,192 @@
+//! The multiplexer and the blocking stream on a real UDP port, against a
+//! dialler driven here by hand (a [`Connection`] on a socket of its own).
+
+use super::*;
+use crate::net::udp_port::UdpPort;
+use crate::proto::utp::packet::Kind;
+use crate::util::testutil::within;
+use crossbeam_channel::Receiver;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+/// A UDP port accepting uTP; established streams arrive on the queue.
+fn port() -> (UdpPort, Receiver<UtpStream>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let accept: Accept = Box::new(move |s| {
+        let _ = tx.send(s);
+    });
+    let port = UdpPort::start_with_utp("127.0.0.1:0".parse().unwrap(), None, Some(accept));
+    (port.unwrap(), rx)
+}
+
+/// The dialling side, pumped by the test thread.
+struct Dialler {
+    socket: UdpSocket,
+    conn: Connection,
+    to: SocketAddr,
+    out: Vec<u8>,
+}
+
+impl Dialler {
+    fn new(to: SocketAddr, id: u16) -> Dialler {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let now = Instant::now();
+        let conn = Connection::connect(id, 100, Config::default(), now, now);
+        Dialler {
+            socket,
+            conn,
+            to,
+            out: Vec::new(),
+        }
+    }
+
+    /// Sends what is due, then takes what arrives for a few ms.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        self.conn.tick(now);
+        while self.conn.poll_transmit(now, &mut self.out) {
+            self.socket.send_to(&self.out, self.to).unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = self.socket.recv_from(&mut buf) {
+            let _ = self.conn.receive(&buf[..n], Instant::now());
+        }
+    }
+
+    fn pump_until(&mut self, mut done: impl FnMut(&mut Connection) -> bool) {
+        while !done(&mut self.conn) {
+            self.pump();
+        }
+    }
+}
+
+/// Bytes both ways through a stream whose clones a reader thread and a
+/// writer thread hold, as peer workers do.
+#[test]
+fn a_stream_carries_bytes_both_ways_between_two_threads() {
+    within(|| {
+        let (port, accepted) = port();
+        let mut d = Dialler::new(port.local_addr, 7);
+        d.pump_until(|c| c.is_connected());
+        let sent: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        // The first data makes the connection established on the far side.
+        let mut written = d.conn.write(&sent[..1000]);
+        d.pump_until(|_| !accepted.is_empty());
+        let stream = accepted.recv().unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), d.socket.local_addr().unwrap());
+        let (reader, writer) = (stream.clone(), stream.clone());
+        let echo = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 300_000];
+            (&reader).read_exact(&mut buf).unwrap();
+            buf
+        });
+        let reply = std::thread::spawn(move || {
+            (&writer).write_all(b"hello from shoal").unwrap();
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !(echo.is_finished() && d.conn.at_eof()) {
+            written += d.conn.write(&sent[written..]);
+            d.pump();
+            loop {
+                let n = d.conn.read(&mut buf);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert!(echo.join().unwrap() == sent);
+        reply.join().unwrap();
+        assert_eq!(got, b"hello from shoal");
+        drop(stream);
+    });
+}
+
+/// A read times out with `WouldBlock` (as `TcpStream` says it), and a
+/// shutdown from another handle wakes a blocked reader at once.
+#[test]
+fn reads_time_out_and_a_shutdown_wakes_them() {
+    within(|| {
+        let (port, accepted) = port();
+        let mut d = Dialler::new(port.local_addr, 9);
+        d.pump_until(|c| c.is_connected());
+        d.conn.write(b"x");
+        d.pump_until(|_| !accepted.is_empty());
+        let stream = accepted.recv().unwrap();
+        let mut one = [0u8; 1];
+        assert_eq!(stream.read(&mut one).unwrap(), 1);
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let e = stream.read(&mut one).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+        assert!(stream.set_read_timeout(Some(Duration::ZERO)).is_err());
+        stream.set_read_timeout(None).unwrap();
+        let handle = stream.clone();
+        let blocked = std::thread::spawn(move || handle.read(&mut [0u8; 8]).unwrap());
+        stream.shutdown(Shutdown::Both).unwrap();
+        assert_eq!(blocked.join().unwrap(), 0, "the end, at once");
+        assert!(stream.write(b"more").is_err());
+        // The peer sees our FIN.
+        d.pump_until(|c| c.at_eof());
+    });
+}
+
+/// Every handle dropped closes the connection (FIN), and the table
+/// forgets it once both sides are done.
+#[test]
+fn dropping_every_handle_closes_the_connection() {
+    within(|| {
+        let (port, accepted) = port();
+        let mut d = Dialler::new(port.local_addr, 11);
+        d.pump_until(|c| c.is_connected());
+        d.conn.write(b"x");
+        d.pump_until(|_| !accepted.is_empty());
+        drop(accepted.recv().unwrap());
+        d.pump_until(|c| c.at_eof());
+        d.conn.close(Instant::now());
+        d.pump_until(|c| c.is_closed());
+        assert_eq!(
+            d.conn.state(),
+            State::Closed(crate::proto::utp::Closed::Done)
+        );
+    });
+}
+
+/// A SYN flood fills the half-open slots and no more: the SYNs past the
+/// cap get resets (at the refuser's rate), none of them memory.
+#[test]
+fn a_syn_flood_is_capped() {
+    within(|| {
+        let (port, _accepted) = port();
+        let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+        flood
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let extra = 20;
+        for id in 0..(MAX_HALF_OPEN + extra) as u16 {
+            let now = Instant::now();
+            let mut c = Connection::connect(id * 2, 1, Config::default(), now, now);
+            let mut syn = Vec::new();
+            assert!(c.poll_transmit(now, &mut syn));
+            flood.send_to(&syn, port.local_addr).unwrap();
+        }
+        let (mut acks, mut resets) = (0, 0);
+        let mut buf = [0u8; 2048];
+        while acks + resets < MAX_HALF_OPEN + extra {
+            let (n, _) = flood.recv_from(&mut buf).unwrap();
+            match packet::decode(&buf[..n]).unwrap().header.kind {
+                Kind::State => acks += 1,
+                Kind::Reset => resets += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((acks, resets), (MAX_HALF_OPEN, extra));
+    });
+}
