@@ -365,3 +365,31 @@ fn three_libtorrent_leechers_of_three_torrents_through_one_port() {
     drop(leechers);
     serve.stop();
 }
+
+/// Issue 10: an idle torrent of `shoal serve` is woken by a libtorrent
+/// leecher that speaks uTP only: the session's UDP port takes the uTP
+/// connection and routes it by info hash like a TCP one.
+#[test]
+fn a_utp_only_leecher_wakes_an_idle_torrent() {
+    if !tools_present_with("a_utp_only_leecher_wakes_an_idle_torrent", &[]) {
+        return;
+    }
+    let dir = TempDir::new("serve-utp");
+    let t = torrent("u.bin", 30, 4 * 1024 * KIB);
+    let (data, watch) = (dir.subdir("data"), dir.subdir("watch"));
+    t.write_data(&data);
+    let file = t.write_torrent(&watch);
+    let serve = Serve::start(&dir, &[]);
+    serve.wait_states(&[(&t.info_hash_hex(), "idle")]);
+    let out = dir.subdir("lt");
+    let peer = serve.peers.to_string();
+    let extra = ["--peer", &peer, "--no-tracker", "--utp-only"];
+    let mut lt = LtPeer::leech("lt", &file, &out, &extra, dir.path());
+    lt.done(Duration::from_secs(60));
+    t.assert_downloaded(&out);
+    lt.proc.close_stdin();
+    let via = lt.proc.expect_line("VIA ", WITHIN);
+    assert_eq!(via, "VIA utp");
+    drop(lt);
+    serve.stop();
+}
