@@ -153,10 +153,10 @@ impl Mux {
             }
             inner.conn.tick(now);
             e.shared.flush(&mut inner, now);
-            let state = inner.conn.state();
+            let (state, stats) = (inner.conn.state(), inner.conn.stats());
             drop(inner);
             if let State::Closed(why) = state {
-                log::debug!("utp {from} connection {id}: {why}");
+                log::debug!("utp {from} connection {id}: {why}; {stats}");
                 e.shared.wake();
                 return false;
             }

@@ -18,7 +18,7 @@ pub mod packet;
 #[cfg(test)]
 mod tests;
 
-pub use connection::{Closed, Config, Connection, Rejected, State};
+pub use connection::{Closed, Config, Connection, Rejected, State, Stats};
 
 pub use packet::{HEADER_LEN, VERSION};
 pub const ST_RESET: u8 = 3;

@@ -154,6 +154,29 @@ pub fn seq_before(a: u16, b: u16) -> bool {
     (b.wrapping_sub(a) as i16) > 0
 }
 
+/// What a connection did, for its log line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Data and FIN packets sent the first time.
+    pub sent: u64,
+    /// Packets sent again (lost, or their ack was).
+    pub resent: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
+    /// Losses found by duplicate or selective acks.
+    pub fast_losses: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} packets sent, {} again ({} lost by acks, {} timeouts)",
+            self.sent, self.resent, self.fast_losses, self.timeouts
+        )
+    }
+}
+
 /// A packet sent and not yet cumulatively acknowledged.
 struct Sent {
     kind: Kind,
@@ -181,6 +204,8 @@ pub struct Connection {
     /// The last of our packets the peer acknowledged cumulatively.
     acked: u16,
     bytes_in_flight: usize,
+    /// Packets of `sent` marked `need_resend`.
+    resends: usize,
     /// Written by the user, not yet in a packet.
     pending: VecDeque<u8>,
     /// In order, for the user to read.
@@ -194,7 +219,8 @@ pub struct Connection {
     advertised: usize,
     /// Congestion window, bytes.
     cwnd: f64,
-    slow_start: bool,
+    /// Slow start while the window is under this (bytes).
+    ssthresh: f64,
     last_cut: Option<Instant>,
     /// Round trip estimate and variance (µs), and the timeout.
     rtt: Option<(i64, i64)>,
@@ -220,6 +246,7 @@ pub struct Connection {
     closing: Option<Instant>,
     fin_seq: Option<u16>,
     reset_pending: bool,
+    stats: Stats,
 }
 
 /// Microseconds since `epoch`, wrapping.
@@ -242,12 +269,13 @@ impl Connection {
             sent: VecDeque::new(),
             acked: 0,
             bytes_in_flight: 0,
+            resends: 0,
             pending: VecDeque::new(),
             recv: VecDeque::new(),
             reorder: VecDeque::new(),
             reorder_bytes: 0,
             their_wnd: 1 << 20,
-            slow_start: true,
+            ssthresh: f64::MAX,
             last_cut: None,
             rtt: None,
             rto: INITIAL_RTO,
@@ -266,6 +294,7 @@ impl Connection {
             closing: None,
             fin_seq: None,
             reset_pending: false,
+            stats: Stats::default(),
         }
     }
 
@@ -283,6 +312,7 @@ impl Connection {
         c.send_id = recv_id.wrapping_add(1);
         c.seq_nr = seq.wrapping_add(1);
         c.acked = seq.wrapping_sub(1);
+        c.resends = 1;
         c.sent.push_back(Sent {
             kind: Kind::Syn,
             payload: Vec::new(),
@@ -318,6 +348,10 @@ impl Connection {
     /// The id the peer's packets carry (the key to route them here).
     pub fn recv_id(&self) -> u16 {
         self.recv_id
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     pub fn state(&self) -> State {
@@ -476,6 +510,9 @@ impl Connection {
             if !s.need_resend && !s.sacked {
                 self.bytes_in_flight -= s.payload.len();
             }
+            if s.need_resend {
+                self.resends -= 1;
+            }
             if !s.sacked {
                 acked_bytes += s.payload.len();
             }
@@ -522,7 +559,9 @@ impl Connection {
             if !s.sacked {
                 s.sacked = true;
                 bytes += s.payload.len();
-                if !s.need_resend {
+                if s.need_resend {
+                    self.resends -= 1;
+                } else {
                     self.bytes_in_flight -= s.payload.len();
                 }
                 s.need_resend = false;
@@ -550,14 +589,16 @@ impl Connection {
         if let Some(s) = self.sent.get_mut(index) {
             if !s.need_resend && !s.sacked {
                 s.need_resend = true;
+                self.resends += 1;
                 self.bytes_in_flight -= s.payload.len();
+                self.stats.fast_losses += 1;
             }
         }
         let rtt = Duration::from_micros(self.rtt.map_or(100_000, |(r, _)| r.max(0) as u64));
         if self.last_cut.is_none_or(|t| now.duration_since(t) > rtt) {
             self.last_cut = Some(now);
-            self.cwnd = (self.cwnd / 2.0).max(self.min_cwnd());
-            self.slow_start = false;
+            self.ssthresh = (self.cwnd / 2.0).max(self.min_cwnd());
+            self.cwnd = self.ssthresh;
         }
     }
 
@@ -592,10 +633,12 @@ impl Connection {
             return;
         }
         let off_target = (TARGET_DELAY_US - queuing) as f64 / TARGET_DELAY_US as f64;
-        if self.slow_start && queuing < TARGET_DELAY_US / 2 {
+        if self.cwnd < self.ssthresh && queuing < TARGET_DELAY_US / 2 {
             self.cwnd += bytes as f64;
         } else {
-            self.slow_start = false;
+            if self.cwnd < self.ssthresh {
+                self.ssthresh = self.cwnd; // the delay says: enough
+            }
             let gain = MAX_CWND_INCREASE * off_target * bytes as f64 / self.cwnd.max(1.0);
             self.cwnd += gain;
         }
@@ -729,16 +772,19 @@ impl Connection {
         if let Some(deadline) = self.rto_deadline {
             if now >= deadline && !self.sent.is_empty() {
                 self.timeouts += 1;
+                self.stats.timeouts += 1;
                 if self.timeouts > MAX_TIMEOUTS {
                     self.state = State::Closed(Closed::TimedOut);
                     return;
                 }
                 self.rto = (self.rto * 2).min(MAX_RTO);
+                // Slow start again, up to half the window that timed out.
+                self.ssthresh = (self.cwnd / 2.0).max(self.min_cwnd());
                 self.cwnd = self.min_cwnd();
-                self.slow_start = false;
                 for s in self.sent.iter_mut() {
                     if !s.need_resend && !s.sacked {
                         s.need_resend = true;
+                        self.resends += 1;
                         self.bytes_in_flight -= s.payload.len();
                     }
                 }
@@ -813,13 +859,19 @@ impl Connection {
         }
         let window = (self.cwnd as usize).min(self.their_wnd);
         // Lost packets first, oldest first.
-        if let Some(i) = self.sent.iter().position(|s| s.need_resend) {
+        let first_resend = match self.resends {
+            0 => None,
+            _ => self.sent.iter().position(|s| s.need_resend),
+        };
+        if let Some(i) = first_resend {
             let len = self.sent[i].payload.len();
             if self.bytes_in_flight == 0 || self.bytes_in_flight + len <= window {
                 let seq = self.acked.wrapping_add(1).wrapping_add(i as u16);
                 let s = &mut self.sent[i];
                 s.need_resend = false;
+                self.resends -= 1;
                 s.transmissions += 1;
+                self.stats.resent += 1;
                 s.sent_at = now;
                 let (kind, payload) = (s.kind, std::mem::take(&mut s.payload));
                 self.bytes_in_flight += payload.len();
@@ -863,6 +915,7 @@ impl Connection {
     fn send_new(&mut self, kind: Kind, payload: Vec<u8>, now: Instant, out: &mut Vec<u8>) {
         let seq = self.seq_nr;
         self.seq_nr = self.seq_nr.wrapping_add(1);
+        self.stats.sent += 1;
         self.emit(kind, seq, &payload, now, out);
         self.bytes_in_flight += payload.len();
         self.sent.push_back(Sent {
