@@ -6,10 +6,12 @@
 //! after the SYN shows it is real.
 //!
 //! Owns: the table of connections, their timers (run every tick of the
-//! UDP thread) and the caps that keep a SYN flood bounded: at most
-//! [`MAX_HALF_OPEN`] connections not yet established and
-//! [`MAX_CONNECTIONS`] in all; a SYN over the caps is left to the
-//! refuser, which resets it at a bounded rate. Does not own: the socket
+//! UDP thread) and the caps that keep a SYN flood and a greedy host
+//! bounded: at most [`MAX_HALF_OPEN`] connections not yet established,
+//! [`MAX_PER_IP`] from one address and [`MAX_CONNECTIONS`] in all (each
+//! holds at most 1 MiB received and 1 MiB to send: 512 MiB in all at
+//! worst); a SYN over the caps is left to the refuser, which resets it
+//! at a bounded rate. Does not own: the socket
 //! (the UDP thread's; connections send on a clone of it) or what a
 //! connection carries.
 
@@ -30,7 +32,10 @@ use stream::Shared;
 /// flood fills these and nothing else (each lasts the connect timeout).
 pub const MAX_HALF_OPEN: usize = 64;
 /// uTP connections at once, at most (the peer caps apply above this).
-pub const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 256;
+/// uTP connections from one IP address at most (shoal's own peer cap per
+/// address is 8 by default; the margin is for connections closing).
+pub const MAX_PER_IP: usize = 16;
 
 /// What receives a new inbound connection; it must not block.
 pub type Accept = Box<dyn Fn(UtpStream) + Send>;
@@ -90,7 +95,15 @@ impl Mux {
             Some(e) => e,
             None if h.kind == packet::Kind::Syn => {
                 let half_open = self.conns.values().filter(|e| !e.handed).count();
-                if half_open >= MAX_HALF_OPEN || self.conns.len() >= MAX_CONNECTIONS {
+                let same_ip = self
+                    .conns
+                    .keys()
+                    .filter(|(a, _)| a.ip() == from.ip())
+                    .count();
+                if half_open >= MAX_HALF_OPEN
+                    || same_ip >= MAX_PER_IP
+                    || self.conns.len() >= MAX_CONNECTIONS
+                {
                     log::debug!("utp: SYN from {from} over the caps");
                     return false;
                 }

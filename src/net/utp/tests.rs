@@ -159,34 +159,60 @@ fn dropping_every_handle_closes_the_connection() {
     });
 }
 
-/// A SYN flood fills the half-open slots and no more: the SYNs past the
-/// cap get resets (at the refuser's rate), none of them memory.
+/// Sends `count` SYNs from `from` to `to`; returns (acks, resets) got.
+fn syns(from: &UdpSocket, to: SocketAddr, count: usize, first_id: u16) -> (usize, usize) {
+    for i in 0..count as u16 {
+        let now = Instant::now();
+        let mut c = Connection::connect((first_id + i) * 2, 1, Config::default(), now, now);
+        let mut syn = Vec::new();
+        assert!(c.poll_transmit(now, &mut syn));
+        from.send_to(&syn, to).unwrap();
+    }
+    let (mut acks, mut resets) = (0, 0);
+    let mut buf = [0u8; 2048];
+    while acks + resets < count {
+        let (n, _) = from.recv_from(&mut buf).unwrap();
+        match packet::decode(&buf[..n]).unwrap().header.kind {
+            Kind::State => acks += 1,
+            Kind::Reset => resets += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    (acks, resets)
+}
+
+fn flooder(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// A SYN flood from many addresses fills the half-open slots and no more:
+/// the SYNs past the cap get resets (at the refuser's rate), none of them
+/// memory. (Every 127.x address is loopback on Linux.)
 #[test]
 fn a_syn_flood_is_capped() {
     within(|| {
         let (port, _accepted) = port();
-        let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
-        flood
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let extra = 20;
-        for id in 0..(MAX_HALF_OPEN + extra) as u16 {
-            let now = Instant::now();
-            let mut c = Connection::connect(id * 2, 1, Config::default(), now, now);
-            let mut syn = Vec::new();
-            assert!(c.poll_transmit(now, &mut syn));
-            flood.send_to(&syn, port.local_addr).unwrap();
+        let mut acked = 0;
+        let mut reset = 0;
+        for host in 2..10 {
+            let from = flooder(&format!("127.0.0.{host}"));
+            let (a, r) = syns(&from, port.local_addr, 10, 0);
+            acked += a;
+            reset += r;
         }
-        let (mut acks, mut resets) = (0, 0);
-        let mut buf = [0u8; 2048];
-        while acks + resets < MAX_HALF_OPEN + extra {
-            let (n, _) = flood.recv_from(&mut buf).unwrap();
-            match packet::decode(&buf[..n]).unwrap().header.kind {
-                Kind::State => acks += 1,
-                Kind::Reset => resets += 1,
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!((acks, resets), (MAX_HALF_OPEN, extra));
+        assert_eq!((acked, reset), (MAX_HALF_OPEN, 80 - MAX_HALF_OPEN));
+    });
+}
+
+/// One address gets [`MAX_PER_IP`] connections, the rest resets.
+#[test]
+fn one_address_is_capped() {
+    within(|| {
+        let (port, _accepted) = port();
+        let from = flooder("127.0.0.1");
+        let (acks, resets) = syns(&from, port.local_addr, MAX_PER_IP + 5, 0);
+        assert_eq!((acks, resets), (MAX_PER_IP, 5));
     });
 }

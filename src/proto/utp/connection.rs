@@ -70,7 +70,9 @@ impl Default for Config {
             send_buffer: 1 << 20,
             // 1400 + 20 header + 36 sack + 28 IP/UDP fits a 1500 MTU.
             max_payload: 1400,
-            idle_timeout: Duration::from_secs(120),
+            // Longer than the peer workers' 180 s: for a connection in
+            // use, the BitTorrent layer decides when a silent peer is gone.
+            idle_timeout: Duration::from_secs(200),
             connect_timeout: Duration::from_secs(10),
             linger: Duration::from_secs(10),
         }
