@@ -185,6 +185,8 @@ struct Sent {
     payload: Vec<u8>,
     sent_at: Instant,
     transmissions: u32,
+    /// Its place in the order of our transmissions (the latest).
+    tx: u64,
     /// Counted as lost: not in flight until sent again.
     need_resend: bool,
     /// Acknowledged by a selective ack.
@@ -208,6 +210,15 @@ pub struct Connection {
     bytes_in_flight: usize,
     /// Packets of `sent` marked `need_resend`.
     resends: usize,
+    /// Transmissions so far, and the latest one known to have arrived: a
+    /// packet sent [`DUP_ACKS`] transmissions before one that arrived,
+    /// and not acknowledged, is lost (retransmissions included).
+    tx_count: u64,
+    tx_arrived: u64,
+    /// Resends found by acks that may go past the congestion window:
+    /// packets still counted in flight may be lost too, and waiting for
+    /// them to drain would wait for the timeout.
+    fast_resends: usize,
     /// Written by the user, not yet in a packet.
     pending: VecDeque<u8>,
     /// In order, for the user to read.
@@ -272,6 +283,9 @@ impl Connection {
             acked: 0,
             bytes_in_flight: 0,
             resends: 0,
+            tx_count: 0,
+            tx_arrived: 0,
+            fast_resends: 0,
             pending: VecDeque::new(),
             recv: VecDeque::new(),
             reorder: VecDeque::new(),
@@ -320,6 +334,7 @@ impl Connection {
             payload: Vec::new(),
             sent_at: now,
             transmissions: 0,
+            tx: 0,
             need_resend: true,
             sacked: false,
         });
@@ -508,6 +523,7 @@ impl Connection {
         while !self.sent.is_empty() && seq_before(self.acked, h.ack_nr) {
             let s = self.sent.pop_front().expect("checked non-empty");
             self.acked = self.acked.wrapping_add(1);
+            self.tx_arrived = self.tx_arrived.max(s.tx);
             new_ack = true;
             if !s.need_resend && !s.sacked {
                 self.bytes_in_flight -= s.payload.len();
@@ -547,6 +563,7 @@ impl Connection {
     /// Marks the packets a selective ack names; returns their bytes.
     fn on_sack(&mut self, ack_nr: u16, mask: &[u8], now: Instant) -> usize {
         let mut bytes = 0;
+        let mut last = 0;
         // Index in `sent` of packet `ack_nr + 2` (the first the mask names).
         let base = ack_nr
             .wrapping_add(2)
@@ -558,6 +575,8 @@ impl Connection {
             let Some(s) = self.sent.get_mut(base + bit) else {
                 break;
             };
+            last = base + bit;
+            self.tx_arrived = self.tx_arrived.max(s.tx);
             if !s.sacked {
                 s.sacked = true;
                 bytes += s.payload.len();
@@ -569,16 +588,14 @@ impl Connection {
                 s.need_resend = false;
             }
         }
-        // A hole with three selective acks after it is lost.
-        let mut sacked_after = self.sent.iter().filter(|s| s.sacked).count();
-        let mut lost = Vec::new();
-        for (i, s) in self.sent.iter().enumerate() {
-            if s.sacked {
-                sacked_after -= 1;
-            } else if sacked_after >= DUP_ACKS as usize && s.transmissions == 1 && !s.need_resend {
-                lost.push(i);
-            }
-        }
+        // The holes before the last packet the mask names: lost if sent
+        // three transmissions before one that arrived.
+        let lost: Vec<usize> = (0..last.min(self.sent.len()))
+            .filter(|&i| {
+                let s = &self.sent[i];
+                !s.sacked && !s.need_resend && s.tx + u64::from(DUP_ACKS) <= self.tx_arrived
+            })
+            .collect();
         for i in lost {
             self.lost(i, now);
         }
@@ -592,6 +609,7 @@ impl Connection {
             if !s.need_resend && !s.sacked {
                 s.need_resend = true;
                 self.resends += 1;
+                self.fast_resends += 1;
                 self.bytes_in_flight -= s.payload.len();
                 self.stats.fast_losses += 1;
             }
@@ -783,6 +801,7 @@ impl Connection {
                 // Slow start again, up to half the window that timed out.
                 self.ssthresh = (self.cwnd / 2.0).max(self.min_cwnd());
                 self.cwnd = self.min_cwnd();
+                self.fast_resends = 0; // go back N, as the window allows
                 for s in self.sent.iter_mut() {
                     if !s.need_resend && !s.sacked {
                         s.need_resend = true;
@@ -867,12 +886,16 @@ impl Connection {
         };
         if let Some(i) = first_resend {
             let len = self.sent[i].payload.len();
-            if self.bytes_in_flight == 0 || self.bytes_in_flight + len <= window {
+            let fast = self.fast_resends > 0;
+            if fast || self.bytes_in_flight == 0 || self.bytes_in_flight + len <= window {
+                self.fast_resends = self.fast_resends.saturating_sub(1);
                 let seq = self.acked.wrapping_add(1).wrapping_add(i as u16);
                 let s = &mut self.sent[i];
                 s.need_resend = false;
                 self.resends -= 1;
                 s.transmissions += 1;
+                self.tx_count += 1;
+                s.tx = self.tx_count;
                 self.stats.resent += 1;
                 s.sent_at = now;
                 let (kind, payload) = (s.kind, std::mem::take(&mut s.payload));
@@ -918,6 +941,7 @@ impl Connection {
         let seq = self.seq_nr;
         self.seq_nr = self.seq_nr.wrapping_add(1);
         self.stats.sent += 1;
+        self.tx_count += 1;
         self.emit(kind, seq, &payload, now, out);
         self.bytes_in_flight += payload.len();
         self.sent.push_back(Sent {
@@ -925,6 +949,7 @@ impl Connection {
             payload,
             sent_at: now,
             transmissions: 1,
+            tx: self.tx_count,
             need_resend: false,
             sacked: false,
         });

@@ -135,6 +135,11 @@ fn transfer(len: usize, seq: u16, their_seq: u16, loss: u64, max_delay_ms: u64) 
                 pipe.send(now, false, out.clone());
             }
             if a.is_closed() && b.is_closed() {
+                eprintln!(
+                    "{len} bytes, loss {loss}%: {} virtual ms; {}",
+                    now.duration_since(epoch).as_millis(),
+                    a.stats()
+                );
                 assert_eq!(a.state(), State::Closed(Closed::Done));
                 assert_eq!(b.state(), State::Closed(Closed::Done));
                 return got;
