@@ -1,6 +1,7 @@
 //! uTP (BEP 29) against real clients (issue 10, "uTP-first clients must
 //! reach us"): python3-libtorrent with TCP disabled fetches from `shoal
-//! seed` over uTP, and says so; with `--utp off` shoal resets uTP and
+//! seed` over uTP, and says so; `shoal get` downloads from a uTP-only
+//! libtorrent seeder that dials it; with `--utp off` shoal resets uTP and
 //! libtorrent falls back to TCP; Transmission 3.00 with its **default**
 //! settings (uTP on, which never falls back to TCP) dials `shoal seed`,
 //! which never dials it, and downloads; so does qBittorrent-nox.
@@ -15,7 +16,7 @@ use crate::common::daemon::Daemon;
 use crate::common::interop::{tools_present_with, LtPeer};
 use crate::common::netns::{self, Netns};
 use crate::common::tracker::{FakeTracker, TrackerMode};
-use crate::common::{in_ci, make_torrent, random_bytes, wait_until, TempDir};
+use crate::common::{free_port, in_ci, make_torrent, random_bytes, wait_until, TempDir};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,71 @@ fn with_utp_off_libtorrent_falls_back_to_tcp() {
         !log.contains("over uTP"),
         "a uTP peer with --utp off:\n{log}"
     );
+}
+
+/// `shoal get` downloads over uTP: a libtorrent seeder that speaks uTP
+/// only dials it (the tracker hands out shoal's address only, so shoal
+/// never learns the seeder's and cannot dial it). This is the receiving
+/// side: our window, reordering and acks against libtorrent's sender.
+#[test]
+fn shoal_get_downloads_from_a_libtorrent_seeder_dialling_over_utp() {
+    let test = "shoal_get_downloads_from_a_libtorrent_seeder_dialling_over_utp";
+    if !tools_present_with(test, &[]) {
+        return;
+    }
+    let tmp = TempDir::new(test);
+    let port = free_port();
+    let shoal = SocketAddr::from(([127, 0, 0, 1], port));
+    let tracker = FakeTracker::start(&[shoal]);
+    let data = random_bytes(2902, 32 * MIB);
+    let url = tracker.announce_url();
+    let t = make_torrent(test, &[("", &data)], 256 * KIB as u32, Some(&url), false);
+    let torrent = t.write_torrent(tmp.path());
+    let (src, out) = (tmp.subdir("src"), tmp.subdir("out"));
+    t.write_data(&src);
+    let s = |p: &std::path::Path| p.display().to_string();
+    let port = port.to_string();
+    let mut get = Daemon::start(
+        "shoal get",
+        Duration::from_secs(170),
+        &[
+            "get",
+            &s(&torrent),
+            "-o",
+            &s(&out),
+            "--json",
+            "-vv",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+        ],
+        tmp.path(),
+    );
+    get.listening(Duration::from_secs(30));
+    let mut seeder = LtPeer::start(
+        "lt seed",
+        "seed",
+        &torrent,
+        &src,
+        &["--utp-only"],
+        tmp.path(),
+    );
+    seeder.proc.expect_line("READY", Duration::from_secs(60));
+    let start = Instant::now();
+    let Some(status) = get.wait_exit(LEECH_WITHIN) else {
+        panic!(
+            "{test}: shoal get not done within {LEECH_WITHIN:?}\n{}\n{}",
+            get.describe(),
+            seeder.proc.describe()
+        );
+    };
+    let secs = start.elapsed().as_secs_f64();
+    assert!(status.success(), "{test}: {status}\n{}", get.describe());
+    t.assert_downloaded(&out);
+    let log = get.proc.stderr();
+    assert!(log.contains("over uTP"), "{test}: no uTP peer\n{log}");
+    eprintln!("{test}: shoal got 32 MiB in {secs:.2} s over uTP");
 }
 
 /// A real client leeches within this. Transmission unchokes on a 10 s
