@@ -22,6 +22,9 @@ Cases (--cases, comma-separated; default all of them):
            both with --encryption off, then both with require, alternately:
            what RC4 costs the downloader and the seeder (its CPU from
            /proc/PID/stat around each download).
+  utp      an lt.py leecher from `shoal seed` (--utp-size, one file, --peer),
+           over uTP only (lt.py --utp-only), then over TCP only (--no-utp),
+           alternately: what uTP costs in time and seeder CPU.
 
 Measured processes (shoal, the lt.py leecher, the hash tools) are direct
 children: wall time is start to exit (for lt.py: to its DONE line, see the
@@ -64,7 +67,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 SAMPLE_S = 0.02  # /proc sampling period
-ALL_CASES = ("size", "swarm", "latency", "big", "hash", "encryption")
+ALL_CASES = ("size", "swarm", "latency", "big", "hash", "encryption", "utp")
 
 
 def utp_note(args):
@@ -819,6 +822,65 @@ class Bench:
             ["get: --peer SEEDER --no-listen; seed CPU is the seeder's user+sys during the "
              "download (it starts fresh for each run)"])
 
+    def case_utp(self):
+        a = self.args
+        size = a.utp_size
+        say("\n## utp: shoal seed -> lt.py leech, uTP only vs TCP only")
+        src = self.source(size)
+        label = size_name(size)
+        torrent = os.path.join(self.work, "utp.torrent")
+        # An announce URL nobody listens on: the leecher is given --peer.
+        self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
+        deadline = 60 + size / MIB
+        ok = {"utp": [], "tcp": []}
+        for i in range(a.runs):
+            for mode in (["utp", "tcp"] if i % 2 == 0 else ["tcp", "utp"]):
+                warm(src[0])
+                seeder = Helper("shoal seed (%s)" % mode,
+                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--no-dht",
+                                 "--bind", "127.0.0.1", "--port", "0", "--json"],
+                                2 * deadline + 60)
+                try:
+                    line = seeder.expect('{"event":"listening"', 60 + size / (20 * MIB))
+                    pid = seeder.tool_pid()
+                    before = cpu_seconds(pid)
+                    out = self.fresh_dir("utp-%s-%d" % (mode, i + 1))
+                    only = "--utp-only" if mode == "utp" else "--no-utp"
+                    argv = [PYTHON, LT_PY, "leech", torrent, out, str(free_port()), "--peer",
+                            json.loads(line)["addr"], "--no-tracker", only]
+                    run = measure(argv, deadline, finish_on="DONE")
+                    run.seeder_cpu = cpu_seconds(pid) - before
+                finally:
+                    seeder.stop(grace=0.1)
+                if "DONE" in run.marks:
+                    # lt.py's own clock: from its session's start, not the
+                    # interpreter's (see get_lt).
+                    run.exit_wall, run.wall = run.wall, run.marks["DONE"]
+                    run.own_clock = float(run.line("DONE").split()[1])
+                elif run.ok:
+                    run.status = "no DONE line"
+                good = self.check_bytes("utp %s run %d" % (mode, i + 1), run, out, src)
+                self.report_run("run %d" % (i + 1), mode, run, size, good)
+                say("    seeder cpu %.2f s" % run.seeder_cpu)
+                if good:
+                    ok[mode].append(run)
+        rows = []
+        for mode, runs in ok.items():
+            if not runs:
+                rows.append([mode, "FAILED", None, None, None])
+                continue
+            m = self.medians(runs, size)
+            own = median(r.own_clock for r in runs)
+            rows.append([mode, fmt(m["wall"]), fmt(own), fmt(size / MIB / own, 1),
+                         fmt(median(r.seeder_cpu for r in runs))])
+        self.section(
+            "utp: %s from shoal seed to lt.py on 127.0.0.1, medians of %d runs" % (label, a.runs),
+            table(["transport", "wall s", "lt clock s", "MiB/s", "seed CPU s"], rows),
+            ["lt.py leech --peer SEEDER --no-tracker --utp-only / --no-utp; wall is to its DONE "
+             "line (interpreter start included), lt clock is lt.py's own (from its session's "
+             "start, ~0.5 s before it dials); seed CPU is the seeder's user+sys during the "
+             "download (it starts fresh for each run)"])
+
     def case_big(self):
         a = self.args
         size, piece, limit_as = a.big_size, a.big_piece, a.big_as
@@ -1184,6 +1246,7 @@ def parse_args(argv):
     p.add_argument("--big-runs", type=int, default=1, help="default 1")
     p.add_argument("--hash-size", help="file for the hash case (default 1G)")
     p.add_argument("--enc-size", help="file for the encryption case (default 256M)")
+    p.add_argument("--utp-size", help="file for the utp case (default 256M)")
     p.add_argument("--hash-piece", help="piece size for check/create (default: shoal's own)")
     p.add_argument("--lt-utp", action="store_true",
                    help="let the libtorrent peers use uTP (its default: a leecher dials uTP "
@@ -1220,6 +1283,7 @@ def parse_args(argv):
     a.big_as = parse_size(a.big_as)
     a.hash_size = parse_size(default(a.hash_size, "1G"))
     a.enc_size = parse_size(default(a.enc_size, "8M" if a.smoke else "256M"))
+    a.utp_size = parse_size(default(a.utp_size, "8M" if a.smoke else "256M"))
     a.hash_piece = parse_size(a.hash_piece) if a.hash_piece else None
     a.cases = [c.strip() for c in cases.split(",") if c.strip()]
     for c in a.cases:
@@ -1238,7 +1302,7 @@ def parse_args(argv):
 
 def check_tools(cases):
     missing = []
-    if {"swarm", "latency", "big"} & set(cases):
+    if {"swarm", "latency", "big", "utp"} & set(cases):
         if subprocess.run([PYTHON, "-c", "import libtorrent"], capture_output=True).returncode:
             missing.append("python3-libtorrent (for %s)" % PYTHON)
     if "swarm" in cases and not shutil.which("opentracker"):
