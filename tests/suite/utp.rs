@@ -79,6 +79,19 @@ fn libtorrent_fetches_from_shoal_seed_over_utp_only() {
     );
 }
 
+/// MSE with RC4 (libtorrent forced to encrypt) over uTP: the cipher sits
+/// at the stream's boundary, whatever the transport.
+#[test]
+fn libtorrent_fetches_over_utp_with_rc4() {
+    let test = "libtorrent_fetches_over_utp_with_rc4";
+    if !tools_present_with(test, &[]) {
+        return;
+    }
+    let (via, log) = lt_leeches(test, &[], &["--utp-only", "--enc", "forced"]);
+    assert_eq!(via, "utp", "libtorrent's peer info");
+    assert!(log.contains("RC4 over uTP"), "shoal's log:\n{log}");
+}
+
 /// `--utp off`: shoal resets libtorrent's uTP SYN, and libtorrent (uTP
 /// first by default) fetches over TCP instead.
 #[test]
