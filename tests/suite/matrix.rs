@@ -37,8 +37,8 @@ const MIB: usize = 1024 * 1024;
 /// Transmission hash 32 MiB on a loaded 2-core machine).
 const READY_WITHIN: Duration = Duration::from_secs(90);
 /// One transfer, leecher start to done. A healthy cell takes seconds;
-/// Transmission unchokes on a 10 s timer and uTP-first clients wait ~4 s
-/// before trying TCP.
+/// Transmission unchokes on a 10 s timer. uTP-first clients reach `shoal
+/// seed` over uTP; shoal dials TCP.
 const TRANSFER_WITHIN: Duration = Duration::from_secs(90);
 /// Bytes reach the files soon after a client says it is done (write
 /// caches).
