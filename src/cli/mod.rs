@@ -481,7 +481,7 @@ fn session_options(
     if let Some(e) = parse_value(p, "--encryption", "encryption mode", Encryption::from_name)? {
         opts.encryption = e;
     }
-    let utp = parse_value(p, "--utp", "on or off", |s| match s {
+    let utp = parse_value(p, "--utp", "uTP setting (on or off)", |s| match s {
         "on" => Some(true),
         "off" => Some(false),
         _ => None,

@@ -273,3 +273,14 @@ fn client_fetches_over_utp(test: &str, kind: Kind) {
     );
     eprintln!("{test}: {} done in {secs:.1} s over uTP", kind.name());
 }
+
+/// `--utp` takes `on` or `off`; anything else is a usage error (exit 2).
+#[test]
+fn a_bad_utp_value_is_a_usage_error() {
+    let run = crate::common::run_shoal(
+        &["seed", "/nonexistent.torrent", "/tmp", "--utp", "maybe"],
+        Duration::from_secs(30),
+    );
+    run.assert_code(2);
+    assert!(run.stderr.contains("uTP setting"), "{}", run.describe());
+}
