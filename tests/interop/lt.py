@@ -38,7 +38,8 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
 
 Both modes run until stdin closes or SIGTERM/SIGINT arrives, then print
 `VIA <transports>` (`tcp`, `utp`, comma-separated, or `none`: the kinds of
-connection that carried payload either way, from libtorrent's peer info),
+connection that carried payload either way, from libtorrent's peer info
+every tick, and from connections that ended once payload had moved),
 `UPLOADED <payload bytes>`, `DOWNLOADED <payload bytes>` and
 `MAXRSS_KB <peak resident set of this process>` and exit 0.
 Every line on stdout is flushed at once; diagnostics go to stderr.
@@ -75,6 +76,7 @@ TICK_MS = 100
 # holepunched, 1 << 15, and rc4_encrypted, 1 << 19); the 2.0.8 bindings do
 # not export it.
 UTP_SOCKET = getattr(lt.peer_info, "utp_socket", 1 << 17)
+UTP_TYPES = (lt.socket_type_t.utp, lt.socket_type_t.utp_ssl)
 
 
 def say(*words):
@@ -97,8 +99,11 @@ def session(port, utp=True, host="127.0.0.1", enc="enabled", verbose=False, dht=
         | lt.alert.category_t.tracker_notification
         | lt.alert.category_t.storage_notification
     )
+    # Connections (their ends tell `VIA` the transport of a peer that
+    # finished between two samples of the peer list).
+    alerts |= lt.alert.category_t.connect_notification
     if verbose:
-        alerts |= lt.alert.category_t.peer_notification | lt.alert.category_t.connect_notification
+        alerts |= lt.alert.category_t.peer_notification
     dht_settings = {}
     if dht:
         dht_settings = {
@@ -280,6 +285,12 @@ def main(argv):
             elif verbose and isinstance(a, (lt.peer_connect_alert, lt.peer_disconnected_alert,
                                             lt.peer_error_alert, lt.incoming_connection_alert)):
                 warn("%.3f" % (time.monotonic() - started), type(a).__name__, a.message())
+            if isinstance(a, lt.peer_disconnected_alert):
+                # A short transfer may start and end between two samples:
+                # a connection that ends once payload has moved counts too.
+                moved = handle.status()
+                if moved.total_payload_download or moved.total_payload_upload:
+                    via.add("utp" if a.socket_type in UTP_TYPES else "tcp")
         for peer in handle.get_peer_info():
             if peer.total_download or peer.total_upload:
                 via.add("utp" if peer.flags & UTP_SOCKET else "tcp")

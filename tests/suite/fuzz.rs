@@ -10,6 +10,7 @@ use shoal::proto::lsd::{Announce, GROUP_V4, GROUP_V6};
 use shoal::proto::metainfo::{InfoHash, Metainfo};
 use shoal::proto::mse::{self, Methods, Step};
 use shoal::proto::tracker;
+use shoal::proto::utp::{self, packet};
 use shoal::proto::wire::{self, Handshake};
 
 /// xorshift64*: small, deterministic, good enough to explore inputs.
@@ -75,6 +76,7 @@ fn all_parsers(input: &[u8]) {
     let _ = tracker::parse_response(input);
     let _ = tracker::parse_scrape(input, &InfoHash([0; 20]));
     let _ = Handshake::decode(input);
+    let _ = packet::decode(input);
     if let Ok(a) = Announce::parse(input) {
         for group in [GROUP_V4.into(), GROUP_V6.into()] {
             assert_eq!(
@@ -237,5 +239,73 @@ fn the_mse_receiver_survives_hostile_bytes() {
     let flight = honest_mse_flight();
     for _ in 0..5_000 {
         mse_receiver(&mutate(&mut rng, &flight), 1 + rng.below(300));
+    }
+}
+
+/// A valid uTP packet for a connection accepted from SYN id 10 / seq 500
+/// that numbers its own packets from 9000.
+fn utp_packet(kind: packet::Kind, seq: u16, ack: u16, sack: Option<&[u8]>, data: &[u8]) -> Vec<u8> {
+    let h = packet::Header {
+        kind,
+        connection_id: 11,
+        timestamp_us: 1000,
+        timestamp_diff_us: 50,
+        wnd_size: 1 << 20,
+        seq_nr: seq,
+        ack_nr: ack,
+    };
+    let mut out = Vec::new();
+    packet::encode(&h, sack, data, &mut out);
+    out
+}
+
+/// Random and mutated datagrams fed to a live uTP connection (with data
+/// of ours in flight) never panic it, and whatever it makes of them, its
+/// buffers stay within their bounds.
+#[test]
+fn a_utp_connection_survives_hostile_datagrams() {
+    use packet::Kind;
+    use std::time::{Duration, Instant};
+    let mut rng = Rng(0x5eed_0003);
+    let seeds = [
+        utp_packet(Kind::Data, 501, 8999, None, b"hello"),
+        utp_packet(Kind::State, 501, 9003, Some(&[0xff, 0x0f, 0, 0]), b""),
+        utp_packet(Kind::Fin, 502, 9001, None, b""),
+        utp_packet(Kind::Syn, 500, 0, None, b""),
+        utp_packet(Kind::Reset, 501, 9000, None, b""),
+        utp_packet(Kind::Data, 530, 9000, Some(&[1; 32]), &[7; 1400]),
+    ];
+    let config = utp::Config::default();
+    let syn = packet::decode(&seeds[3]).unwrap().header;
+    for round in 0..200 {
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut c = utp::Connection::accept(&syn, 9000, config.clone(), t0, t0);
+        let mut out = Vec::new();
+        c.receive(&seeds[0], now).unwrap();
+        c.write(&vec![1u8; 64 * 1024]);
+        for i in 0..300 {
+            let d = if rng.below(4) == 0 {
+                rng.bytes(1500)
+            } else {
+                let which = rng.below(seeds.len());
+                mutate(&mut rng, &seeds[which])
+            };
+            let _ = c.receive(&d, now);
+            now += Duration::from_millis(rng.below(100) as u64);
+            c.tick(now);
+            while c.poll_transmit(now, &mut out) {
+                assert!(
+                    out.len() <= 1500,
+                    "round {round}, datagram {i}: {} bytes",
+                    out.len()
+                );
+            }
+            assert!(c.readable() <= config.recv_buffer);
+            let mut buf = [0u8; 4096];
+            if rng.below(2) == 0 {
+                c.read(&mut buf);
+            }
+        }
     }
 }

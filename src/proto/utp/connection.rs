@@ -502,12 +502,29 @@ impl Connection {
         self.their_wnd = h.wnd_size as usize;
         self.reply_micro = micros(self.epoch, now).wrapping_sub(h.timestamp_us);
         self.on_ack(p, now);
-        match h.kind {
-            Kind::Data | Kind::Fin => self.on_data(h.kind, h.seq_nr, p.payload)?,
-            _ => {}
-        }
+        let data = match h.kind {
+            Kind::Data | Kind::Fin => self.on_data(h.kind, h.seq_nr, p.payload),
+            _ => Ok(()),
+        };
         self.check_done();
-        Ok(())
+        self.check();
+        data
+    }
+
+    /// The counters agree with the packets (debug builds: every test).
+    fn check(&self) {
+        if cfg!(debug_assertions) {
+            let resends = self.sent.iter().filter(|s| s.need_resend).count();
+            let in_flight: usize = self
+                .sent
+                .iter()
+                .filter(|s| !s.need_resend && !s.sacked)
+                .map(|s| s.payload.len())
+                .sum();
+            debug_assert_eq!(self.resends, resends, "packets to resend");
+            debug_assert_eq!(self.bytes_in_flight, in_flight, "bytes in flight");
+            debug_assert!(self.reorder_bytes + self.recv.len() <= self.config.recv_buffer);
+        }
     }
 
     /// The seq of the SYN we accepted (the packet before the first data).
@@ -812,6 +829,7 @@ impl Connection {
                 self.rto_deadline = Some(now + self.rto);
             }
         }
+        self.check();
         if self.state == State::Connected
             && now.saturating_duration_since(self.last_send) >= KEEPALIVE
         {
