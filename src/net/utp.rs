@@ -138,9 +138,9 @@ impl Mux {
                 log::debug!("utp {from}: {e}");
             }
             entry.shared.flush(&mut inner, now);
+            entry.shared.wake_waiters(&inner);
             inner.conn.is_connected()
         };
-        entry.shared.wake();
         if connected && !entry.handed {
             let stream = UtpStream {
                 shared: Arc::clone(&entry.shared),

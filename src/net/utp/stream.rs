@@ -35,6 +35,8 @@ pub(super) struct Inner {
     read_shut: bool,
     write_shut: bool,
     out: Vec<u8>,
+    /// Threads blocked in `read` or `write`.
+    waiting: usize,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
                 read_shut: false,
                 write_shut: false,
                 out: Vec::with_capacity(1500),
+                waiting: 0,
             }),
             changed: Condvar::new(),
             socket,
@@ -77,8 +80,35 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Wakes blocked readers and writers if what they wait for may be
+    /// there: data (or the end) to read, a quarter of the send buffer
+    /// free, or the end of the connection. A wake-up is a system call;
+    /// most acks change nothing a waiter cares about.
+    pub(super) fn wake_waiters(&self, inner: &Inner) {
+        let c = &inner.conn;
+        if inner.waiting > 0
+            && (c.readable() > 0
+                || c.at_eof()
+                || c.is_closed()
+                || c.writable() >= c.send_buffer() / 4)
+        {
+            self.changed.notify_all();
+        }
+    }
+
     /// Waits for a change until `deadline`; false when it passed.
     fn wait<'a>(
+        &self,
+        mut guard: MutexGuard<'a, Inner>,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, Inner>, bool) {
+        guard.waiting += 1;
+        let (mut guard, in_time) = self.wait_once(guard, deadline);
+        guard.waiting -= 1;
+        (guard, in_time)
+    }
+
+    fn wait_once<'a>(
         &self,
         guard: MutexGuard<'a, Inner>,
         deadline: Option<Instant>,

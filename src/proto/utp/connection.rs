@@ -31,6 +31,12 @@ const INITIAL_RTO: Duration = Duration::from_secs(1);
 const MAX_TIMEOUTS: u32 = 7;
 /// Duplicate acks (or selective acks past a hole) that mean "lost".
 const DUP_ACKS: u32 = 3;
+/// With packets in flight and no ack for this long (at least; two round
+/// trips if longer), the oldest is sent again once, as a probe: when a
+/// whole window is lost (a receiver that fell behind drops a burst), its
+/// ack shows what is missing in one round trip instead of the 500 ms
+/// retransmission timeout (TCP's tail loss probe, RFC 8985).
+const MIN_PROBE: Duration = Duration::from_millis(20);
 /// Packets held out of order at most (also bounded in bytes).
 const MAX_REORDER: usize = 1024;
 /// After this long without sending, an ack tells the peer (and any NAT)
@@ -208,6 +214,8 @@ pub struct Connection {
     /// The last of our packets the peer acknowledged cumulatively.
     acked: u16,
     bytes_in_flight: usize,
+    /// Payload bytes in `sent`.
+    sent_bytes: usize,
     /// Packets of `sent` marked `need_resend`.
     resends: usize,
     /// Transmissions so far, and the latest one known to have arrived: a
@@ -215,6 +223,10 @@ pub struct Connection {
     /// and not acknowledged, is lost (retransmissions included).
     tx_count: u64,
     tx_arrived: u64,
+    /// The last time an ack moved (or the first packet went out), and
+    /// whether the probe was sent since.
+    progress: Instant,
+    probed: bool,
     /// Resends found by acks that may go past the congestion window:
     /// packets still counted in flight may be lost too, and waiting for
     /// them to drain would wait for the timeout.
@@ -262,6 +274,18 @@ pub struct Connection {
     stats: Stats,
 }
 
+/// The first `n` bytes of `q`, removed, copied as slices (collecting a
+/// drain goes byte by byte).
+fn take_front(q: &mut VecDeque<u8>, n: usize) -> Vec<u8> {
+    let (a, b) = q.as_slices();
+    let from_a = n.min(a.len());
+    let mut v = Vec::with_capacity(n);
+    v.extend_from_slice(&a[..from_a]);
+    v.extend_from_slice(&b[..n - from_a]);
+    q.drain(..n);
+    v
+}
+
 /// Microseconds since `epoch`, wrapping.
 fn micros(epoch: Instant, now: Instant) -> u32 {
     now.saturating_duration_since(epoch).as_micros() as u32
@@ -282,10 +306,13 @@ impl Connection {
             sent: VecDeque::new(),
             acked: 0,
             bytes_in_flight: 0,
+            sent_bytes: 0,
             resends: 0,
             tx_count: 0,
             tx_arrived: 0,
             fast_resends: 0,
+            progress: now,
+            probed: false,
             pending: VecDeque::new(),
             recv: VecDeque::new(),
             reorder: VecDeque::new(),
@@ -394,12 +421,17 @@ impl Connection {
         self.eof && self.recv.is_empty()
     }
 
+    /// The send buffer's size.
+    pub fn send_buffer(&self) -> usize {
+        self.config.send_buffer
+    }
+
     /// Bytes the user can write now without exceeding the send buffer.
     pub fn writable(&self) -> usize {
         if self.closing.is_some() || self.is_closed() {
             return 0;
         }
-        let held = self.pending.len() + self.sent.iter().map(|s| s.payload.len()).sum::<usize>();
+        let held = self.pending.len() + self.sent_bytes;
         self.config.send_buffer.saturating_sub(held)
     }
 
@@ -522,6 +554,8 @@ impl Connection {
                 .map(|s| s.payload.len())
                 .sum();
             debug_assert_eq!(self.resends, resends, "packets to resend");
+            let bytes: usize = self.sent.iter().map(|s| s.payload.len()).sum();
+            debug_assert_eq!(self.sent_bytes, bytes, "bytes sent, not acknowledged");
             debug_assert_eq!(self.bytes_in_flight, in_flight, "bytes in flight");
             debug_assert!(self.reorder_bytes + self.recv.len() <= self.config.recv_buffer);
         }
@@ -537,10 +571,13 @@ impl Connection {
         let in_flight_before = self.bytes_in_flight;
         let mut acked_bytes = 0;
         let mut new_ack = false;
+        let mut resent_arrived = false;
         while !self.sent.is_empty() && seq_before(self.acked, h.ack_nr) {
             let s = self.sent.pop_front().expect("checked non-empty");
+            resent_arrived |= s.transmissions > 1;
             self.acked = self.acked.wrapping_add(1);
             self.tx_arrived = self.tx_arrived.max(s.tx);
+            self.sent_bytes -= s.payload.len();
             new_ack = true;
             if !s.need_resend && !s.sacked {
                 self.bytes_in_flight -= s.payload.len();
@@ -558,6 +595,8 @@ impl Connection {
         if new_ack {
             self.timeouts = 0;
             self.dup_acks = 0;
+            self.progress = now;
+            self.probed = false;
             self.rto_deadline = (!self.sent.is_empty()).then(|| now + self.rto);
         } else if h.kind == Kind::State
             && p.payload.is_empty()
@@ -571,6 +610,19 @@ impl Connection {
         }
         if let Some(mask) = p.sack {
             acked_bytes += self.on_sack(h.ack_nr, mask, now);
+        }
+        if resent_arrived {
+            // A retransmission (the probe, say) arrived: what was sent
+            // before it and is still missing is lost.
+            let lost: Vec<usize> = (0..self.sent.len())
+                .filter(|&i| {
+                    let s = &self.sent[i];
+                    !s.sacked && !s.need_resend && s.tx + u64::from(DUP_ACKS) <= self.tx_arrived
+                })
+                .collect();
+            for i in lost {
+                self.lost(i, now);
+            }
         }
         if acked_bytes > 0 {
             self.on_acked(acked_bytes, in_flight_before, h.timestamp_diff_us, now);
@@ -806,6 +858,23 @@ impl Connection {
             self.state = State::Closed(Closed::TimedOut);
             return;
         }
+        let srtt = Duration::from_micros(self.rtt.map_or(0, |(r, _)| r.max(0) as u64));
+        if self.state == State::Connected
+            && !self.probed
+            && self.resends == 0
+            && self.sent.front().is_some_and(|s| s.transmissions > 0)
+            && now.saturating_duration_since(self.progress) >= (2 * srtt).max(MIN_PROBE)
+        {
+            self.probed = true;
+            if let Some(s) = self.sent.front_mut() {
+                if !s.sacked {
+                    s.need_resend = true;
+                    self.resends += 1;
+                    self.fast_resends += 1;
+                    self.bytes_in_flight -= s.payload.len();
+                }
+            }
+        }
         if let Some(deadline) = self.rto_deadline {
             if now >= deadline && !self.sent.is_empty() {
                 self.timeouts += 1;
@@ -934,7 +1003,7 @@ impl Connection {
         if !self.pending.is_empty() && self.sent.len() < usize::from(u16::MAX / 2) {
             let len = self.pending.len().min(self.config.max_payload);
             if self.bytes_in_flight == 0 || self.bytes_in_flight + len <= window {
-                let payload: Vec<u8> = self.pending.drain(..len).collect();
+                let payload = take_front(&mut self.pending, len);
                 self.send_new(Kind::Data, payload, now, out);
                 return true;
             }
@@ -962,6 +1031,11 @@ impl Connection {
         self.tx_count += 1;
         self.emit(kind, seq, &payload, now, out);
         self.bytes_in_flight += payload.len();
+        self.sent_bytes += payload.len();
+        if self.sent.is_empty() {
+            self.progress = now;
+            self.probed = false;
+        }
         self.sent.push_back(Sent {
             kind,
             payload,
