@@ -1,5 +1,6 @@
-//! Blocking network I/O on OS threads: a peer's reader and writer, the
-//! listener, the announce thread, the UDP tracker client and local
+//! Blocking network I/O on OS threads: a peer's reader and writer (over
+//! TCP or uTP), the listener, the peer port's UDP thread (DHT node, uTP
+//! connections), the announce thread, the UDP tracker client and local
 //! service discovery. Workers decode with [`crate::proto`] and report
 //! typed events and errors; they never decide.
 //!
