@@ -369,6 +369,10 @@ struct Orchestrator<'p> {
     /// `never()` if the thread is gone).
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
+    /// Blocks go to the hasher as they are written, unless the torrent
+    /// has padding: a peer may send anything there, and the read-back
+    /// gives the zeros the piece hash covers.
+    feed_hasher: bool,
     /// Peers from the DHT (see `dht.rs`).
     dht: dht::Lookups,
     /// What the announce thread was last told (see `WantPeers`).
@@ -458,6 +462,7 @@ impl<'p> Orchestrator<'p> {
             local: never(),
             session,
             hasher,
+            feed_hasher: !geometry.has_padding(),
             hashed,
             dht,
             wants_peers: false,

@@ -48,6 +48,9 @@ impl Orchestrator<'_> {
 
         if let Received::Fresh { complete } = self.picker.received(&block, peer) {
             self.storage.write(block.piece, block.begin, &data)?;
+            if self.feed_hasher && !self.hasher.feed(block.piece, block.begin, data) {
+                return Err(TorrentError::HasherStopped);
+            }
             // Only endgame asks two peers for one block; before it, there
             // is nobody to cancel and no need to scan every peer per block.
             if self.picker.in_endgame() {
@@ -99,7 +102,10 @@ impl Orchestrator<'_> {
     /// page cache) and hand it to the hasher; [`Self::on_hashed`] decides.
     pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), TorrentError> {
         self.storage.release(piece);
-        if self.hasher.hash(piece) {
+        if self
+            .hasher
+            .hash(piece, self.meta.geometry.piece_size(piece))
+        {
             self.hashing.insert(piece);
             Ok(())
         } else {
