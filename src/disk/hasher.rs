@@ -11,6 +11,10 @@
 //! calls; blocks wait in a bounded queue, so the orchestrator waits for
 //! the hasher rather than the queue growing.
 //!
+//! After a verdict, the hasher starts the piece's writeback to disk, so
+//! that the `fdatasync` at the end of a download (or before resume state
+//! is saved) waits for the last pieces only.
+//!
 //! The thread ends when its [`Hasher`] is dropped. If it ends early (it
 //! cannot, short of a bug), [`Hasher::results`] disconnects: the
 //! orchestrator treats that as an error, it never waits on it again.
@@ -46,13 +50,19 @@ pub struct Hasher {
 
 impl Hasher {
     pub fn spawn(reader: Reader) -> io::Result<Hasher> {
-        Self::spawn_with(move |piece, scratch| reader.hash_piece(piece, scratch))
+        let disk = reader.clone();
+        Self::spawn_with(
+            move |piece, scratch| reader.hash_piece(piece, scratch),
+            move |piece| disk.start_writeback(piece),
+        )
     }
 
     /// A hasher reading pieces back with `hash` (tests give it one that
-    /// fails on purpose, or counts).
+    /// fails on purpose, or counts) and, once a piece's verdict is sent,
+    /// starting its writeback to disk with `written`.
     pub fn spawn_with(
         hash: impl Fn(PieceIndex, &mut Vec<u8>) -> Result<[u8; 20], StorageError> + Send + 'static,
+        written: impl Fn(PieceIndex) + Send + 'static,
     ) -> io::Result<Hasher> {
         let (jobs, todo) = bounded::<Job>(QUEUE);
         let (done, results) = unbounded();
@@ -79,6 +89,7 @@ impl Hasher {
                             if done.send((piece, verdict)).is_err() {
                                 break;
                             }
+                            written(piece);
                         }
                     }
                 }
@@ -204,7 +215,7 @@ mod tests {
     fn a_dead_hasher_disconnects_its_results() {
         within(|| {
             let piece = Geometry::new(16, [(32, false)]).unwrap().piece(1).unwrap();
-            let hasher = Hasher::spawn_with(|_, _| panic!("hasher bug")).unwrap();
+            let hasher = Hasher::spawn_with(|_, _| panic!("hasher bug"), |_| {}).unwrap();
             hasher.hash(piece, 16);
             assert!(hasher.results().recv().is_err());
             assert!(!hasher.hash(piece, 16), "queueing reports the dead thread");
@@ -215,7 +226,7 @@ mod tests {
     fn verdicts_come_in_order() {
         within(|| {
             let g = Geometry::new(16, [(64, false)]).unwrap();
-            let hasher = Hasher::spawn_with(|p, _| Ok([p.get() as u8; 20])).unwrap();
+            let hasher = Hasher::spawn_with(|p, _| Ok([p.get() as u8; 20]), |_| {}).unwrap();
             for p in g.pieces() {
                 assert!(hasher.hash(p, 16));
             }
@@ -236,10 +247,13 @@ mod tests {
             let g = Geometry::new(8, [(40, false)]).unwrap();
             let piece = |i| g.piece(i).unwrap();
             let (read_back, reads) = unbounded();
-            let hasher = Hasher::spawn_with(move |p, _| {
-                read_back.send(p).unwrap();
-                Ok([0xee; 20])
-            })
+            let hasher = Hasher::spawn_with(
+                move |p, _| {
+                    read_back.send(p).unwrap();
+                    Ok([0xee; 20])
+                },
+                |_| {},
+            )
             .unwrap();
             let sha = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
             let data: Vec<u8> = (0..40).collect();
