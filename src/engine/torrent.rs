@@ -835,6 +835,10 @@ impl<'p> Orchestrator<'p> {
             let secs = self.opts.peer_timeout.as_secs_f64();
             self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
         }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.reask_skipped(k, now);
+        }
         // Dialling is decided here (and when a tracker reports), not per
         // event: it scans the known addresses.
         self.connect_more();

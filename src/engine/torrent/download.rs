@@ -30,12 +30,6 @@ impl Orchestrator<'_> {
             self.drop_peer(peer, &reason, false);
             return Ok(());
         };
-        // A peer that skipped a request (and answered later ones) will not
-        // answer it: ask again now, not at the stall timeout.
-        for b in p.pipeline.take_skipped() {
-            log::debug!("peer {peer} skipped our request for {b:?}");
-            self.picker.abandon(&b);
-        }
         let n = data.len() as u64;
         p.down.add(n);
         p.downloaded += n;
@@ -46,6 +40,7 @@ impl Orchestrator<'_> {
             .downloaded
             .fetch_add(n, Ordering::Relaxed);
 
+        self.reask_skipped(peer, now);
         if let Received::Fresh { complete } = self.picker.received(&block, peer) {
             self.storage.write(block.piece, block.begin, &data)?;
             if self.feed_hasher && !self.hasher.feed(block.piece, block.begin, data) {
@@ -62,6 +57,19 @@ impl Orchestrator<'_> {
         }
         self.fill(peer);
         Ok(())
+    }
+
+    /// A peer that skipped a request (and answered later ones) will not
+    /// answer it: ask again now, not at the stall timeout. Checked as
+    /// blocks arrive and on every tick.
+    pub(super) fn reask_skipped(&mut self, peer: PeerKey, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for b in p.pipeline.take_skipped(now) {
+            log::debug!("peer {peer} skipped our request for {b:?}");
+            self.picker.abandon(&b);
+        }
     }
 
     /// BEP 6: the peer will not serve a request of ours; the block is open
