@@ -1246,7 +1246,7 @@ def parse_args(argv):
     p.add_argument("--cases", help="comma-separated, of: " + ",".join(ALL_CASES))
     p.add_argument("--runs", type=int, help="runs per client and case (default 3)")
     p.add_argument("--sizes", help="swarm torrent sizes (default 256M,1G)")
-    p.add_argument("--pieces", help="swarm piece sizes (default 256K,4M)")
+    p.add_argument("--pieces", help="swarm piece sizes (default 256K,1M,4M)")
     p.add_argument("--latency-size", help="default 256M")
     p.add_argument("--latency-piece", default="256K", help="default 256K")
     p.add_argument("--delay-ms", type=float, default=25.0,
@@ -1286,7 +1286,7 @@ def parse_args(argv):
         cases = default(a.cases, ",".join(ALL_CASES))
     a.runs = default(a.runs, 3)
     a.sizes = [parse_size(s) for s in default(a.sizes, "256M,1G").split(",")]
-    a.pieces = [parse_size(s) for s in default(a.pieces, "256K,4M").split(",")]
+    a.pieces = [parse_size(s) for s in default(a.pieces, "256K,1M,4M").split(",")]
     a.latency_size = parse_size(default(a.latency_size, "256M"))
     a.latency_piece = parse_size(a.latency_piece)
     a.proxy_test_size = parse_size(default(a.proxy_test_size, "64M"))
