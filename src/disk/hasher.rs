@@ -1,7 +1,19 @@
-//! The hasher: a thread that SHA-1s completed pieces, reading them back
-//! from the page cache with `pread` (coherent with the map writes), so
-//! that the orchestrator goes on receiving and writing while a piece is
-//! hashed. The orchestrator still decides what a hash means.
+//! The hasher: a thread that SHA-1s completed pieces, so that the
+//! orchestrator goes on receiving and writing while a piece is hashed.
+//! The orchestrator still decides what a hash means.
+//!
+//! A piece's blocks may be fed to it as they are written
+//! ([`Hasher::feed`]): while they come in order from the piece's start,
+//! it keeps a running SHA-1, and the piece's verdict needs no read-back.
+//! A piece whose blocks were not all fed in order is read back from the
+//! page cache with `pread` (coherent with the map writes) and hashed
+//! whole. Feeding saves a copy of every byte and the read-back's system
+//! calls; blocks wait in a bounded queue, so the orchestrator waits for
+//! the hasher rather than the queue growing.
+//!
+//! After a verdict, the hasher starts the piece's writeback to disk, so
+//! that the `fdatasync` at the end of a download (or before resume state
+//! is saved) waits for the last pieces only.
 //!
 //! The thread ends when its [`Hasher`] is dropped. If it ends early (it
 //! cannot, short of a bug), [`Hasher::results`] disconnects: the
@@ -9,49 +21,184 @@
 
 use crate::disk::storage::{Reader, StorageError};
 use crate::proto::geometry::PieceIndex;
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use sha1::{Digest, Sha1};
+use std::collections::HashMap;
 use std::io;
 
 /// A piece and its SHA-1 as stored, or why it could not be read.
 pub type Hashed = (PieceIndex, Result<[u8; 20], StorageError>);
 
+/// Jobs queued at most: 64 blocks are 1 MiB.
+const QUEUE: usize = 64;
+
+enum Job {
+    /// Bytes of `piece` from `begin`, as written.
+    Block {
+        piece: PieceIndex,
+        begin: u32,
+        data: Vec<u8>,
+    },
+    /// Every byte of the piece (`size` of them) is written: a verdict.
+    Piece { piece: PieceIndex, size: u32 },
+}
+
 pub struct Hasher {
-    pieces: Sender<PieceIndex>,
+    jobs: Sender<Job>,
     results: Receiver<Hashed>,
 }
 
 impl Hasher {
     pub fn spawn(reader: Reader) -> io::Result<Hasher> {
-        Self::spawn_with(move |piece, scratch| reader.hash_piece(piece, scratch))
+        let disk = reader.clone();
+        Self::spawn_with(
+            move |piece, scratch| reader.hash_piece(piece, scratch),
+            move |piece| disk.start_writeback(piece),
+        )
     }
 
-    /// A hasher running `hash` (tests give it one that fails on purpose).
+    /// A hasher reading pieces back with `hash` (tests give it one that
+    /// fails on purpose, or counts) and, once a piece's verdict is sent,
+    /// starting its writeback to disk with `written`.
     pub fn spawn_with(
         hash: impl Fn(PieceIndex, &mut Vec<u8>) -> Result<[u8; 20], StorageError> + Send + 'static,
+        written: impl Fn(PieceIndex) + Send + 'static,
     ) -> io::Result<Hasher> {
-        let (pieces, todo) = unbounded::<PieceIndex>();
+        let (jobs, todo) = bounded::<Job>(QUEUE);
         let (done, results) = unbounded();
         std::thread::Builder::new()
             .name("hasher".into())
             .spawn(move || {
                 let mut scratch = Vec::new();
-                for piece in todo {
-                    if done.send((piece, hash(piece, &mut scratch))).is_err() {
-                        break;
+                let mut feeds = Feeds::default();
+                let (mut fed, mut read) = (0u64, 0u64);
+                for job in todo {
+                    match job {
+                        Job::Block { piece, begin, data } => feeds.feed(piece, begin, data),
+                        Job::Piece { piece, size } => {
+                            let verdict = match feeds.finish(piece, size) {
+                                Some(hash) => {
+                                    fed += 1;
+                                    Ok(hash)
+                                }
+                                None => {
+                                    read += 1;
+                                    hash(piece, &mut scratch)
+                                }
+                            };
+                            if done.send((piece, verdict)).is_err() {
+                                break;
+                            }
+                            written(piece);
+                        }
                     }
                 }
+                log::debug!("hasher: {fed} pieces hashed as written, {read} read back");
             })?;
-        Ok(Hasher { pieces, results })
+        Ok(Hasher { jobs, results })
     }
 
-    /// Queues a piece; `false` if the thread is gone.
-    pub fn hash(&self, piece: PieceIndex) -> bool {
-        self.pieces.send(piece).is_ok()
+    /// Hands over bytes of `piece` from `begin` just written; `false` if
+    /// the thread is gone. Waits while the queue is full.
+    pub fn feed(&self, piece: PieceIndex, begin: u32, data: Vec<u8>) -> bool {
+        self.jobs.send(Job::Block { piece, begin, data }).is_ok()
+    }
+
+    /// Queues a verdict on a piece of `size` bytes, all written; `false`
+    /// if the thread is gone.
+    pub fn hash(&self, piece: PieceIndex, size: u32) -> bool {
+        self.jobs.send(Job::Piece { piece, size }).is_ok()
     }
 
     /// Verdicts, in the order the pieces were queued.
     pub fn results(&self) -> &Receiver<Hashed> {
         &self.results
+    }
+}
+
+/// Blocks held back, over all pieces, waiting for an earlier block of
+/// their piece (a seeder may answer requests a little out of order): at
+/// most 1 MiB.
+const HELD_BACK: usize = 64;
+
+/// The running hashes (`None`: given up, the piece will be read back),
+/// and the number of blocks that came ahead of their turn.
+#[derive(Default)]
+struct Feeds {
+    running: HashMap<PieceIndex, Option<Running>>,
+    held: usize,
+}
+
+/// The running SHA-1 of a piece's first `next` bytes, and blocks of it
+/// that came early.
+struct Running {
+    sha: Sha1,
+    next: u32,
+    early: Vec<(u32, Vec<u8>)>,
+}
+
+impl Feeds {
+    /// A piece's first block fed begins its running hash, and so does a
+    /// block at its start after others (a piece downloaded again). A
+    /// block that follows on extends it (with any early blocks that then
+    /// follow on); one that comes early waits, while there is room; any
+    /// other ends the running hash, and the piece will be read back.
+    fn feed(&mut self, piece: PieceIndex, begin: u32, data: Vec<u8>) {
+        let restart = match self.running.get(&piece) {
+            None => true,
+            Some(Some(r)) => begin == 0 && r.next > 0,
+            Some(None) => begin == 0,
+        };
+        if restart {
+            self.forget(piece);
+            let fresh = Running {
+                sha: Sha1::new(),
+                next: 0,
+                early: Vec::new(),
+            };
+            self.running.insert(piece, Some(fresh));
+        }
+        let Some(Some(r)) = self.running.get_mut(&piece) else {
+            return;
+        };
+        if begin > r.next && self.held < HELD_BACK {
+            r.early.push((begin, data));
+            self.held += 1;
+            return;
+        }
+        if begin != r.next {
+            log::trace!("hasher: piece {} got {begin} after {}", piece.get(), r.next);
+            self.forget(piece);
+            self.running.insert(piece, None);
+            return;
+        }
+        r.extend(&data);
+        while let Some(i) = r.early.iter().position(|(b, _)| *b == r.next) {
+            let (_, data) = r.early.swap_remove(i);
+            self.held -= 1;
+            r.extend(&data);
+        }
+    }
+
+    /// The piece's hash, if all `size` of its bytes were fed.
+    fn finish(&mut self, piece: PieceIndex, size: u32) -> Option<[u8; 20]> {
+        let r = self.forget(piece)?;
+        (r.next == size).then(|| r.sha.finalize().into())
+    }
+
+    fn forget(&mut self, piece: PieceIndex) -> Option<Running> {
+        let r = self.running.remove(&piece).flatten()?;
+        self.held -= r.early.len();
+        Some(r)
+    }
+}
+
+impl Running {
+    fn extend(&mut self, data: &[u8]) {
+        self.sha.update(data);
+        self.next = self
+            .next
+            .saturating_add(u32::try_from(data.len()).unwrap_or(u32::MAX));
     }
 }
 
@@ -68,10 +215,10 @@ mod tests {
     fn a_dead_hasher_disconnects_its_results() {
         within(|| {
             let piece = Geometry::new(16, [(32, false)]).unwrap().piece(1).unwrap();
-            let hasher = Hasher::spawn_with(|_, _| panic!("hasher bug")).unwrap();
-            hasher.hash(piece);
+            let hasher = Hasher::spawn_with(|_, _| panic!("hasher bug"), |_| {}).unwrap();
+            hasher.hash(piece, 16);
             assert!(hasher.results().recv().is_err());
-            assert!(!hasher.hash(piece), "queueing reports the dead thread");
+            assert!(!hasher.hash(piece, 16), "queueing reports the dead thread");
         });
     }
 
@@ -79,14 +226,68 @@ mod tests {
     fn verdicts_come_in_order() {
         within(|| {
             let g = Geometry::new(16, [(64, false)]).unwrap();
-            let hasher = Hasher::spawn_with(|p, _| Ok([p.get() as u8; 20])).unwrap();
+            let hasher = Hasher::spawn_with(|p, _| Ok([p.get() as u8; 20]), |_| {}).unwrap();
             for p in g.pieces() {
-                assert!(hasher.hash(p));
+                assert!(hasher.hash(p, 16));
             }
             for p in g.pieces() {
                 let (got, hash) = hasher.results().recv().unwrap();
                 assert_eq!((got, hash.unwrap()), (p, [p.get() as u8; 20]));
             }
+        });
+    }
+
+    /// Fed whole, a piece is hashed as it was written, without a
+    /// read-back (a block that came early waits for its turn); a piece
+    /// fed in part or not at all is read back; a piece fed again from its
+    /// start (downloaded again) is hashed afresh.
+    #[test]
+    fn fed_pieces_need_no_read_back() {
+        within(|| {
+            let g = Geometry::new(8, [(40, false)]).unwrap();
+            let piece = |i| g.piece(i).unwrap();
+            let (read_back, reads) = unbounded();
+            let hasher = Hasher::spawn_with(
+                move |p, _| {
+                    read_back.send(p).unwrap();
+                    Ok([0xee; 20])
+                },
+                |_| {},
+            )
+            .unwrap();
+            let sha = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
+            let data: Vec<u8> = (0..40).collect();
+            // Piece 0: in order.
+            assert!(hasher.feed(piece(0), 0, data[0..4].to_vec()));
+            assert!(hasher.feed(piece(0), 4, data[4..8].to_vec()));
+            // Piece 1: a block ahead of its turn waits for the one before.
+            hasher.feed(piece(1), 4, data[12..16].to_vec());
+            hasher.feed(piece(1), 0, data[8..12].to_vec());
+            // Piece 2: its first block never fed (a web seed wrote it).
+            hasher.feed(piece(2), 4, data[20..24].to_vec());
+            // Piece 3: a bad first try, then again from the start.
+            hasher.feed(piece(3), 0, vec![9; 4]);
+            hasher.feed(piece(3), 0, data[24..28].to_vec());
+            hasher.feed(piece(3), 4, data[28..32].to_vec());
+            for i in 0..5 {
+                assert!(hasher.hash(piece(i), 8));
+            }
+            let verdicts: Vec<_> = (0..5)
+                .map(|_| hasher.results().recv().unwrap())
+                .map(|(p, h)| (p.get(), h.unwrap()))
+                .collect();
+            assert_eq!(
+                verdicts,
+                [
+                    (0, sha(&data[0..8])),
+                    (1, sha(&data[8..16])),
+                    (2, [0xee; 20]),
+                    (3, sha(&data[24..32])),
+                    (4, [0xee; 20]),
+                ]
+            );
+            let read: Vec<u32> = reads.try_iter().map(|p| p.get()).collect();
+            assert_eq!(read, [2, 4], "only pieces not fed whole are read");
         });
     }
 }

@@ -630,6 +630,23 @@ impl Reader {
         Ok(())
     }
 
+    /// Starts writing the piece's bytes to disk, without waiting (see
+    /// [`crate::disk::sys::start_writeback`]): the final `fdatasync` then
+    /// waits for the last pieces only, not for the whole download.
+    pub fn start_writeback(&self, piece: PieceIndex) {
+        for s in self.shared.meta.geometry.piece_slices(piece) {
+            if s.padding {
+                continue;
+            }
+            let started = self.shared.file(s.file).and_then(|f| {
+                crate::disk::sys::start_writeback(&f, self.shared.offset(&s), u64::from(s.len))
+            });
+            if let Err(e) = started {
+                log::debug!("writeback of piece {}: {e}", piece.get());
+            }
+        }
+    }
+
     /// SHA-1 of a whole piece as stored, reading it in chunks of up to
     /// 1 MiB into `scratch` (reuse it across calls).
     pub fn hash_piece(

@@ -370,6 +370,10 @@ struct Orchestrator<'p> {
     /// `never()` if the thread is gone).
     hasher: Hasher,
     hashed: Receiver<crate::disk::hasher::Hashed>,
+    /// Blocks go to the hasher as they are written, unless the torrent
+    /// has padding: a peer may send anything there, and the read-back
+    /// gives the zeros the piece hash covers.
+    feed_hasher: bool,
     /// Peers from the DHT (see `dht.rs`).
     dht: dht::Lookups,
     /// What the announce thread was last told (see `WantPeers`).
@@ -459,6 +463,7 @@ impl<'p> Orchestrator<'p> {
             local: never(),
             session,
             hasher,
+            feed_hasher: !geometry.has_padding(),
             hashed,
             dht,
             wants_peers: false,
@@ -830,6 +835,10 @@ impl<'p> Orchestrator<'p> {
         for k in stalled {
             let secs = self.opts.peer_timeout.as_secs_f64();
             self.drop_peer(k, &format!("no data for {secs:.0}s"), false);
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for k in keys {
+            self.reask_skipped(k, now);
         }
         // Dialling is decided here (and when a tracker reports), not per
         // event: it scans the known addresses.

@@ -147,6 +147,11 @@ impl Geometry {
     pub fn num_pieces(&self) -> u32 {
         self.num_pieces
     }
+    /// Whether any file is BEP 47 padding.
+    pub fn has_padding(&self) -> bool {
+        self.files.iter().any(|f| f.padding)
+    }
+
     pub fn files(&self) -> &[FileSpan] {
         &self.files
     }

@@ -48,6 +48,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -190,6 +191,32 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid):
+    """{tid: (name, CPU seconds so far)} of a live process's threads."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def thread_line(roles):
+    """`main 1.23, hasher 0.61, ...`: CPU seconds by thread role, largest
+    first."""
+    return ", ".join("%s %.2f" % (k, v) for k, v in
+                     sorted(roles.items(), key=lambda kv: -kv[1]) if v >= 0.005) or "-"
+
+
 def read_status(pid):
     """The STATUS_KEYS of /proc/PID/status (kB, Threads a count)."""
     try:
@@ -221,6 +248,21 @@ class Measured:
         self.lines = []         # (seconds since start, stdout line)
         self.marks = {}         # prefix -> seconds since start of first line
         self.stderr = ""
+        self.pid = None
+        self.threads = {}       # tid -> (name, CPU seconds at the last sample)
+
+    def cpu_by_thread(self):
+        """CPU seconds by role, as last sampled: `main` (shoal's
+        orchestrator), thread names with their numbers as N (`peer-N` the
+        peer readers, `peer-N-w` the writers), and `unsampled` (what the
+        process used that no sample saw: threads' last <= 20 ms)."""
+        roles = {}
+        for tid, (name, cpu) in self.threads.items():
+            role = "main" if tid == self.pid else re.sub(r"-\d+", "-N", name)
+            roles[role] = roles.get(role, 0.0) + cpu
+        if self.cpu is not None:
+            roles["unsampled"] = max(0.0, self.cpu - sum(roles.values()))
+        return roles
 
     @property
     def cpu(self):
@@ -264,6 +306,7 @@ def measure(argv, deadline, *, finish_on=None, limit_as=None, cwd=None):
         stdin=subprocess.PIPE if finish_on else subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         preexec_fn=_child_setup(signal.SIGKILL, limit_as))
+    m.pid = proc.pid
     done = threading.Event()
     result = {}
 
@@ -301,6 +344,9 @@ def measure(argv, deadline, *, finish_on=None, limit_as=None, cwd=None):
     try:
         while not done.is_set():
             vals = read_status(proc.pid)
+            for tid, seen in thread_cpu(proc.pid).items():
+                if not done.is_set():
+                    m.threads[tid] = seen
             if vals and not done.is_set():
                 m.samples += 1
                 for k, v in vals.items():
@@ -574,6 +620,7 @@ class Bench:
                "  own clock %.3f s, exit %.3f s" % (run.own_clock, run.exit_wall)
                if getattr(run, "own_clock", None) else "",
                "bytes ok" if good else "FAILED"))
+        say("            CPU by thread: " + thread_line(run.cpu_by_thread()))
 
     @staticmethod
     def medians(runs, size):
@@ -588,23 +635,39 @@ class Bench:
             "threads": median(r.peak.get("Threads") for r in runs),
             "own": median(getattr(r, "own_clock", None) for r in runs),
             "n": len(runs),
+            "by_thread": {role: median(r.cpu_by_thread().get(role, 0.0) for r in runs)
+                          for role in {k for r in runs for k in r.cpu_by_thread()}},
         }
 
-    def compare(self, label, src, torrent, shoal_extra, lt_extra, deadline):
+    def get_aria2(self, torrent, out_dir, deadline):
+        argv = ["aria2c", "--no-conf=true", "--disable-ipv6=true", "--enable-dht=false",
+                "--enable-dht6=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
+                "--summary-interval=0", "--file-allocation=none", "--console-log-level=warn",
+                "--seed-time=0", "--bt-stop-timeout=0", "--listen-port=%d" % free_port(),
+                "--dir=%s" % out_dir, torrent]
+        return measure(argv, deadline)
+
+    def compare(self, label, src, torrent, shoal_extra, lt_extra, deadline, aria2=False):
         """Alternates shoal and lt.py leechers (ABBA order), --runs each, the
-        source re-read before every run. Returns {client: medians} over the
-        runs that completed with the right bytes."""
+        source re-read before every run; with `aria2` (and aria2c
+        installed), an aria2c leecher after each pair. Returns {client:
+        medians} over the runs that completed with the right bytes."""
         size = os.path.getsize(src[0])
-        ok = {"shoal": [], "libtorrent": []}
+        clients = ["shoal", "libtorrent"]
+        if aria2 and shutil.which("aria2c"):
+            clients.append("aria2")
+        ok = {c: [] for c in clients}
         for i in range(self.args.runs):
-            order = ["shoal", "libtorrent"] if i % 2 == 0 else ["libtorrent", "shoal"]
-            for client in order:
+            order = clients[:2] if i % 2 == 0 else clients[1::-1]
+            for client in order + clients[2:]:
                 warm(src[0])
                 out = self.fresh_dir("%s-%s-%d" % (label.replace("/", "-"), client, i + 1))
                 if client == "shoal":
                     run = self.get_shoal(torrent, out, deadline, shoal_extra)
-                else:
+                elif client == "libtorrent":
                     run = self.get_lt(torrent, out, deadline, lt_extra)
+                else:
+                    run = self.get_aria2(torrent, out, deadline)
                 good = self.check_bytes("%s %s run %d" % (label, client, i + 1), run, out, src)
                 self.report_run("run %d" % (i + 1), client, run, size, good)
                 if good:
@@ -618,11 +681,13 @@ class Bench:
         out = []
         for label, res in rows:
             s, l = res.get("shoal"), res.get("libtorrent")
-            for client, m in (("shoal", s), ("libtorrent", l)):
+            clients = ["shoal", "libtorrent"] + (["aria2"] if "aria2" in res else [])
+            for client in clients:
+                m = res.get(client)
                 if not m:
                     out.append([label, client, "FAILED"] + [None] * 9)
                     continue
-                vs_lt = client == "shoal" and l
+                vs_lt = client != "libtorrent" and l
                 out.append([label, client, fmt(m["wall"]), fmt(m["rate"], 1), fmt(m["cpu"]),
                             fmt(m["rss"], 1), fmt(m["anon"], 1), fmt(m["file"], 1),
                             fmt(m["threads"], 0),
@@ -703,7 +768,7 @@ class Bench:
                 try:
                     deadline = 60 + size / (4 * MIB)
                     res = self.compare(label, src, torrent, ["--bind", "127.0.0.1", "--port", "0"],
-                                       [], deadline)
+                                       [], deadline, aria2=True)
                 finally:
                     seeder.stop()
                 rows.append((label, res))
@@ -722,13 +787,22 @@ class Bench:
              utp_note(a),
              "RSS = VmHWM (kernel peak, last read <= 20 ms before exit); anon/file/threads = "
              "peaks of /proc/PID/status (RssAnon, RssFile, Threads) sampled every 20 ms"])
+        self.section(
+            "swarm: where the CPU goes (medians of CPU seconds by thread)",
+            table(["case", "client", "CPU s", "by thread"],
+                  [[label, client, fmt(m["cpu"]), thread_line(m["by_thread"])]
+                   for label, res in rows for client, m in sorted(res.items())]),
+            ["shoal: main = the orchestrator (storage writes, decisions), hasher = SHA-1, "
+             "peer-N = a peer's reader (socket -> blocks), peer-N-w = its writer; "
+             "unsampled = CPU of threads after their last 20 ms sample",
+             "read from /proc/PID/task/*/stat every 20 ms; libtorrent and aria2 for scale"])
         for (size, label), res in self.swarm_rows.items():
             s, l = res.get("shoal"), res.get("libtorrent")
-            if size >= GIB and s and l:
+            if s and l:
                 r = ratio(s["wall"], l["wall"])
                 self.goals.append(("%s: wall <= 0.8 x libtorrent" % label, fmt(r), r <= 0.8))
                 c = ratio(s["cpu"], l["cpu"])
-                self.goals.append(("%s: CPU <= libtorrent" % label, fmt(c), c <= 1.0))
+                self.goals.append(("%s: CPU <= 0.8 x libtorrent" % label, fmt(c), c <= 0.8))
             if size >= GIB and s:
                 self.goals.append(("%s: peak RSS <= 24 MiB" % label, fmt(s["rss"], 1),
                                    s["rss"] <= 24))
@@ -1234,7 +1308,7 @@ def parse_args(argv):
     p.add_argument("--cases", help="comma-separated, of: " + ",".join(ALL_CASES))
     p.add_argument("--runs", type=int, help="runs per client and case (default 3)")
     p.add_argument("--sizes", help="swarm torrent sizes (default 256M,1G)")
-    p.add_argument("--pieces", help="swarm piece sizes (default 256K,4M)")
+    p.add_argument("--pieces", help="swarm piece sizes (default 256K,1M,4M)")
     p.add_argument("--latency-size", help="default 256M")
     p.add_argument("--latency-piece", default="256K", help="default 256K")
     p.add_argument("--delay-ms", type=float, default=25.0,
@@ -1275,7 +1349,7 @@ def parse_args(argv):
         cases = default(a.cases, ",".join(ALL_CASES))
     a.runs = default(a.runs, 3)
     a.sizes = [parse_size(s) for s in default(a.sizes, "256M,1G").split(",")]
-    a.pieces = [parse_size(s) for s in default(a.pieces, "256K,4M").split(",")]
+    a.pieces = [parse_size(s) for s in default(a.pieces, "256K,1M,4M").split(",")]
     a.latency_size = parse_size(default(a.latency_size, "256M"))
     a.latency_piece = parse_size(a.latency_piece)
     a.proxy_test_size = parse_size(default(a.proxy_test_size, "64M"))

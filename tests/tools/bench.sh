@@ -12,6 +12,7 @@ need=()
 /usr/bin/python3 -c 'import libtorrent' 2>/dev/null || need+=(python3-libtorrent)
 command -v opentracker >/dev/null || need+=(opentracker)
 command -v openssl >/dev/null || need+=(openssl)
+command -v aria2c >/dev/null || need+=(aria2)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "bench.sh: missing ${need[*]}: apt-get install -y ${need[*]} (as root)" >&2

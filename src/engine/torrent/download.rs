@@ -30,12 +30,6 @@ impl Orchestrator<'_> {
             self.drop_peer(peer, &reason, false);
             return Ok(());
         };
-        // A peer that skipped a request (and answered later ones) will not
-        // answer it: ask again now, not at the stall timeout.
-        for b in p.pipeline.take_skipped() {
-            log::debug!("peer {peer} skipped our request for {b:?}");
-            self.picker.abandon(&b);
-        }
         let n = data.len() as u64;
         p.down.add(n);
         p.downloaded += n;
@@ -46,8 +40,12 @@ impl Orchestrator<'_> {
             .downloaded
             .fetch_add(n, Ordering::Relaxed);
 
+        self.reask_skipped(peer, now);
         if let Received::Fresh { complete } = self.picker.received(&block, peer) {
             self.storage.write(block.piece, block.begin, &data)?;
+            if self.feed_hasher && !self.hasher.feed(block.piece, block.begin, data) {
+                return Err(TorrentError::HasherStopped);
+            }
             // Only endgame asks two peers for one block; before it, there
             // is nobody to cancel and no need to scan every peer per block.
             if self.picker.in_endgame() {
@@ -59,6 +57,19 @@ impl Orchestrator<'_> {
         }
         self.fill(peer);
         Ok(())
+    }
+
+    /// A peer that skipped a request (and answered later ones) will not
+    /// answer it: ask again now, not at the stall timeout. Checked as
+    /// blocks arrive and on every tick.
+    pub(super) fn reask_skipped(&mut self, peer: PeerKey, now: Instant) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for b in p.pipeline.take_skipped(now) {
+            log::debug!("peer {peer} skipped our request for {b:?}");
+            self.picker.abandon(&b);
+        }
     }
 
     /// BEP 6: the peer will not serve a request of ours; the block is open
@@ -99,7 +110,10 @@ impl Orchestrator<'_> {
     /// page cache) and hand it to the hasher; [`Self::on_hashed`] decides.
     pub(super) fn finish_piece(&mut self, piece: PieceIndex) -> Result<(), TorrentError> {
         self.storage.release(piece);
-        if self.hasher.hash(piece) {
+        if self
+            .hasher
+            .hash(piece, self.meta.geometry.piece_size(piece))
+        {
             self.hashing.insert(piece);
             Ok(())
         } else {

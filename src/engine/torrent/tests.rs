@@ -278,7 +278,13 @@ fn a_choke_storm_does_not_stall_the_download() {
 fn a_dead_hasher_stops_the_torrent() {
     within(|| {
         let f = fixture("hasher", 8);
-        let dead = Hasher::spawn_with(|_, _| panic!("hasher bug")).unwrap();
+        let dead = Hasher::spawn_with(|_, _| panic!("hasher bug"), |_| {}).unwrap();
+        let piece = crate::proto::geometry::Geometry::new(1, [(1, false)])
+            .unwrap()
+            .piece(0)
+            .unwrap();
+        dead.hash(piece, 1);
+        assert!(dead.results().recv().is_err(), "the hasher died");
         let fakes = [Fake::new(1, Behaviour::Honest)];
         let (summary, _) = download(&f, &fakes, Some(dead), None);
         assert!(!summary.complete);
