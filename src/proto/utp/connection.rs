@@ -527,6 +527,12 @@ impl Connection {
                 self.state = State::Connected;
                 self.ack_nr = h.seq_nr.wrapping_sub(1);
             }
+            // The first packet after the SYN must ack our numbers: a
+            // spoofed sender, who never saw our ack, would have to guess
+            // them (16 bits) to take a connection slot.
+            State::SynRecv if seq_before(h.ack_nr, self.acked) => {
+                return Err(Rejected::NotConnected)
+            }
             State::SynRecv => self.state = State::Connected,
             _ => {}
         }

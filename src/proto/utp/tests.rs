@@ -226,6 +226,12 @@ fn hostile_packets_are_rejected_without_harm() {
         seq_nr: seq,
         ack_nr: ack,
     };
+    // A first packet that does not ack our numbers (a blind spoofer).
+    assert_eq!(
+        b.receive(&bytes(data(501, 1234), b"x"), t0),
+        Err(Rejected::NotConnected)
+    );
+    assert_eq!(b.state(), State::SynRecv);
     // An ack of packets we never sent.
     assert_eq!(
         b.receive(&bytes(data(501, 9500), b"x"), t0),
