@@ -106,7 +106,10 @@ fn serve(
         last_tick: Instant::now(),
     });
     let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    let mut buf = [0u8; 1500];
+    // Room for the largest datagram: Linux cuts a longer one to the
+    // buffer without a word, and a cut uTP packet would lose bytes from
+    // the middle of a stream (a decoder then refuses what is too big).
+    let mut buf = vec![0u8; 65536];
     while !stop.load(Ordering::Relaxed) {
         let received = socket.recv_from(&mut buf);
         let now = Instant::now();

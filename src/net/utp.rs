@@ -10,8 +10,13 @@
 //! bounded: at most [`MAX_HALF_OPEN`] connections not yet established,
 //! [`MAX_PER_IP`] from one address and [`MAX_CONNECTIONS`] in all (each
 //! holds at most 1 MiB received and 1 MiB to send: 512 MiB in all at
-//! worst); a SYN over the caps is left to the refuser, which resets it
-//! at a bounded rate. Does not own: the socket
+//! worst). With the half-open slots full, the oldest half-open connection
+//! makes room (a trickle of spoofed SYNs cannot keep real ones out); a
+//! SYN over the other caps is left to the refuser, which resets it at a
+//! bounded rate. Our initial sequence number is a keyed hash, and a
+//! half-open connection that refuses [`MAX_STRIKES`] packets is
+//! forgotten: an ack that proves the dialler's address cannot be
+//! guessed. Does not own: the socket
 //! (the UDP thread's; connections send on a clone of it) or what a
 //! connection carries.
 
@@ -22,7 +27,9 @@ mod tests;
 pub use stream::UtpStream;
 
 use crate::proto::utp::{packet, Config, Connection, State};
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +44,11 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// address is 8 by default; the margin is for connections closing).
 pub const MAX_PER_IP: usize = 16;
 
+/// Packets refused by a connection not yet established before it is
+/// forgotten: our sequence number is secret, so a spoofer guessing the
+/// ack that proves its address gets this many tries per SYN.
+const MAX_STRIKES: u8 = 4;
+
 /// What receives a new inbound connection; it must not block.
 pub type Accept = Box<dyn Fn(UtpStream) + Send>;
 
@@ -46,6 +58,10 @@ struct Entry {
     handed: bool,
     /// We closed it because every handle was dropped.
     released: bool,
+    /// When its SYN came (the oldest half-open one makes room for a new).
+    opened: Instant,
+    /// Packets it refused while half-open.
+    strikes: u8,
 }
 
 pub struct Mux {
@@ -54,7 +70,12 @@ pub struct Mux {
     epoch: Instant,
     config: Config,
     conns: HashMap<(SocketAddr, u16), Entry>,
-    rng: crate::util::random::Rng,
+    /// Our initial sequence numbers: a keyed hash (SipHash, a random key
+    /// per process) of the SYN and a counter, which a peer that sees its
+    /// own cannot use to predict another's (a plain PRNG's output can be
+    /// solved for its state).
+    secret: RandomState,
+    syns: u64,
 }
 
 impl Mux {
@@ -67,7 +88,8 @@ impl Mux {
             epoch: now,
             config: Config::default(),
             conns: HashMap::new(),
-            rng: crate::util::random::Rng::new(crate::util::random::seed()),
+            secret: RandomState::new(),
+            syns: 0,
         }
     }
 
@@ -91,66 +113,84 @@ impl Mux {
             packet::Kind::Syn => (from, h.connection_id.wrapping_add(1)),
             _ => (from, h.connection_id),
         };
-        let entry = match self.conns.get(&key) {
+        let entry = match self.conns.get_mut(&key) {
             Some(e) => e,
-            None if h.kind == packet::Kind::Syn => {
-                let half_open = self.conns.values().filter(|e| !e.handed).count();
-                let same_ip = self
-                    .conns
-                    .keys()
-                    .filter(|(a, _)| a.ip() == from.ip())
-                    .count();
-                if half_open >= MAX_HALF_OPEN
-                    || same_ip >= MAX_PER_IP
-                    || self.conns.len() >= MAX_CONNECTIONS
-                {
-                    log::debug!("utp: SYN from {from} over the caps");
-                    return false;
-                }
-                let Ok(socket) = self.socket.try_clone() else {
-                    return false;
-                };
-                let seq = self.rng.next_u64() as u16;
-                let conn = Connection::accept(&h, seq, self.config.clone(), self.epoch, now);
-                let shared = Arc::new(Shared::new(conn, socket, from));
-                {
-                    let mut inner = shared.lock();
-                    shared.flush(&mut inner, now);
-                }
-                log::debug!("utp: SYN from {from}, connection {}", key.1);
-                self.conns.insert(
-                    key,
-                    Entry {
-                        shared,
-                        handed: false,
-                        released: false,
-                    },
-                );
-                return true;
-            }
+            None if h.kind == packet::Kind::Syn => return self.open(&h, key, now),
             // Not ours (a connection we forgot): dropped, as libutp does
             // for anything but a SYN.
             None => return true,
         };
-        let connected = {
+        let (connected, refused) = {
             let mut inner = entry.shared.lock();
-            if let Err(e) = inner.conn.handle(&p, now) {
+            let refused = inner.conn.handle(&p, now).map_err(|e| {
                 log::debug!("utp {from}: {e}");
-            }
+            });
             entry.shared.flush(&mut inner, now);
             entry.shared.wake_waiters(&inner);
-            inner.conn.is_connected()
+            (inner.conn.is_connected(), refused.is_err())
         };
+        if refused && !connected {
+            entry.strikes += 1;
+            if entry.strikes >= MAX_STRIKES {
+                log::debug!("utp: half-open connection from {from} refused {MAX_STRIKES} packets");
+                self.conns.remove(&key);
+                return true;
+            }
+        }
         if connected && !entry.handed {
+            entry.handed = true;
             let stream = UtpStream {
                 shared: Arc::clone(&entry.shared),
             };
-            if let Some(e) = self.conns.get_mut(&key) {
-                e.handed = true;
-            }
             log::debug!("utp: connection from {from} established");
             (self.accept)(stream);
         }
+        true
+    }
+
+    /// A SYN for a new connection `key`: answered and kept half-open,
+    /// within the caps (true); over them, left to the refuser (false).
+    /// When the half-open table is full, the oldest half-open connection
+    /// makes room: a trickle of spoofed SYNs cannot keep real ones out.
+    fn open(&mut self, h: &packet::Header, key: (SocketAddr, u16), now: Instant) -> bool {
+        let from = key.0;
+        let same_ip = self
+            .conns
+            .keys()
+            .filter(|(a, _)| a.ip() == from.ip())
+            .count();
+        if same_ip >= MAX_PER_IP || self.conns.len() >= MAX_CONNECTIONS {
+            log::debug!("utp: SYN from {from} over the caps");
+            return false;
+        }
+        let half_open = self.conns.iter().filter(|(_, e)| !e.handed);
+        if half_open.clone().count() >= MAX_HALF_OPEN {
+            if let Some(oldest) = half_open.min_by_key(|(_, e)| e.opened).map(|(k, _)| *k) {
+                self.conns.remove(&oldest);
+            }
+        }
+        let Ok(socket) = self.socket.try_clone() else {
+            return false;
+        };
+        self.syns += 1;
+        let seq = self.secret.hash_one((from, key.1, h.seq_nr, self.syns)) as u16;
+        let conn = Connection::accept(h, seq, self.config.clone(), self.epoch, now);
+        let shared = Arc::new(Shared::new(conn, socket, from));
+        {
+            let mut inner = shared.lock();
+            shared.flush(&mut inner, now);
+        }
+        log::debug!("utp: SYN from {from}, connection {}", key.1);
+        self.conns.insert(
+            key,
+            Entry {
+                shared,
+                handed: false,
+                released: false,
+                opened: now,
+                strikes: 0,
+            },
+        );
         true
     }
 

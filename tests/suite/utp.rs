@@ -16,7 +16,7 @@ use crate::common::daemon::Daemon;
 use crate::common::interop::{tools_present_with, LtPeer};
 use crate::common::netns::{self, Netns};
 use crate::common::tracker::{FakeTracker, TrackerMode};
-use crate::common::{free_port, in_ci, make_torrent, random_bytes, wait_until, TempDir};
+use crate::common::{in_ci, make_torrent, random_bytes, wait_until, TempDir};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -101,7 +101,14 @@ fn with_utp_off_libtorrent_falls_back_to_tcp() {
         return;
     }
     let (via, log) = lt_leeches(test, &["--utp", "off"], &[]);
-    assert_eq!(via, "tcp", "libtorrent's peer info");
+    // Payload over TCP; that none went over uTP is shoal's to say (its
+    // log, below): lt.py credits a connection that ends (here the uTP
+    // attempt we reset) by the torrent's totals, which TCP may already
+    // have moved by the time it reads that alert.
+    assert!(
+        via.split(',').any(|v| v == "tcp"),
+        "libtorrent's peer info: {via}"
+    );
     assert!(
         !log.contains("over uTP"),
         "a uTP peer with --utp off:\n{log}"
@@ -119,9 +126,9 @@ fn shoal_get_downloads_from_a_libtorrent_seeder_dialling_over_utp() {
         return;
     }
     let tmp = TempDir::new(test);
-    let port = free_port();
-    let shoal = SocketAddr::from(([127, 0, 0, 1], port));
-    let tracker = FakeTracker::start(&[shoal]);
+    // The tracker learns shoal's address once shoal listens (port 0: no
+    // port picked here that another test could take meanwhile).
+    let tracker = FakeTracker::start(&[]);
     let data = random_bytes(2902, 32 * MIB);
     let url = tracker.announce_url();
     let t = make_torrent(test, &[("", &data)], 256 * KIB as u32, Some(&url), false);
@@ -129,7 +136,6 @@ fn shoal_get_downloads_from_a_libtorrent_seeder_dialling_over_utp() {
     let (src, out) = (tmp.subdir("src"), tmp.subdir("out"));
     t.write_data(&src);
     let s = |p: &std::path::Path| p.display().to_string();
-    let port = port.to_string();
     let mut get = Daemon::start(
         "shoal get",
         Duration::from_secs(170),
@@ -143,11 +149,11 @@ fn shoal_get_downloads_from_a_libtorrent_seeder_dialling_over_utp() {
             "--bind",
             "127.0.0.1",
             "--port",
-            &port,
+            "0",
         ],
         tmp.path(),
     );
-    get.listening(Duration::from_secs(30));
+    tracker.set_peers(&[get.listening(Duration::from_secs(30))]);
     let mut seeder = LtPeer::start(
         "lt seed",
         "seed",

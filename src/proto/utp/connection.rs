@@ -780,10 +780,19 @@ impl Connection {
         if ahead > MAX_REORDER {
             return Err(Rejected::OutOfWindow { seq_nr: seq });
         }
-        if payload.len() > self.window() {
-            return Ok(()); // over the window we advertised: dropped
+        // Over the window we advertised: dropped. The packet that fills
+        // the gap counts against what the reader holds only (not the
+        // early packets it releases), or a full reorder buffer would
+        // refuse the one packet that empties it.
+        let room = if ahead == 0 {
+            self.config.recv_buffer.saturating_sub(self.recv.len())
+        } else {
+            self.window()
+        };
+        if payload.len() > room {
+            return Ok(());
         }
-        if kind == Kind::Fin {
+        if kind == Kind::Fin && self.eof_seq.is_none() {
             self.eof_seq = Some(seq);
         }
         if self.eof_seq.is_some_and(|eof| seq_before(eof, seq)) {
