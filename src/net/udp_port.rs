@@ -12,7 +12,7 @@
 //! it within one tick; the routing table is saved on the way out. uTP
 //! data needs no wake-up: writers send their packets themselves, on a
 //! clone of the socket; this thread only receives (and runs the
-//! retransmission timers, whose least is 500 ms).
+//! connections' timers every tick).
 
 use crate::net::dht::{self, Command, Dht, Node};
 use crate::net::utp::{Accept, Mux};

@@ -194,6 +194,19 @@ impl Mux {
         true
     }
 
+    /// The port is closing: every connection ends with a reset (its peer
+    /// need not wait out a timeout) and its blocked handles wake.
+    fn abort_all(&mut self, now: Instant) {
+        for e in self.conns.values() {
+            let mut inner = e.shared.lock();
+            inner.conn.abort();
+            e.shared.flush(&mut inner, now);
+            drop(inner);
+            e.shared.wake();
+        }
+        self.conns.clear();
+    }
+
     /// Runs every connection's timers; forgets the closed ones, and
     /// closes those whose every handle was dropped.
     pub fn tick(&mut self, now: Instant) {
@@ -215,5 +228,11 @@ impl Mux {
             }
             true
         });
+    }
+}
+
+impl Drop for Mux {
+    fn drop(&mut self) {
+        self.abort_all(Instant::now());
     }
 }

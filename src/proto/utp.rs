@@ -21,8 +21,6 @@ mod tests;
 pub use connection::{Closed, Config, Connection, Rejected, State, Stats};
 
 pub use packet::{HEADER_LEN, VERSION};
-pub const ST_RESET: u8 = 3;
-pub const ST_SYN: u8 = 4;
 
 /// The fields of a SYN that a reply needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,27 +29,31 @@ pub struct Syn {
     pub seq_nr: u16,
 }
 
-/// A version-1 `ST_SYN` header at the start of `datagram`, if it is one
-/// (anything after the header, such as extensions, is not looked at).
+/// `datagram` as a SYN, if it is one.
 pub fn parse_syn(datagram: &[u8]) -> Option<Syn> {
-    let h: &[u8; HEADER_LEN] = datagram.get(..HEADER_LEN)?.try_into().ok()?;
-    if h[0] != (ST_SYN << 4) | VERSION {
-        return None;
-    }
-    Some(Syn {
-        connection_id: u16::from_be_bytes([h[2], h[3]]),
-        seq_nr: u16::from_be_bytes([h[16], h[17]]),
+    let h = packet::decode(datagram).ok()?.header;
+    (h.kind == packet::Kind::Syn).then_some(Syn {
+        connection_id: h.connection_id,
+        seq_nr: h.seq_nr,
     })
 }
 
 /// The `ST_RESET` that refuses `syn`, stamped `now_us` (the sender's
 /// clock, in microseconds, wrapping).
 pub fn reset_for(syn: Syn, now_us: u32) -> [u8; HEADER_LEN] {
+    let reset = packet::Header {
+        kind: packet::Kind::Reset,
+        connection_id: syn.connection_id,
+        timestamp_us: now_us,
+        timestamp_diff_us: 0,
+        wnd_size: 0,
+        seq_nr: 0,
+        ack_nr: syn.seq_nr,
+    };
+    let mut out = Vec::with_capacity(HEADER_LEN);
+    packet::encode(&reset, None, &[], &mut out);
     let mut h = [0u8; HEADER_LEN];
-    h[0] = (ST_RESET << 4) | VERSION;
-    h[2..4].copy_from_slice(&syn.connection_id.to_be_bytes());
-    h[4..8].copy_from_slice(&now_us.to_be_bytes());
-    h[18..20].copy_from_slice(&syn.seq_nr.to_be_bytes());
+    h.copy_from_slice(&out);
     h
 }
 

@@ -138,6 +138,26 @@ fn reads_time_out_and_a_shutdown_wakes_them() {
     });
 }
 
+/// The port closing resets its connections: a blocked reader wakes with
+/// an error, and the peer sees the reset at once, not at its timeout.
+#[test]
+fn a_closing_port_resets_its_connections() {
+    within(|| {
+        let (port, accepted) = port();
+        let mut d = Dialler::new(port.local_addr, 13);
+        d.pump_until(|c| c.is_connected());
+        d.conn.write(b"x");
+        d.pump_until(|_| !accepted.is_empty());
+        let stream = accepted.recv().unwrap();
+        let mut one = [0u8; 1];
+        assert_eq!(stream.read(&mut one).unwrap(), 1);
+        let blocked = std::thread::spawn(move || stream.read(&mut [0u8; 8]));
+        drop(port);
+        assert!(blocked.join().unwrap().is_err(), "woken by the reset");
+        d.pump_until(|c| c.is_closed());
+    });
+}
+
 /// Every handle dropped closes the connection (FIN), and the table
 /// forgets it once both sides are done.
 #[test]

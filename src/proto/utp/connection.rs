@@ -1,8 +1,9 @@
 //! One uTP connection as a pure state machine (BEP 29 with LEDBAT): the
 //! handshake, sequence and ack numbers (16 bits, wrapping), the bounded
-//! send and receive buffers, retransmission (RTO per BEP 29, fast
-//! retransmit on three duplicate acks or three selective acks past a
-//! hole), the LEDBAT congestion window and closing.
+//! send and receive buffers, retransmission (RTO per BEP 29; a packet is
+//! lost once one sent three transmissions after it has arrived, told by
+//! acks, duplicate acks and selective acks), the LEDBAT congestion window
+//! and closing.
 //!
 //! Owns: every number of one connection. Does not own: sockets, clocks or
 //! randomness — the caller passes `now`, the initial sequence number and
@@ -590,6 +591,8 @@ impl Connection {
             }
             if s.need_resend {
                 self.resends -= 1;
+                // Acked before its resend: it no longer owes one.
+                self.fast_resends = self.fast_resends.min(self.resends);
             }
             if !s.sacked {
                 acked_bytes += s.payload.len();
@@ -657,6 +660,7 @@ impl Connection {
                 bytes += s.payload.len();
                 if s.need_resend {
                     self.resends -= 1;
+                    self.fast_resends = self.fast_resends.min(self.resends);
                 } else {
                     self.bytes_in_flight -= s.payload.len();
                 }
@@ -833,13 +837,10 @@ impl Connection {
         }
     }
 
-    /// Keeps `reorder[0]` at packet `ack_nr + 2`. The delivery loop pops
-    /// each delivered slot; the `None` that stopped it was packet
-    /// `ack_nr + 1` (still missing), one slot too far: put it back.
+    /// After delivery, `reorder[0]` stands for packet `ack_nr + 2` (the
+    /// loop popped the `None` of the missing `ack_nr + 1`); empty slots
+    /// at the back hold nothing and go.
     fn realign(&mut self) {
-        // After the loop, ack_nr + 1 is missing. The loop popped the None
-        // that stood for it; slot 0 must now be ack_nr + 2, which is what
-        // followed that None.
         while self.reorder.back().is_some_and(Option::is_none) {
             self.reorder.pop_back();
         }
