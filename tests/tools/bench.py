@@ -1306,7 +1306,7 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true",
                    help="256 MiB only, 3 runs; the big case only if named in --cases")
     p.add_argument("--cases", help="comma-separated, of: " + ",".join(ALL_CASES))
-    p.add_argument("--runs", type=int, help="runs per client and case (default 3)")
+    p.add_argument("--runs", type=int, help="runs per client and case (default 5)")
     p.add_argument("--sizes", help="swarm torrent sizes (default 256M,1G)")
     p.add_argument("--pieces", help="swarm piece sizes (default 256K,1M,4M)")
     p.add_argument("--latency-size", help="default 256M")
@@ -1347,7 +1347,7 @@ def parse_args(argv):
         cases = default(a.cases, "size,swarm,latency,hash,encryption")
     else:
         cases = default(a.cases, ",".join(ALL_CASES))
-    a.runs = default(a.runs, 3)
+    a.runs = default(a.runs, 5)
     a.sizes = [parse_size(s) for s in default(a.sizes, "256M,1G").split(",")]
     a.pieces = [parse_size(s) for s in default(a.pieces, "256K,1M,4M").split(",")]
     a.latency_size = parse_size(default(a.latency_size, "256M"))
