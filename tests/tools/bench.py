@@ -210,6 +210,19 @@ def thread_cpu(pid):
     return out
 
 
+def lt_timed(run):
+    """An lt.py leecher's run, timed to its DONE line: lt.py keeps running
+    after DONE to report and shut its session down, so its time is to DONE
+    (interpreter start and `import libtorrent` included); `own_clock` is
+    lt.py's own, from when its session was made."""
+    if "DONE" in run.marks:
+        run.exit_wall, run.wall = run.wall, run.marks["DONE"]
+        run.own_clock = float(run.line("DONE").split()[1])
+    elif run.ok:
+        run.status = "no DONE line"
+    return run
+
+
 def thread_line(roles):
     """`main 1.23, hasher 0.61, ...`: CPU seconds by thread role, largest
     first."""
@@ -599,16 +612,7 @@ class Bench:
         argv = [PYTHON, LT_PY, "leech", torrent, out_dir, str(free_port())] + extra
         if not self.args.lt_utp:
             argv.append("--no-utp")
-        run = measure(argv, deadline, finish_on="DONE")
-        # lt.py keeps running after DONE to report and shut its session down:
-        # its time is to DONE (interpreter start and `import libtorrent`
-        # included); its own clock starts when the session is made.
-        if "DONE" in run.marks:
-            run.exit_wall, run.wall = run.wall, run.marks["DONE"]
-            run.own_clock = float(run.line("DONE").split()[1])
-        elif run.ok:
-            run.status = "no DONE line"
-        return run
+        return lt_timed(measure(argv, deadline, finish_on="DONE"))
 
     def report_run(self, label, client, run, size, good):
         say("    %-7s %-10s wall %7.3f s %8.1f MiB/s  cpu %6.2f s (usr %.2f sys %.2f)"
@@ -848,6 +852,37 @@ class Bench:
             self.goals.append(("latency: MiB/s >= libtorrent's", "%s vs %s" % (
                 fmt(s["rate"], 1), fmt(l["rate"], 1)), s["rate"] >= l["rate"]))
 
+    def from_a_shoal_seeder(self, case, src, torrent, modes, seed_args, fetch):
+        """--runs rounds of the two `modes` (ABBA): for each, a fresh `shoal
+        seed` of `src` with seed_args(mode), and fetch(mode, seeder address,
+        out dir, deadline) -> a measured run, with the seeder's CPU during
+        it. Returns {mode: [runs with the right bytes]}."""
+        size = os.path.getsize(src[0])
+        deadline = 60 + size / MIB
+        ok = {m: [] for m in modes}
+        for i in range(self.args.runs):
+            for mode in (modes if i % 2 == 0 else modes[::-1]):
+                warm(src[0])
+                seeder = Helper("shoal seed (%s)" % mode,
+                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--no-dht",
+                                 "--bind", "127.0.0.1", "--port", "0", "--json"]
+                                + seed_args(mode), 2 * deadline + 60)
+                try:
+                    line = seeder.expect('{"event":"listening"', 60 + size / (20 * MIB))
+                    pid = seeder.tool_pid()
+                    before = cpu_seconds(pid)
+                    out = self.fresh_dir("%s-%s-%d" % (case, mode, i + 1))
+                    run = fetch(mode, json.loads(line)["addr"], out, deadline)
+                    run.seeder_cpu = cpu_seconds(pid) - before
+                finally:
+                    seeder.stop(grace=0.1)
+                good = self.check_bytes("%s %s run %d" % (case, mode, i + 1), run, out, src)
+                self.report_run("run %d" % (i + 1), mode, run, size, good)
+                say("    seeder cpu %.2f s" % run.seeder_cpu)
+                if good:
+                    ok[mode].append(run)
+        return ok
+
     def case_encryption(self):
         a = self.args
         size = a.enc_size
@@ -857,30 +892,13 @@ class Bench:
         torrent = os.path.join(self.work, "encryption.torrent")
         # An announce URL nobody listens on: the getter is given --peer.
         self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
-        deadline = 60 + size / MIB
-        ok = {"off": [], "require": []}
-        for i in range(a.runs):
-            for mode in (["off", "require"] if i % 2 == 0 else ["require", "off"]):
-                warm(src[0])
-                seeder = Helper("shoal seed --encryption " + mode,
-                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--no-dht", "--bind",
-                                 "127.0.0.1", "--port", "0", "--json", "--encryption", mode],
-                                2 * deadline + 60)
-                try:
-                    line = seeder.expect('{"event":"listening"', 60 + size / (20 * MIB))
-                    pid = seeder.tool_pid()
-                    before = cpu_seconds(pid)
-                    out = self.fresh_dir("encryption-%s-%d" % (mode, i + 1))
-                    run = self.get_shoal(torrent, out, deadline, [
-                        "--peer", json.loads(line)["addr"], "--no-listen", "--encryption", mode])
-                    run.seeder_cpu = cpu_seconds(pid) - before
-                finally:
-                    seeder.stop(grace=0.1)
-                good = self.check_bytes("encryption %s run %d" % (mode, i + 1), run, out, src)
-                self.report_run("run %d" % (i + 1), mode, run, size, good)
-                say("    seeder cpu %.2f s" % run.seeder_cpu)
-                if good:
-                    ok[mode].append(run)
+
+        def fetch(mode, addr, out, deadline):
+            return self.get_shoal(torrent, out, deadline,
+                                  ["--peer", addr, "--no-listen", "--encryption", mode])
+
+        ok = self.from_a_shoal_seeder("encryption", src, torrent, ["off", "require"],
+                                      lambda mode: ["--encryption", mode], fetch)
         rows = []
         for mode, runs in ok.items():
             if not runs:
@@ -905,39 +923,14 @@ class Bench:
         torrent = os.path.join(self.work, "utp.torrent")
         # An announce URL nobody listens on: the leecher is given --peer.
         self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
-        deadline = 60 + size / MIB
-        ok = {"utp": [], "tcp": []}
-        for i in range(a.runs):
-            for mode in (["utp", "tcp"] if i % 2 == 0 else ["tcp", "utp"]):
-                warm(src[0])
-                seeder = Helper("shoal seed (%s)" % mode,
-                                [self.shoal, "seed", torrent, os.path.dirname(src[0]), "--no-dht",
-                                 "--bind", "127.0.0.1", "--port", "0", "--json"],
-                                2 * deadline + 60)
-                try:
-                    line = seeder.expect('{"event":"listening"', 60 + size / (20 * MIB))
-                    pid = seeder.tool_pid()
-                    before = cpu_seconds(pid)
-                    out = self.fresh_dir("utp-%s-%d" % (mode, i + 1))
-                    only = "--utp-only" if mode == "utp" else "--no-utp"
-                    argv = [PYTHON, LT_PY, "leech", torrent, out, str(free_port()), "--peer",
-                            json.loads(line)["addr"], "--no-tracker", only]
-                    run = measure(argv, deadline, finish_on="DONE")
-                    run.seeder_cpu = cpu_seconds(pid) - before
-                finally:
-                    seeder.stop(grace=0.1)
-                if "DONE" in run.marks:
-                    # lt.py's own clock: from its session's start, not the
-                    # interpreter's (see get_lt).
-                    run.exit_wall, run.wall = run.wall, run.marks["DONE"]
-                    run.own_clock = float(run.line("DONE").split()[1])
-                elif run.ok:
-                    run.status = "no DONE line"
-                good = self.check_bytes("utp %s run %d" % (mode, i + 1), run, out, src)
-                self.report_run("run %d" % (i + 1), mode, run, size, good)
-                say("    seeder cpu %.2f s" % run.seeder_cpu)
-                if good:
-                    ok[mode].append(run)
+
+        def fetch(mode, addr, out, deadline):
+            only = "--utp-only" if mode == "utp" else "--no-utp"
+            argv = [PYTHON, LT_PY, "leech", torrent, out, str(free_port()), "--peer", addr,
+                    "--no-tracker", only]
+            return lt_timed(measure(argv, deadline, finish_on="DONE"))
+
+        ok = self.from_a_shoal_seeder("utp", src, torrent, ["utp", "tcp"], lambda mode: [], fetch)
         rows = []
         for mode, runs in ok.items():
             if not runs:

@@ -64,6 +64,20 @@ impl Dialler {
     }
 }
 
+/// A connection from a new dialler (`id`), established on both sides:
+/// the dialler and the stream the port handed on.
+fn established(port: &UdpPort, accepted: &Receiver<UtpStream>, id: u16) -> (Dialler, UtpStream) {
+    let mut d = Dialler::new(port.local_addr, id);
+    d.pump_until(|c| c.is_connected());
+    // The first data makes the connection established on the far side.
+    d.conn.write(b"x");
+    d.pump_until(|_| !accepted.is_empty());
+    let stream = accepted.recv().unwrap();
+    let mut one = [0u8; 1];
+    assert_eq!(stream.read(&mut one).unwrap(), 1);
+    (d, stream)
+}
+
 /// Bytes both ways through a stream whose clones a reader thread and a
 /// writer thread hold, as peer workers do.
 #[test]
@@ -114,13 +128,8 @@ fn a_stream_carries_bytes_both_ways_between_two_threads() {
 fn reads_time_out_and_a_shutdown_wakes_them() {
     within(|| {
         let (port, accepted) = port();
-        let mut d = Dialler::new(port.local_addr, 9);
-        d.pump_until(|c| c.is_connected());
-        d.conn.write(b"x");
-        d.pump_until(|_| !accepted.is_empty());
-        let stream = accepted.recv().unwrap();
+        let (mut d, stream) = established(&port, &accepted, 9);
         let mut one = [0u8; 1];
-        assert_eq!(stream.read(&mut one).unwrap(), 1);
         stream
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -144,13 +153,7 @@ fn reads_time_out_and_a_shutdown_wakes_them() {
 fn a_closing_port_resets_its_connections() {
     within(|| {
         let (port, accepted) = port();
-        let mut d = Dialler::new(port.local_addr, 13);
-        d.pump_until(|c| c.is_connected());
-        d.conn.write(b"x");
-        d.pump_until(|_| !accepted.is_empty());
-        let stream = accepted.recv().unwrap();
-        let mut one = [0u8; 1];
-        assert_eq!(stream.read(&mut one).unwrap(), 1);
+        let (mut d, stream) = established(&port, &accepted, 13);
         let blocked = std::thread::spawn(move || stream.read(&mut [0u8; 8]));
         drop(port);
         assert!(blocked.join().unwrap().is_err(), "woken by the reset");
@@ -164,11 +167,8 @@ fn a_closing_port_resets_its_connections() {
 fn dropping_every_handle_closes_the_connection() {
     within(|| {
         let (port, accepted) = port();
-        let mut d = Dialler::new(port.local_addr, 11);
-        d.pump_until(|c| c.is_connected());
-        d.conn.write(b"x");
-        d.pump_until(|_| !accepted.is_empty());
-        drop(accepted.recv().unwrap());
+        let (mut d, stream) = established(&port, &accepted, 11);
+        drop(stream);
         d.pump_until(|c| c.at_eof());
         d.conn.close(Instant::now());
         d.pump_until(|c| c.is_closed());

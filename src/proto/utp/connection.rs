@@ -623,15 +623,7 @@ impl Connection {
         if resent_arrived {
             // A retransmission (the probe, say) arrived: what was sent
             // before it and is still missing is lost.
-            let lost: Vec<usize> = (0..self.sent.len())
-                .filter(|&i| {
-                    let s = &self.sent[i];
-                    !s.sacked && !s.need_resend && s.tx + u64::from(DUP_ACKS) <= self.tx_arrived
-                })
-                .collect();
-            for i in lost {
-                self.lost(i, now);
-            }
+            self.lose_overtaken(self.sent.len(), now);
         }
         if acked_bytes > 0 {
             self.on_acked(acked_bytes, in_flight_before, h.timestamp_diff_us, now);
@@ -667,9 +659,16 @@ impl Connection {
                 s.need_resend = false;
             }
         }
-        // The holes before the last packet the mask names: lost if sent
-        // three transmissions before one that arrived.
-        let lost: Vec<usize> = (0..last.min(self.sent.len()))
+        // The holes before the last packet the mask names.
+        self.lose_overtaken(last.min(self.sent.len()), now);
+        bytes
+    }
+
+    /// Among the first `n` packets of `sent`: those still missing that
+    /// were sent three transmissions or more before one that arrived are
+    /// lost.
+    fn lose_overtaken(&mut self, n: usize, now: Instant) {
+        let lost: Vec<usize> = (0..n)
             .filter(|&i| {
                 let s = &self.sent[i];
                 !s.sacked && !s.need_resend && s.tx + u64::from(DUP_ACKS) <= self.tx_arrived
@@ -678,7 +677,6 @@ impl Connection {
         for i in lost {
             self.lost(i, now);
         }
-        bytes
     }
 
     /// Packet `index` of `sent` is lost: send it again, and halve the
