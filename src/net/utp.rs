@@ -9,8 +9,9 @@
 //! UDP thread) and the caps that keep a SYN flood and a greedy host
 //! bounded: at most [`MAX_HALF_OPEN`] connections not yet established,
 //! [`MAX_PER_IP`] from one address and [`MAX_CONNECTIONS`] in all (each
-//! holds at most 1 MiB received and 1 MiB to send: 512 MiB in all at
-//! worst). With the half-open slots full, the oldest half-open connection
+//! holds at most 1 MiB to send and 1 MiB received, 2 MiB at worst when
+//! the packet that fills a gap releases the early ones behind it: 768 MiB
+//! in all at worst). With the half-open slots full, the oldest half-open connection
 //! makes room (a trickle of spoofed SYNs cannot keep real ones out); a
 //! SYN over the other caps is left to the refuser, which resets it at a
 //! bounded rate. Our initial sequence number is a keyed hash, and a

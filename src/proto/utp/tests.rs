@@ -341,3 +341,33 @@ fn a_reset_closes() {
     b.receive(&bytes(r, b""), t0).unwrap();
     assert_eq!(b.state(), State::Closed(Closed::Reset));
 }
+
+/// The packet that fills a gap is taken even when the early packets
+/// behind it fill the window (refusing it would hang the connection:
+/// nothing else frees the window), and everything is delivered in order.
+#[test]
+fn the_packet_that_fills_a_gap_is_taken_when_the_window_is_full() {
+    let t0 = Instant::now();
+    let config = Config {
+        recv_buffer: 8,
+        ..Config::default()
+    };
+    let mut b = Connection::accept(&syn(10, 500), 9000, config, t0, t0);
+    let data = |seq: u16| Header {
+        kind: Kind::Data,
+        connection_id: 11,
+        timestamp_us: 2,
+        timestamp_diff_us: 0,
+        wnd_size: 1 << 20,
+        seq_nr: seq,
+        ack_nr: 8999,
+    };
+    // 501 is missing; 502 and 503 fill the 8-byte window.
+    b.receive(&bytes(data(502), b"2222"), t0).unwrap();
+    b.receive(&bytes(data(503), b"3333"), t0).unwrap();
+    assert_eq!(b.readable(), 0);
+    b.receive(&bytes(data(501), b"1111"), t0).unwrap();
+    let mut got = [0u8; 12];
+    assert_eq!(b.read(&mut got), 12);
+    assert_eq!(&got, b"111122223333");
+}
