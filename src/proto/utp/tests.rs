@@ -190,6 +190,19 @@ fn syn(id: u16, seq: u16) -> Header {
     }
 }
 
+/// A data packet from the dialler of `syn(10, _)` to its acceptor.
+fn data_packet(seq: u16, ack: u16) -> Header {
+    Header {
+        kind: Kind::Data,
+        connection_id: 11,
+        timestamp_us: 2,
+        timestamp_diff_us: 0,
+        wnd_size: 1 << 20,
+        seq_nr: seq,
+        ack_nr: ack,
+    }
+}
+
 fn bytes(h: Header, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     packet::encode(&h, None, payload, &mut out);
@@ -217,24 +230,15 @@ fn the_acceptor_answers_a_syn_with_an_ack_on_the_right_ids() {
 fn hostile_packets_are_rejected_without_harm() {
     let t0 = Instant::now();
     let mut b = Connection::accept(&syn(10, 500), 9000, Config::default(), t0, t0);
-    let data = |seq: u16, ack: u16| Header {
-        kind: Kind::Data,
-        connection_id: 11,
-        timestamp_us: 2,
-        timestamp_diff_us: 0,
-        wnd_size: 1 << 20,
-        seq_nr: seq,
-        ack_nr: ack,
-    };
     // A first packet that does not ack our numbers (a blind spoofer).
     assert_eq!(
-        b.receive(&bytes(data(501, 1234), b"x"), t0),
+        b.receive(&bytes(data_packet(501, 1234), b"x"), t0),
         Err(Rejected::NotConnected)
     );
     assert_eq!(b.state(), State::SynRecv);
     // An ack of packets we never sent.
     assert_eq!(
-        b.receive(&bytes(data(501, 9500), b"x"), t0),
+        b.receive(&bytes(data_packet(501, 9500), b"x"), t0),
         Err(Rejected::AckUnsent {
             ack_nr: 9500,
             next_seq: 9000
@@ -242,11 +246,11 @@ fn hostile_packets_are_rejected_without_harm() {
     );
     // Far ahead of the window.
     assert_eq!(
-        b.receive(&bytes(data(501 + 5000, 8999), b"x"), t0),
+        b.receive(&bytes(data_packet(501 + 5000, 8999), b"x"), t0),
         Err(Rejected::OutOfWindow { seq_nr: 5501 })
     );
     // Garbage.
-    let mut bad = bytes(data(501, 8999), b"x");
+    let mut bad = bytes(data_packet(501, 8999), b"x");
     bad[0] = 0x07;
     assert!(matches!(b.receive(&bad, t0), Err(Rejected::Packet(_))));
     bad[0] = 0x01;
@@ -254,7 +258,8 @@ fn hostile_packets_are_rejected_without_harm() {
     assert!(matches!(b.receive(&bad, t0), Err(Rejected::Packet(_))));
     // None of it was data: nothing to read, and the good packet works.
     assert_eq!(b.readable(), 0);
-    b.receive(&bytes(data(501, 8999), b"hello"), t0).unwrap();
+    b.receive(&bytes(data_packet(501, 8999), b"hello"), t0)
+        .unwrap();
     assert_eq!(b.readable(), 5);
     // Data beyond the receive buffer is dropped, not stored.
     let mut small = Connection::accept(
@@ -268,12 +273,12 @@ fn hostile_packets_are_rejected_without_harm() {
         t0,
     );
     small
-        .receive(&bytes(data(501, 8999), b"too long"), t0)
+        .receive(&bytes(data_packet(501, 8999), b"too long"), t0)
         .unwrap();
     assert_eq!(small.readable(), 0);
     // A sack of any length names only packets in flight.
     let mut out = Vec::new();
-    let mut h = data(502, 8999);
+    let mut h = data_packet(502, 8999);
     h.kind = Kind::State;
     packet::encode(&h, Some(&[0xff; 32]), b"", &mut out);
     b.receive(&out, t0).unwrap();
@@ -353,20 +358,14 @@ fn the_packet_that_fills_a_gap_is_taken_when_the_window_is_full() {
         ..Config::default()
     };
     let mut b = Connection::accept(&syn(10, 500), 9000, config, t0, t0);
-    let data = |seq: u16| Header {
-        kind: Kind::Data,
-        connection_id: 11,
-        timestamp_us: 2,
-        timestamp_diff_us: 0,
-        wnd_size: 1 << 20,
-        seq_nr: seq,
-        ack_nr: 8999,
-    };
     // 501 is missing; 502 and 503 fill the 8-byte window.
-    b.receive(&bytes(data(502), b"2222"), t0).unwrap();
-    b.receive(&bytes(data(503), b"3333"), t0).unwrap();
+    b.receive(&bytes(data_packet(502, 8999), b"2222"), t0)
+        .unwrap();
+    b.receive(&bytes(data_packet(503, 8999), b"3333"), t0)
+        .unwrap();
     assert_eq!(b.readable(), 0);
-    b.receive(&bytes(data(501), b"1111"), t0).unwrap();
+    b.receive(&bytes(data_packet(501, 8999), b"1111"), t0)
+        .unwrap();
     let mut got = [0u8; 12];
     assert_eq!(b.read(&mut got), 12);
     assert_eq!(&got, b"111122223333");
