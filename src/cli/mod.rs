@@ -87,9 +87,9 @@ missing.
 
   --super-seed           initial seeding (BEP 16, relaxed): hand every piece
                          out once, to one peer each, before sending any
-                         twice; every interested peer is unchoked meanwhile.
-                         For the first seeder of a swarm that starts
-                         together; seeds normally once all pieces are out
+                         twice, then only the rarest; every interested peer
+                         is unchoked. For the first seeder of a swarm that
+                         starts together
 ";
 
 const CHECK_USAGE: &str = "\

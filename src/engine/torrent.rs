@@ -379,10 +379,9 @@ struct Orchestrator<'p> {
     /// What the announce thread was last told (see `WantPeers`).
     wants_peers: bool,
     choker: Choker,
-    /// Initial seeding, while it lasts (`--super-seed`, complete at start).
+    /// Initial seeding (`--super-seed`, complete at start): for the life
+    /// of the run.
     initial: Option<InitialSeed>,
-    /// When a peer last asked for all of a piece we announced to it.
-    initial_progress: Instant,
     last_choke: Instant,
     last_optimistic: Instant,
     /// When every piece was verified (None while downloading).
@@ -472,7 +471,6 @@ impl<'p> Orchestrator<'p> {
                 let window = superseed::window(u64::from(geometry.piece_len()));
                 InitialSeed::new(geometry.num_pieces(), window, crate::util::random::seed())
             }),
-            initial_progress: now,
             last_choke: now,
             last_optimistic: now,
             completed_at: None,
@@ -780,13 +778,18 @@ impl<'p> Orchestrator<'p> {
                     self.on_block(peer, b.piece, b.begin, b.data)?;
                 }
             }
-            Event::Uploaded { peer, bytes } => {
+            Event::Uploaded {
+                peer,
+                bytes,
+                pieces,
+            } => {
                 let n = u64::from(bytes);
                 self.swarm.counters.uploaded.fetch_add(n, Ordering::Relaxed);
                 self.up.add(n);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.up.add(n);
                 }
+                self.delivered(peer, &pieces);
             }
             Event::Closed { peer, reason } => self.on_closed(peer, reason),
         }
@@ -850,7 +853,6 @@ impl<'p> Orchestrator<'p> {
             let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
             self.rechoke(rotate);
         }
-        self.finish_initial_seeding();
         self.fill_all();
         self.feed_web_seeds();
         if self.swarm.hosting.is_some() {

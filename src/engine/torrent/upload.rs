@@ -32,15 +32,6 @@ impl Orchestrator<'_> {
         } else {
             false
         };
-        if !refuse {
-            let blocks = self.meta.geometry.blocks_in(block.piece);
-            if let Some(initial) = &mut self.initial {
-                if initial.requested(peer, index, blocks) {
-                    self.initial_progress = Instant::now();
-                    self.super_offer(peer);
-                }
-            }
-        }
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -102,9 +93,26 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Initial seeding: announces fresh pieces to `peer` up to its window;
-    /// once every piece has been announced to someone, announces the rest
-    /// to everyone and seeds normally from then on.
+    /// Initial seeding: blocks of these pieces reached `peer`'s socket;
+    /// a piece of its window sent in full makes room for another.
+    pub(super) fn delivered(&mut self, peer: PeerKey, pieces: &[u32]) {
+        let Some(initial) = &mut self.initial else {
+            return;
+        };
+        let geometry = &self.meta.geometry;
+        let mut room = false;
+        for &i in pieces {
+            if let Some(piece) = geometry.piece(i) {
+                room |= initial.sent(peer, i, geometry.blocks_in(piece));
+            }
+        }
+        if room {
+            self.super_offer(peer);
+        }
+    }
+
+    /// Initial seeding: announces pieces to `peer` up to its window
+    /// (fresh ones first, then the rarest).
     pub(super) fn super_offer(&mut self, peer: PeerKey) {
         let Some(initial) = &mut self.initial else {
             return;
@@ -116,31 +124,6 @@ impl Orchestrator<'_> {
         let offer = initial.offer(peer, &p.pieces, |i| picker.availability(i));
         if !offer.is_empty() {
             self.send(peer, Command::Haves(offer));
-        }
-        self.finish_initial_seeding();
-    }
-
-    pub(super) fn finish_initial_seeding(&mut self) {
-        let (now, last) = (Instant::now(), self.initial_progress);
-        if !self.initial.as_ref().is_some_and(|i| i.over(now, last)) {
-            return;
-        }
-        let Some(mut initial) = self.initial.take() else {
-            return;
-        };
-        let keys: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.socket.is_some())
-            .map(|(k, _)| *k)
-            .collect();
-        let peers = &self.peers;
-        let rest = initial.finish(&keys, |k, i| peers.get(&k).is_some_and(|p| p.pieces.get(i)));
-        log::info!("initial seeding done: every piece was handed out once");
-        for (k, pieces) in rest {
-            if !pieces.is_empty() {
-                self.send(k, Command::Haves(pieces));
-            }
         }
     }
 

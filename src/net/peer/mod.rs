@@ -180,10 +180,12 @@ pub enum Event {
         peer: PeerKey,
         blocks: Vec<BlockData>,
     },
-    /// Payload bytes we sent since the last report (upload accounting).
+    /// Payload bytes we sent since the last report (upload accounting),
+    /// and the piece of each block in them, in order.
     Uploaded {
         peer: PeerKey,
         bytes: u32,
+        pieces: Vec<u32>,
     },
     /// The connection is over; `reason` says why.
     Closed {

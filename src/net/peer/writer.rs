@@ -98,6 +98,7 @@ fn write_loop(
             }
         }
         let mut bytes = 0;
+        let mut pieces = Vec::new();
         while out.len() < WRITE_BATCH {
             let Some(b) = uploads.pop_front() else { break };
             let reader = s.storage.get().ok_or(WriteError::NoStorage)?;
@@ -108,6 +109,7 @@ fn write_loop(
             wire::encode_piece_header(b.piece.get(), b.begin, b.len, &mut out);
             out.extend_from_slice(&block);
             bytes += b.len;
+            pieces.push(b.piece.get());
         }
         crate::net::throttle::charge(&s.throttles.up, bytes as usize);
         if !out.is_empty() {
@@ -116,7 +118,11 @@ fn write_loop(
                 .map_err(WriteError::Io)?;
         }
         if bytes > 0 {
-            let _ = events.send(Event::Uploaded { peer, bytes });
+            let _ = events.send(Event::Uploaded {
+                peer,
+                bytes,
+                pieces,
+            });
         }
     }
 }
