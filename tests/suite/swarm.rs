@@ -59,7 +59,7 @@ impl Swarm {
         let port = free_port();
         // A short interval: peers that start later are in the answers sooner
         // (shoal clients still re-announce no more than every 30 s).
-        let (mut tracker, url) = shoal_tracker(port, "2s", tmp.path());
+        let (tracker, url) = shoal_tracker(port, "2s", tmp.path());
 
         let torrent = tmp.path().join("artefact.torrent");
         let made = run_shoal(
