@@ -37,17 +37,24 @@ use crate::proto::bitfield::Bitfield;
 use crate::util::random::Rng;
 use std::collections::{HashMap, HashSet};
 
-/// Bytes of announced, not yet fetched pieces per peer: enough to keep
-/// its request pipeline busy between our `have`s.
-/// Small: every piece in a window is one that no other peer can get
-/// from us.
-const WINDOW_BYTES: u64 = 512 << 10;
-/// Pieces per peer at least, whatever their size.
+/// A peer's window lasts this long at the rate we send to it: enough to
+/// keep its requests coming between our `have`s (a round trip).
+/// Short: the pieces in windows are what no other peer can get from us,
+/// and when the fresh pieces run out, the link carries only what is left
+/// in windows (at a fixed 512 KiB per peer, 16 peers behind 10 Mbit/s
+/// links held 8 MiB there, and the seeder sent at half its rate for the
+/// seconds it took to drain).
+const WINDOW_TIME: f64 = 0.5;
+/// Bytes per peer at most: a fast peer's round trip is short.
+const MAX_WINDOW_BYTES: f64 = (512 << 10) as f64;
+/// Pieces per peer at least, whatever their size and the rate.
 const MIN_WINDOW: usize = 2;
 
-/// Announced-but-not-fetched pieces per peer for this piece length.
-pub fn window(piece_len: u64) -> usize {
-    (WINDOW_BYTES / piece_len.max(1)).max(MIN_WINDOW as u64) as usize
+/// Announced-but-not-fetched pieces for a peer we send `rate` bytes per
+/// second, for this piece length.
+pub fn window(piece_len: u64, rate: f64) -> usize {
+    let bytes = (rate * WINDOW_TIME).min(MAX_WINDOW_BYTES) as u64;
+    (bytes / piece_len.max(1)).max(MIN_WINDOW as u64) as usize
 }
 
 pub struct InitialSeed {
@@ -64,13 +71,12 @@ pub struct InitialSeed {
     told: HashMap<PeerKey, Bitfield>,
     /// Peers told every piece they lack: nothing more to offer them.
     drained: HashSet<PeerKey>,
-    window: usize,
     num_pieces: u32,
     rng: Rng,
 }
 
 impl InitialSeed {
-    pub fn new(num_pieces: u32, window: usize, seed: u64) -> InitialSeed {
+    pub fn new(num_pieces: u32, seed: u64) -> InitialSeed {
         let mut rng = Rng::new(seed);
         let mut fresh: Vec<u32> = (0..num_pieces).collect();
         // Random order: peers that join with parts of the torrent aside,
@@ -83,19 +89,19 @@ impl InitialSeed {
             out: Bitfield::new(num_pieces),
             told: HashMap::new(),
             drained: HashSet::new(),
-            window: window.max(1),
             num_pieces,
             rng,
         }
     }
 
-    /// Pieces to announce to `peer` now (it has `has`), up to its window:
-    /// fresh ones it lacks, then the rarest it lacks. `availability(p)`:
-    /// how many peers have p.
+    /// Pieces to announce to `peer` now (it has `has`), up to its window
+    /// (pieces, [`window`]): fresh ones it lacks, then the rarest it lacks.
+    /// `availability(p)`: how many peers have p.
     pub fn offer(
         &mut self,
         peer: PeerKey,
         has: &Bitfield,
+        window: usize,
         availability: impl Fn(u32) -> u32,
     ) -> Vec<u32> {
         let owed = self.owed.entry(peer).or_default();
@@ -108,7 +114,7 @@ impl InitialSeed {
             }
             !fetched
         });
-        let want = self.window.saturating_sub(owed.len());
+        let want = window.max(1).saturating_sub(owed.len());
         if want == 0 || self.drained.contains(&peer) {
             return Vec::new();
         }
@@ -253,22 +259,24 @@ mod tests {
 
     #[test]
     fn every_piece_goes_to_one_peer_before_any_goes_twice() {
-        let mut s = InitialSeed::new(10, 3, 1);
-        let a = s.offer(1, &none(10), |_| 0);
-        let b = s.offer(2, &none(10), |_| 0);
+        let mut s = InitialSeed::new(10, 1);
+        let w = 3;
+        let a = s.offer(1, &none(10), w, |_| 0);
+        let b = s.offer(2, &none(10), w, |_| 0);
         assert_eq!((a.len(), b.len()), (3, 3));
         assert!(a.iter().all(|p| !b.contains(p)), "{a:?} {b:?}");
         // Nothing more until a peer fetched one.
-        assert!(s.offer(1, &none(10), |_| 0).is_empty());
-        let c = s.offer(1, &with(10, &[a[0]]), |_| 0);
+        assert!(s.offer(1, &none(10), w, |_| 0).is_empty());
+        let c = s.offer(1, &with(10, &[a[0]]), w, |_| 0);
         assert_eq!(c.len(), 1);
         assert!(!a.contains(&c[0]) && !b.contains(&c[0]));
     }
 
     #[test]
     fn sending_every_block_makes_room() {
-        let mut s = InitialSeed::new(8, 2, 9);
-        let a = s.offer(1, &none(8), |_| 0);
+        let mut s = InitialSeed::new(8, 9);
+        let w = 2;
+        let a = s.offer(1, &none(8), w, |_| 0);
         assert!(!s.sent(1, a[0], 3));
         assert!(!s.sent(1, a[0], 3));
         assert!(
@@ -276,34 +284,36 @@ mod tests {
             "a block sent to another peer does not count"
         );
         assert!(s.sent(1, a[0], 3));
-        let b = s.offer(1, &none(8), |_| 0);
+        let b = s.offer(1, &none(8), w, |_| 0);
         assert_eq!(b.len(), 1);
         assert!(!a.contains(&b[0]));
     }
 
     #[test]
     fn rarest_first_and_only_what_the_peer_lacks() {
-        let mut s = InitialSeed::new(4, 2, 7);
+        let mut s = InitialSeed::new(4, 7);
+        let w = 2;
         // Piece 1 is held by many, 2 and 3 by nobody.
-        let mut got = s.offer(1, &with(4, &[0]), |p| if p == 1 { 5 } else { 0 });
+        let mut got = s.offer(1, &with(4, &[0]), w, |p| if p == 1 { 5 } else { 0 });
         got.sort_unstable();
         assert_eq!(got, vec![2, 3]);
     }
 
     #[test]
     fn nothing_goes_twice_while_a_piece_is_not_out_once() {
-        let mut s = InitialSeed::new(4, 2, 3);
-        let a = s.offer(1, &none(4), |_| 0);
-        let b = s.offer(2, &none(4), |_| 0);
+        let mut s = InitialSeed::new(4, 3);
+        let w = 2;
+        let a = s.offer(1, &none(4), w, |_| 0);
+        let b = s.offer(2, &none(4), w, |_| 0);
         assert_eq!(a.len() + b.len(), 4);
         // Peer 1 fetched both of its pieces; peer 2 is still fetching.
         assert!(send_all(&mut s, 1, a[0]) && send_all(&mut s, 1, a[1]));
-        assert!(s.offer(1, &none(4), |_| 0).is_empty(), "{b:?} not out yet");
+        assert!(s.offer(1, &none(4), w, |_| 0).is_empty(), "{b:?} not out yet");
         assert!(send_all(&mut s, 2, b[0]));
-        assert!(s.offer(1, &none(4), |_| 0).is_empty());
+        assert!(s.offer(1, &none(4), w, |_| 0).is_empty());
         assert!(send_all(&mut s, 2, b[1]));
         // Every piece is out: peer 1 now gets peer 2's (it lacks them).
-        let mut c = s.offer(1, &with(4, &a), |_| 1);
+        let mut c = s.offer(1, &with(4, &a), w, |_| 1);
         c.sort_unstable();
         let mut want = b.clone();
         want.sort_unstable();
@@ -312,35 +322,37 @@ mod tests {
 
     #[test]
     fn once_every_piece_is_out_the_rarest_go_and_none_twice_to_one_peer() {
-        let mut s = InitialSeed::new(6, 2, 11);
+        let mut s = InitialSeed::new(6, 11);
+        let w = 2;
         // Peer 9 holds everything but piece 5: only 5 is fresh.
-        assert_eq!(s.offer(9, &with(6, &[0, 1, 2, 3, 4]), |_| 0), vec![5]);
+        assert_eq!(s.offer(9, &with(6, &[0, 1, 2, 3, 4]), w, |_| 0), vec![5]);
         assert!(send_all(&mut s, 9, 5));
         // Availability: piece p is held by p peers (0 and 5 by nobody else).
         let avail = |p: u32| p % 5;
-        let mut got = s.offer(1, &none(6), avail);
+        let mut got = s.offer(1, &none(6), w, avail);
         got.sort_unstable();
         assert_eq!(got, vec![0, 5]);
         // Owed to peer 1, those count as held once: as rare as piece 1,
         // rarer than the rest.
-        let next = s.offer(2, &none(6), avail);
+        let next = s.offer(2, &none(6), w, avail);
         assert_eq!(next.len(), 2);
         assert!(next.iter().all(|p| [0, 1, 5].contains(p)), "{next:?}");
         // Peer 1 is never offered what it was told already.
-        let more = s.offer(1, &with(6, &[0]), avail);
+        let more = s.offer(1, &with(6, &[0]), w, avail);
         assert_eq!(more.len(), 1);
         assert!(!got[1..].contains(&more[0]) && more[0] != 0, "{more:?}");
     }
 
     #[test]
     fn a_peer_told_everything_it_lacks_is_drained() {
-        let mut s = InitialSeed::new(3, 8, 5);
-        let a = s.offer(1, &none(3), |_| 0);
+        let mut s = InitialSeed::new(3, 5);
+        let w = 8;
+        let a = s.offer(1, &none(3), w, |_| 0);
         assert_eq!(a.len(), 3);
         for &p in &a {
             send_all(&mut s, 1, p);
         }
-        assert!(s.offer(1, &none(3), |_| 1).is_empty());
+        assert!(s.offer(1, &none(3), w, |_| 1).is_empty());
         assert!(s.drained.contains(&1));
         s.gone(1, |_| true);
         assert!(!s.drained.contains(&1));
@@ -348,14 +360,15 @@ mod tests {
 
     #[test]
     fn a_departed_peers_unfetched_pieces_are_fresh_again() {
-        let mut s = InitialSeed::new(4, 4, 3);
-        let a = s.offer(1, &none(4), |_| 0);
+        let mut s = InitialSeed::new(4, 3);
+        let w = 4;
+        let a = s.offer(1, &none(4), w, |_| 0);
         assert_eq!(a.len(), 4);
         assert!(s.fresh.is_empty());
         // It fetched a[0] (somebody holds it now) and left.
         let kept = a[0];
         s.gone(1, |p| p == kept);
-        let mut b = s.offer(2, &with(4, &[kept]), |_| 0);
+        let mut b = s.offer(2, &with(4, &[kept]), w, |_| 0);
         b.sort_unstable();
         let mut want: Vec<u32> = a[1..].to_vec();
         want.sort_unstable();
@@ -365,7 +378,10 @@ mod tests {
 
     #[test]
     fn window_follows_the_piece_size() {
-        assert_eq!(window(64 << 10), 8);
-        assert_eq!(window(4 << 20), MIN_WINDOW);
+        // 1 MB/s: half a second is 8 pieces of 64 KiB.
+        assert_eq!(window(64 << 10, 1_048_576.0), 8);
+        assert_eq!(window(64 << 10, 1e9), 8, "at most 512 KiB");
+        assert_eq!(window(16 << 10, 0.0), MIN_WINDOW, "nothing sent yet");
+        assert_eq!(window(4 << 20, 1e9), MIN_WINDOW);
     }
 }

@@ -467,10 +467,8 @@ impl<'p> Orchestrator<'p> {
             dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
-            initial: (complete_at_start && opts.super_seed).then(|| {
-                let window = superseed::window(u64::from(geometry.piece_len()));
-                InitialSeed::new(geometry.num_pieces(), window, crate::util::random::seed())
-            }),
+            initial: (complete_at_start && opts.super_seed)
+                .then(|| InitialSeed::new(geometry.num_pieces(), crate::util::random::seed())),
             last_choke: now,
             last_optimistic: now,
             completed_at: None,

@@ -479,7 +479,7 @@ class Fleet:
             else:
                 good += 1
             shutil.rmtree(out, ignore_errors=True)
-        self.timelines.append(self.timeline(client, n, label, leechers, t0, done_at, ups, seed_up))
+        self.timelines.append(self.timeline(client, n, label, leechers, seeder, t0, done_at, ups, seed_up))
         times = sorted(d for d in done_at if d is not None)
         full = len(times) == n
         res = {
@@ -503,25 +503,26 @@ class Fleet:
                     k + 1, fmt(d), fmt(ups[k] / MIB if ups[k] is not None else None, 1)))
         return res
 
-    def timeline(self, client, n, label, leechers, t0, done_at, ups, seed_up):
-        """Per leecher: (t, pieces) from shoal's progress lines (1 s apart)."""
-        per = []
-        for k, p in enumerate(leechers):
-            points = []
+    def timeline(self, client, n, label, leechers, seeder, t0, done_at, ups, seed_up):
+        """Per leecher, and for the seeder: (t, pieces, peers, down rate, up
+        rate) from shoal's progress lines (1 s apart)."""
+        def points(p):
+            out = []
             with p.cv:
                 lines = list(p.lines)
             for t, l in lines:
                 if client == "shoal" and l.startswith('{"event":"progress"'):
                     try:
                         o = json.loads(l)
-                        points.append((round(t - t0, 2), o["have"], o.get("peers"),
-                                       o.get("rate"), o.get("up_rate")))
+                        out.append((round(t - t0, 2), o["have"], o.get("peers"),
+                                    o.get("rate"), o.get("up_rate")))
                     except ValueError:
                         pass
-            per.append({"host": k + 1, "done": done_at[k], "uploaded": ups[k],
-                        "progress": points})
+            return out
+        per = [{"host": k + 1, "done": done_at[k], "uploaded": ups[k], "progress": points(p)}
+               for k, p in enumerate(leechers)]
         return {"client": client, "n": n, "label": label, "seeder_uploaded": seed_up,
-                "leechers": per}
+                "seeder": points(seeder) if seeder else [], "leechers": per}
 
 
 # ------------------------------------------------------------------ report

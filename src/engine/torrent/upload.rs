@@ -121,7 +121,8 @@ impl Orchestrator<'_> {
             return;
         };
         let picker = &self.picker;
-        let offer = initial.offer(peer, &p.pieces, |i| picker.availability(i));
+        let window = superseed::window(u64::from(self.meta.geometry.piece_len()), p.up.rate());
+        let offer = initial.offer(peer, &p.pieces, window, |i| picker.availability(i));
         if !offer.is_empty() {
             self.send(peer, Command::Haves(offer));
         }
