@@ -308,7 +308,10 @@ mod tests {
         assert_eq!(a.len() + b.len(), 4);
         // Peer 1 fetched both of its pieces; peer 2 is still fetching.
         assert!(send_all(&mut s, 1, a[0]) && send_all(&mut s, 1, a[1]));
-        assert!(s.offer(1, &none(4), w, |_| 0).is_empty(), "{b:?} not out yet");
+        assert!(
+            s.offer(1, &none(4), w, |_| 0).is_empty(),
+            "{b:?} not out yet"
+        );
         assert!(send_all(&mut s, 2, b[0]));
         assert!(s.offer(1, &none(4), w, |_| 0).is_empty());
         assert!(send_all(&mut s, 2, b[1]));

@@ -38,7 +38,7 @@ use web_seeds::WebSeeds;
 use crate::disk::hasher::Hasher;
 use crate::disk::storage::{Storage, StorageError};
 use crate::engine::address_book::{AddressBook, Ban, Source};
-use crate::engine::choker::{Candidate, Choker};
+use crate::engine::choker::{self, Candidate, Choker};
 use crate::engine::notes::{Note, Notes, PeerView, SeedUntil, Snapshot};
 use crate::engine::picker::{Picker, Received};
 use crate::engine::pipeline::{Arrival, Pipeline};
@@ -383,7 +383,7 @@ struct Orchestrator<'p> {
     /// of the run.
     initial: Option<InitialSeed>,
     last_choke: Instant,
-    last_optimistic: Instant,
+    last_catch_up: Instant,
     /// When every piece was verified (None while downloading).
     completed_at: Option<Instant>,
     complete_at_start: bool,
@@ -470,7 +470,7 @@ impl<'p> Orchestrator<'p> {
             initial: (complete_at_start && opts.super_seed)
                 .then(|| InitialSeed::new(geometry.num_pieces(), crate::util::random::seed())),
             last_choke: now,
-            last_optimistic: now,
+            last_catch_up: now,
             completed_at: None,
             complete_at_start,
             up: RateMeter::default(),
@@ -847,9 +847,9 @@ impl<'p> Orchestrator<'p> {
         self.tell_announcer_if_we_want_peers();
         self.exchange_peers();
         self.look_up_dht();
-        if now - self.last_choke >= crate::engine::choker::ROUND {
-            let rotate = now - self.last_optimistic >= crate::engine::choker::OPTIMISTIC_ROUND;
-            self.rechoke(rotate);
+        let rerank = now - self.last_choke >= choker::ROUND;
+        if rerank || now - self.last_catch_up >= choker::CATCH_UP_ROUND {
+            self.rechoke(rerank);
         }
         self.fill_all();
         self.feed_web_seeds();

@@ -351,7 +351,7 @@ fn a_fast_peer_is_served_its_allowed_pieces_and_told_of_refusals() {
 }
 
 /// Issue 4: leechers that come and go do not keep their upload slots. With
-/// `--upload-slots 2` (plus one optimistic), six leechers in turn connect,
+/// `--upload-slots 2` (plus one catch-up slot), six leechers in turn connect,
 /// get unchoked, fetch a piece and leave; each must be unchoked, so the
 /// seeder must have let go of those that left.
 #[test]

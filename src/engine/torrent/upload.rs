@@ -55,7 +55,7 @@ impl Orchestrator<'_> {
     }
 
     /// Between choke rounds, free upload slots (regular ones plus the
-    /// optimistic one) go at once to interested peers we choke, those
+    /// catch-up one) go at once to interested peers we choke, those
     /// waiting longest first: when a peer becomes interested, and when one
     /// stops being interested or leaves. Nobody is choked here, so
     /// downloads are not interrupted by every change of interest; without
@@ -128,10 +128,13 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Applies the choker's choice of who may download from us.
-    pub(super) fn rechoke(&mut self, rotate: bool) {
+    /// Applies the choker's choice of who may download from us; `rerank`:
+    /// the regular slots too (every `choker::ROUND`), not only the
+    /// catch-up slot (every `choker::CATCH_UP_ROUND`).
+    pub(super) fn rechoke(&mut self, rerank: bool) {
         let now = Instant::now();
         let seeding = self.picker.is_complete();
+        let num_pieces = self.meta.geometry.num_pieces();
         let candidates: Vec<Candidate> = self
             .peers
             .iter()
@@ -141,13 +144,14 @@ impl Orchestrator<'_> {
                 download_rate: p.down.rate(),
                 upload_rate: p.up.rate(),
                 snubbed: p.am_interested && now - p.last_data > crate::engine::choker::SNUB,
-                connected_for: now - p.connected_at,
+                missing: num_pieces.saturating_sub(p.pieces.count()),
+                unchoked: !p.am_choking,
             })
             .collect();
         let chosen = if self.initial.is_some() {
             candidates.iter().map(|c| c.peer).collect()
         } else {
-            self.choker.choose(&candidates, seeding, rotate)
+            self.choker.choose(&candidates, seeding, rerank)
         };
         let changes: Vec<(PeerKey, bool)> = self
             .peers
@@ -174,9 +178,9 @@ impl Orchestrator<'_> {
                 },
             );
         }
-        self.last_choke = now;
-        if rotate {
-            self.last_optimistic = now;
+        if rerank {
+            self.last_choke = now;
         }
+        self.last_catch_up = now;
     }
 }
