@@ -24,7 +24,8 @@
 //! signal that always comes: a peer need not send `have` for a piece it
 //! believes we have, and shoal's own leecher does not). A peer that sits
 //! on its pieces holds no piece hostage: those count as rarer, not as
-//! taken, and are announced to others. Unlike BEP 16 a peer gets its next
+//! taken, and are announced to others; after [`PATIENCE`] with nothing of
+//! one sent, it leaves the window (fresh again if it was never out). Unlike BEP 16 a peer gets its next
 //! piece when it has fetched one, not when a third peer has it (that rule
 //! is against freeloaders; here it would only slow the start).
 //!
@@ -36,6 +37,7 @@ use crate::net::peer::PeerKey;
 use crate::proto::bitfield::Bitfield;
 use crate::util::random::Rng;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// A peer's window lasts this long at the rate we send to it: enough to
 /// keep its requests coming between our `have`s (a round trip).
@@ -49,6 +51,21 @@ const WINDOW_TIME: f64 = 0.5;
 const MAX_WINDOW_BYTES: f64 = (512 << 10) as f64;
 /// Pieces per peer at least, whatever their size and the rate.
 const MIN_WINDOW: usize = 2;
+/// An announced piece of which we sent nothing for this long leaves the
+/// peer's window ([`InitialSeed::expire`]): the peer got it elsewhere and
+/// did not say so (a peer need not send `have` for a piece it believes we
+/// hold, and shoal's does not), or it does not ask. Its slot would stay
+/// taken for good, and a piece not yet out once would be held hostage.
+pub const PATIENCE: Duration = Duration::from_secs(3);
+
+/// A piece announced to a peer and not yet sent to it in full.
+struct Owed {
+    piece: u32,
+    /// Blocks of it we sent.
+    sent: u32,
+    /// When we announced it.
+    since: Instant,
+}
 
 /// Announced-but-not-fetched pieces for a peer we send `rate` bytes per
 /// second, for this piece length.
@@ -60,9 +77,8 @@ pub fn window(piece_len: u64, rate: f64) -> usize {
 pub struct InitialSeed {
     /// Pieces never announced to anyone.
     fresh: Vec<u32>,
-    /// Per peer: pieces announced to it that it has not fetched yet, and
-    /// how many blocks of each we sent it.
-    owed: HashMap<PeerKey, Vec<(u32, u32)>>,
+    /// Per peer: pieces announced to it that it has not fetched yet.
+    owed: HashMap<PeerKey, Vec<Owed>>,
     /// Per piece: to how many peers it is owed.
     pending: Vec<u32>,
     /// Pieces sent in full to someone, or held by someone.
@@ -102,15 +118,16 @@ impl InitialSeed {
         peer: PeerKey,
         has: &Bitfield,
         window: usize,
+        now: Instant,
         availability: impl Fn(u32) -> u32,
     ) -> Vec<u32> {
         let owed = self.owed.entry(peer).or_default();
         let (pending, out) = (&mut self.pending, &mut self.out);
-        owed.retain(|&(p, _)| {
-            let fetched = has.get(p);
+        owed.retain(|o| {
+            let fetched = has.get(o.piece);
             if fetched {
-                pending[p as usize] -= 1;
-                out.set(p);
+                pending[o.piece as usize] -= 1;
+                out.set(o.piece);
             }
             !fetched
         });
@@ -118,7 +135,7 @@ impl InitialSeed {
         if want == 0 || self.drained.contains(&peer) {
             return Vec::new();
         }
-        let mut offer = self.take_fresh(has, want, &availability);
+        let mut offer = self.take_fresh(peer, has, want, &availability);
         // Every piece out once: now the rarest.
         if self.out.is_complete() {
             offer.extend(self.rarest(peer, has, want - offer.len(), &availability));
@@ -134,8 +151,39 @@ impl InitialSeed {
         self.owed
             .entry(peer)
             .or_default()
-            .extend(offer.iter().map(|&p| (p, 0)));
+            .extend(offer.iter().map(|&piece| Owed {
+                piece,
+                sent: 0,
+                since: now,
+            }));
         offer
+    }
+
+    /// Takes out of `peer`'s window the pieces announced [`PATIENCE`]
+    /// before `now` of which we sent nothing; those not yet out once are
+    /// fresh again (for another peer). True when that made room.
+    pub fn expire(&mut self, peer: PeerKey, now: Instant) -> bool {
+        let Some(owed) = self.owed.get_mut(&peer) else {
+            return false;
+        };
+        let before = owed.len();
+        let mut lapsed = Vec::new();
+        owed.retain(|o| {
+            let keep = o.sent > 0 || now.duration_since(o.since) < PATIENCE;
+            if !keep {
+                lapsed.push(o.piece);
+            }
+            keep
+        });
+        let room = owed.len() < before;
+        for p in lapsed {
+            self.pending[p as usize] -= 1;
+            if !self.out.get(p) && !self.fresh.contains(&p) {
+                let at = self.rng.below(self.fresh.len() + 1);
+                self.fresh.insert(at, p);
+            }
+        }
+        room
     }
 
     /// Up to `want` never-announced pieces the peer lacks, rarest first;
@@ -143,6 +191,7 @@ impl InitialSeed {
     /// Pieces the peer has are out already: nobody needs them from us.
     fn take_fresh(
         &mut self,
+        peer: PeerKey,
         has: &Bitfield,
         want: usize,
         availability: &impl Fn(u32) -> u32,
@@ -154,10 +203,13 @@ impl InitialSeed {
             }
             !has.get(p)
         });
+        // A piece that lapsed in this peer's window is for another.
+        let told = self.told.get(&peer);
         let mut candidates: Vec<(u32, usize)> = self
             .fresh
             .iter()
             .enumerate()
+            .filter(|(_, &p)| !told.is_some_and(|t| t.get(p)))
             .map(|(i, &p)| (availability(p), i))
             .collect();
         candidates.sort_unstable();
@@ -170,9 +222,6 @@ impl InitialSeed {
             .collect()
     }
 
-    /// Up to `want` pieces the peer lacks and was not told, those the
-    /// fewest peers hold or are owed first, equals in an order that starts
-    /// at a random piece. Marks the peer drained when that is all of them.
     fn rarest(
         &mut self,
         peer: PeerKey,
@@ -210,11 +259,11 @@ impl InitialSeed {
         let Some(owed) = self.owed.get_mut(&peer) else {
             return false;
         };
-        let Some(at) = owed.iter().position(|&(p, _)| p == piece) else {
+        let Some(at) = owed.iter().position(|o| o.piece == piece) else {
             return false;
         };
-        owed[at].1 += 1;
-        if owed[at].1 >= blocks {
+        owed[at].sent += 1;
+        if owed[at].sent >= blocks {
             owed.swap_remove(at);
             self.pending[piece as usize] -= 1;
             self.out.set(piece);
@@ -228,7 +277,7 @@ impl InitialSeed {
     pub fn gone(&mut self, peer: PeerKey, held: impl Fn(u32) -> bool) {
         self.told.remove(&peer);
         self.drained.remove(&peer);
-        for (p, _) in self.owed.remove(&peer).unwrap_or_default() {
+        for Owed { piece: p, .. } in self.owed.remove(&peer).unwrap_or_default() {
             self.pending[p as usize] -= 1;
             if !held(p) {
                 let at = self.rng.below(self.fresh.len() + 1);
@@ -241,6 +290,13 @@ impl InitialSeed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One instant for the tests that do not look at time.
+    fn t0() -> Instant {
+        use std::sync::OnceLock;
+        static T: OnceLock<Instant> = OnceLock::new();
+        *T.get_or_init(Instant::now)
+    }
 
     fn none(n: u32) -> Bitfield {
         Bitfield::new(n)
@@ -261,13 +317,13 @@ mod tests {
     fn every_piece_goes_to_one_peer_before_any_goes_twice() {
         let mut s = InitialSeed::new(10, 1);
         let w = 3;
-        let a = s.offer(1, &none(10), w, |_| 0);
-        let b = s.offer(2, &none(10), w, |_| 0);
+        let a = s.offer(1, &none(10), w, t0(), |_| 0);
+        let b = s.offer(2, &none(10), w, t0(), |_| 0);
         assert_eq!((a.len(), b.len()), (3, 3));
         assert!(a.iter().all(|p| !b.contains(p)), "{a:?} {b:?}");
         // Nothing more until a peer fetched one.
-        assert!(s.offer(1, &none(10), w, |_| 0).is_empty());
-        let c = s.offer(1, &with(10, &[a[0]]), w, |_| 0);
+        assert!(s.offer(1, &none(10), w, t0(), |_| 0).is_empty());
+        let c = s.offer(1, &with(10, &[a[0]]), w, t0(), |_| 0);
         assert_eq!(c.len(), 1);
         assert!(!a.contains(&c[0]) && !b.contains(&c[0]));
     }
@@ -276,7 +332,7 @@ mod tests {
     fn sending_every_block_makes_room() {
         let mut s = InitialSeed::new(8, 9);
         let w = 2;
-        let a = s.offer(1, &none(8), w, |_| 0);
+        let a = s.offer(1, &none(8), w, t0(), |_| 0);
         assert!(!s.sent(1, a[0], 3));
         assert!(!s.sent(1, a[0], 3));
         assert!(
@@ -284,7 +340,7 @@ mod tests {
             "a block sent to another peer does not count"
         );
         assert!(s.sent(1, a[0], 3));
-        let b = s.offer(1, &none(8), w, |_| 0);
+        let b = s.offer(1, &none(8), w, t0(), |_| 0);
         assert_eq!(b.len(), 1);
         assert!(!a.contains(&b[0]));
     }
@@ -294,7 +350,7 @@ mod tests {
         let mut s = InitialSeed::new(4, 7);
         let w = 2;
         // Piece 1 is held by many, 2 and 3 by nobody.
-        let mut got = s.offer(1, &with(4, &[0]), w, |p| if p == 1 { 5 } else { 0 });
+        let mut got = s.offer(1, &with(4, &[0]), w, t0(), |p| if p == 1 { 5 } else { 0 });
         got.sort_unstable();
         assert_eq!(got, vec![2, 3]);
     }
@@ -303,20 +359,20 @@ mod tests {
     fn nothing_goes_twice_while_a_piece_is_not_out_once() {
         let mut s = InitialSeed::new(4, 3);
         let w = 2;
-        let a = s.offer(1, &none(4), w, |_| 0);
-        let b = s.offer(2, &none(4), w, |_| 0);
+        let a = s.offer(1, &none(4), w, t0(), |_| 0);
+        let b = s.offer(2, &none(4), w, t0(), |_| 0);
         assert_eq!(a.len() + b.len(), 4);
         // Peer 1 fetched both of its pieces; peer 2 is still fetching.
         assert!(send_all(&mut s, 1, a[0]) && send_all(&mut s, 1, a[1]));
         assert!(
-            s.offer(1, &none(4), w, |_| 0).is_empty(),
+            s.offer(1, &none(4), w, t0(), |_| 0).is_empty(),
             "{b:?} not out yet"
         );
         assert!(send_all(&mut s, 2, b[0]));
-        assert!(s.offer(1, &none(4), w, |_| 0).is_empty());
+        assert!(s.offer(1, &none(4), w, t0(), |_| 0).is_empty());
         assert!(send_all(&mut s, 2, b[1]));
         // Every piece is out: peer 1 now gets peer 2's (it lacks them).
-        let mut c = s.offer(1, &with(4, &a), w, |_| 1);
+        let mut c = s.offer(1, &with(4, &a), w, t0(), |_| 1);
         c.sort_unstable();
         let mut want = b.clone();
         want.sort_unstable();
@@ -328,20 +384,23 @@ mod tests {
         let mut s = InitialSeed::new(6, 11);
         let w = 2;
         // Peer 9 holds everything but piece 5: only 5 is fresh.
-        assert_eq!(s.offer(9, &with(6, &[0, 1, 2, 3, 4]), w, |_| 0), vec![5]);
+        assert_eq!(
+            s.offer(9, &with(6, &[0, 1, 2, 3, 4]), w, t0(), |_| 0),
+            vec![5]
+        );
         assert!(send_all(&mut s, 9, 5));
         // Availability: piece p is held by p peers (0 and 5 by nobody else).
         let avail = |p: u32| p % 5;
-        let mut got = s.offer(1, &none(6), w, avail);
+        let mut got = s.offer(1, &none(6), w, t0(), avail);
         got.sort_unstable();
         assert_eq!(got, vec![0, 5]);
         // Owed to peer 1, those count as held once: as rare as piece 1,
         // rarer than the rest.
-        let next = s.offer(2, &none(6), w, avail);
+        let next = s.offer(2, &none(6), w, t0(), avail);
         assert_eq!(next.len(), 2);
         assert!(next.iter().all(|p| [0, 1, 5].contains(p)), "{next:?}");
         // Peer 1 is never offered what it was told already.
-        let more = s.offer(1, &with(6, &[0]), w, avail);
+        let more = s.offer(1, &with(6, &[0]), w, t0(), avail);
         assert_eq!(more.len(), 1);
         assert!(!got[1..].contains(&more[0]) && more[0] != 0, "{more:?}");
     }
@@ -350,12 +409,12 @@ mod tests {
     fn a_peer_told_everything_it_lacks_is_drained() {
         let mut s = InitialSeed::new(3, 5);
         let w = 8;
-        let a = s.offer(1, &none(3), w, |_| 0);
+        let a = s.offer(1, &none(3), w, t0(), |_| 0);
         assert_eq!(a.len(), 3);
         for &p in &a {
             send_all(&mut s, 1, p);
         }
-        assert!(s.offer(1, &none(3), w, |_| 1).is_empty());
+        assert!(s.offer(1, &none(3), w, t0(), |_| 1).is_empty());
         assert!(s.drained.contains(&1));
         s.gone(1, |_| true);
         assert!(!s.drained.contains(&1));
@@ -365,18 +424,39 @@ mod tests {
     fn a_departed_peers_unfetched_pieces_are_fresh_again() {
         let mut s = InitialSeed::new(4, 3);
         let w = 4;
-        let a = s.offer(1, &none(4), w, |_| 0);
+        let a = s.offer(1, &none(4), w, t0(), |_| 0);
         assert_eq!(a.len(), 4);
         assert!(s.fresh.is_empty());
         // It fetched a[0] (somebody holds it now) and left.
         let kept = a[0];
         s.gone(1, |p| p == kept);
-        let mut b = s.offer(2, &with(4, &[kept]), w, |_| 0);
+        let mut b = s.offer(2, &with(4, &[kept]), w, t0(), |_| 0);
         b.sort_unstable();
         let mut want: Vec<u32> = a[1..].to_vec();
         want.sort_unstable();
         assert_eq!(b, want);
         assert!(s.pending.iter().sum::<u32>() == 3);
+    }
+
+    #[test]
+    fn a_piece_never_asked_for_leaves_the_window_and_goes_to_another_peer() {
+        let mut s = InitialSeed::new(4, 5);
+        let a = s.offer(1, &none(4), 2, t0(), |_| 0);
+        let b = s.offer(2, &none(4), 2, t0(), |_| 0);
+        assert!(s.fresh.is_empty());
+        // Peer 1 is sent a block of a[0], nothing of a[1].
+        assert!(!s.sent(1, a[0], 3));
+        assert!(!s.expire(1, t0() + PATIENCE / 2));
+        assert!(s.expire(1, t0() + PATIENCE));
+        assert!(
+            !s.expire(1, t0() + PATIENCE * 2),
+            "a piece being sent stays"
+        );
+        // a[1] was never out: fresh again, and peer 2 gets it once its
+        // window has room; peer 1 is not told it twice.
+        assert!(s.offer(1, &none(4), 2, t0(), |_| 0).is_empty());
+        assert!(send_all(&mut s, 2, b[0]));
+        assert_eq!(s.offer(2, &none(4), 2, t0(), |_| 0), vec![a[1]]);
     }
 
     #[test]

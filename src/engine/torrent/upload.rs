@@ -111,6 +111,23 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Initial seeding: pieces that lapsed in peers' windows make room.
+    pub(super) fn expire_super_offers(&mut self) {
+        let Some(initial) = &mut self.initial else {
+            return;
+        };
+        let now = Instant::now();
+        let room: Vec<PeerKey> = self
+            .peers
+            .keys()
+            .copied()
+            .filter(|&k| initial.expire(k, now))
+            .collect();
+        for k in room {
+            self.super_offer(k);
+        }
+    }
+
     /// Initial seeding: announces pieces to `peer` up to its window
     /// (fresh ones first, then the rarest).
     pub(super) fn super_offer(&mut self, peer: PeerKey) {
@@ -122,7 +139,8 @@ impl Orchestrator<'_> {
         };
         let picker = &self.picker;
         let window = superseed::window(u64::from(self.meta.geometry.piece_len()), p.up.rate());
-        let offer = initial.offer(peer, &p.pieces, window, |i| picker.availability(i));
+        let now = Instant::now();
+        let offer = initial.offer(peer, &p.pieces, window, now, |i| picker.availability(i));
         if !offer.is_empty() {
             self.send(peer, Command::Haves(offer));
         }
