@@ -110,6 +110,13 @@ const MAX_ALLOWED_FAST: usize = 32;
 const REFUSAL_MEMORY: Duration = Duration::from_secs(2);
 /// The orchestrator's clock: rates, progress, timeouts.
 const TICK: Duration = Duration::from_millis(250);
+/// Verified pieces are announced together at most this often (and at
+/// once when the download completes). A `have` per piece per peer was a
+/// tiny TCP segment and a writer wake-up each: `make bench-fleet` with 16
+/// leechers, 16 KiB pieces, 10 Mbit/s links took 58 % of the machine's
+/// CPU, 41 % with this (and no later: 100 ms took 34 %, but pieces
+/// spread more slowly and the swarm finished later).
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(50);
 /// Requests that cross our `choke` on the wire are ignored for this long;
 /// after it, a request from a choked peer is a protocol error.
 const CHOKE_GRACE: Duration = Duration::from_secs(10);
@@ -384,6 +391,9 @@ struct Orchestrator<'p> {
     initial: Option<InitialSeed>,
     last_choke: Instant,
     last_catch_up: Instant,
+    /// Pieces verified and not yet announced ([`ANNOUNCE_EVERY`]).
+    unannounced: Vec<u32>,
+    last_announce: Instant,
     /// When every piece was verified (None while downloading).
     completed_at: Option<Instant>,
     complete_at_start: bool,
@@ -471,6 +481,8 @@ impl<'p> Orchestrator<'p> {
                 .then(|| InitialSeed::new(geometry.num_pieces(), crate::util::random::seed())),
             last_choke: now,
             last_catch_up: now,
+            unannounced: Vec::new(),
+            last_announce: now,
             completed_at: None,
             complete_at_start,
             up: RateMeter::default(),
@@ -509,6 +521,9 @@ impl<'p> Orchestrator<'p> {
         self.connect_more();
         self.look_up_dht();
         loop {
+            if self.picker.is_complete() || self.last_announce.elapsed() >= ANNOUNCE_EVERY {
+                self.announce_verified();
+            }
             if self.picker.is_complete() {
                 if self.completed_at.is_none() {
                     self.on_complete();
@@ -531,7 +546,10 @@ impl<'p> Orchestrator<'p> {
                     connected: self.peers.values().any(|p| p.socket.is_some()),
                 });
             }
-            let wait = TICK.saturating_sub(self.last_tick.elapsed());
+            let mut wait = TICK.saturating_sub(self.last_tick.elapsed());
+            if !self.unannounced.is_empty() {
+                wait = wait.min(ANNOUNCE_EVERY.saturating_sub(self.last_announce.elapsed()));
+            }
             // A source that has ended (no tracker, no listener) becomes
             // `never()`: a disconnected channel is always ready, and
             // selecting on it would spin.

@@ -146,15 +146,7 @@ impl Orchestrator<'_> {
                 self.verified_bytes += size;
                 self.swarm.counters.left.fetch_sub(size, Ordering::Relaxed);
             }
-            let tell: Vec<PeerKey> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| p.socket.is_some() && !p.pieces.get(piece.get()))
-                .map(|(k, _)| *k)
-                .collect();
-            for k in tell {
-                self.send(k, Command::Have(piece.get()));
-            }
+            self.unannounced.push(piece.get());
             let done: Vec<PeerKey> = self.peers.keys().copied().collect();
             for k in done {
                 self.update_interest(k);
@@ -197,6 +189,40 @@ impl Orchestrator<'_> {
     }
 
     /// Tops up a peer's request pipeline.
+    /// Announces the pieces verified since the last call, in one command
+    /// per peer (the writer puts all the `have`s in one write), to the
+    /// peers that lack them.
+    pub(super) fn announce_verified(&mut self) {
+        self.last_announce = Instant::now();
+        if self.unannounced.is_empty() {
+            return;
+        }
+        let pieces = std::mem::take(&mut self.unannounced);
+        let tell: Vec<(PeerKey, Vec<u32>)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.socket.is_some())
+            .map(|(k, p)| {
+                (
+                    *k,
+                    pieces
+                        .iter()
+                        .copied()
+                        .filter(|&i| !p.pieces.get(i))
+                        .collect(),
+                )
+            })
+            .collect();
+        for (k, lacks) in tell {
+            let cmd = match lacks[..] {
+                [] => continue,
+                [one] => Command::Have(one),
+                _ => Command::Haves(lacks),
+            };
+            self.send(k, cmd);
+        }
+    }
+
     pub(super) fn fill(&mut self, peer: PeerKey) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
