@@ -32,6 +32,11 @@ use std::time::Duration;
 pub const DEFAULT_SLOTS: usize = 4;
 /// How often the regular slots are re-ranked.
 pub const ROUND: Duration = Duration::from_secs(10);
+/// A peer unchoked now keeps its regular slot unless another is this much
+/// faster: each change chokes a peer, whose queued requests are lost, and
+/// among peers on equal links the ranking is mostly noise (in the fleet
+/// bench every round left a leecher or two at half rate for seconds).
+const INCUMBENT: f64 = 1.5;
 /// How often the catch-up slot is re-decided.
 pub const CATCH_UP_ROUND: Duration = Duration::from_secs(2);
 /// The catch-up slot goes to one of this many peers furthest behind: if
@@ -87,10 +92,15 @@ impl Choker {
                 .filter(|c| seeding || !c.snubbed)
                 .collect();
             let rate = |c: &Candidate| {
-                if seeding {
+                let rate = if seeding {
                     c.upload_rate
                 } else {
                     c.download_rate
+                };
+                if c.unchoked {
+                    rate * INCUMBENT
+                } else {
+                    rate
                 }
             };
             ranked.sort_by(|a, b| rate(b).total_cmp(&rate(a)).then(a.peer.cmp(&b.peer)));
@@ -222,6 +232,19 @@ mod tests {
         cands[1].missing = 100;
         let got = ch.choose(&cands, false, false);
         assert!(!got.contains(&holder), "{got:?}");
+    }
+
+    #[test]
+    fn an_unchoked_peer_keeps_its_slot_against_one_slightly_faster() {
+        let mut ch = Choker::new(1, 3);
+        let mut cands = [c(1, 100.0, 0.0), c(2, 140.0, 0.0)];
+        cands[0].unchoked = true;
+        cands.iter_mut().for_each(|c| c.missing = 0);
+        let got = ch.choose(&cands, false, true);
+        assert!(got.contains(&1), "{got:?}");
+        cands[1].download_rate = 160.0;
+        let got = ch.choose(&cands, false, true);
+        assert!(got.contains(&2), "{got:?}");
     }
 
     #[test]
