@@ -56,7 +56,8 @@ import libtorrent as lt
 
 USAGE = (
     "usage: lt.py seed TORRENT DATA_DIR PORT [--no-tracker] [--no-utp|--utp-only] [--ipv6]"
-    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--verbose]\n"
+    " [--enc POLICY] [--host ADDR] [--dht HOST:PORT] [--pex] [--files I,J,...] [--super-seed]"
+    " [--verbose]\n"
     "       lt.py leech TORRENT OUT_DIR PORT [--peer HOST:PORT] [--no-tracker]"
     " [--no-utp|--utp-only] [--ipv6] [--enc POLICY] [--host ADDR] [--verbose]\n"
 )
@@ -211,6 +212,7 @@ def main(argv):
     dht = None
     pex = False
     only = None
+    super_seed = False
     rest = argv[4:]
     while rest:
         if mode == "leech" and rest[0] == "--peer" and len(rest) >= 2:
@@ -243,6 +245,9 @@ def main(argv):
         elif rest[0] == "--files" and len(rest) >= 2:
             only = {int(i) for i in rest[1].split(",")}
             rest = rest[2:]
+        elif mode == "seed" and rest[0] == "--super-seed":
+            super_seed = True
+            rest = rest[1:]
         elif rest[0] == "--verbose":
             verbose = True
             rest = rest[1:]
@@ -303,6 +308,9 @@ def main(argv):
         )
         if mode == "seed":
             if st.is_seeding and (tracker_ok or not has_tracker):
+                if super_seed:
+                    # Only a torrent that is seeding can super-seed.
+                    handle.set_flags(lt.torrent_flags.super_seeding)
                 say("READY")
                 announced = True
             elif not checking and st.state == lt.torrent_status.states.downloading:
