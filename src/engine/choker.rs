@@ -106,12 +106,19 @@ impl Choker {
             ranked.sort_by(|a, b| rate(b).total_cmp(&rate(a)).then(a.peer.cmp(&b.peer)));
             ranked.iter().take(self.slots).map(|c| c.peer).collect()
         } else {
-            candidates
+            // Nobody but the catch-up peer is choked between rounds.
+            let kept: HashSet<PeerKey> = candidates
                 .iter()
                 .filter(|c| c.unchoked && Some(c.peer) != self.catch_up)
-                .take(self.slots)
                 .map(|c| c.peer)
-                .collect()
+                .collect();
+            if kept.len() > self.slots {
+                // The catch-up peer left or lost interest and a waiting
+                // peer took its slot: that one holds it until the round.
+                self.catch_up = None;
+                return kept;
+            }
+            kept
         };
         self.catch_up = self.pick_catch_up(candidates, &chosen);
         chosen.extend(self.catch_up);
@@ -261,6 +268,17 @@ mod tests {
         assert_eq!(got.len(), 3);
         let got = ch.choose(&cands, false, true);
         assert!(got.contains(&3) && got.contains(&4), "{got:?}");
+    }
+
+    #[test]
+    fn between_rounds_nobody_but_the_catch_up_peer_is_choked() {
+        let mut ch = Choker::new(2, 9);
+        // Three unchoked (two regular, one that took a free slot), none of
+        // them the catch-up peer: all stay, and no fourth is unchoked.
+        let mut cands: Vec<Candidate> = (0..5).map(|k| c(k, 0.0, 0.0)).collect();
+        cands.iter_mut().take(3).for_each(|c| c.unchoked = true);
+        cands[4].missing = 99;
+        assert_eq!(ch.choose(&cands, false, false), HashSet::from([0, 1, 2]));
     }
 
     #[test]

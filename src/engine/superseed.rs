@@ -19,15 +19,16 @@
 //! the peers first); when none is left, the pieces the peer lacks that
 //! the fewest peers hold or are about to fetch from us (availability
 //! plus announced-but-not-fetched), so the seeder's link always carries
-//! the swarm's rarest pieces. When a peer has asked for every block of
-//! one of its pieces, or says it has one, it gets another (asking is the
-//! signal that always comes: a peer need not send `have` for a piece it
-//! believes we have, and shoal's own leecher does not). A peer that sits
-//! on its pieces holds no piece hostage: those count as rarer, not as
-//! taken, and are announced to others; after [`PATIENCE`] with nothing of
-//! one sent, it leaves the window (fresh again if it was never out). Unlike BEP 16 a peer gets its next
-//! piece when it has fetched one, not when a third peer has it (that rule
-//! is against freeloaders; here it would only slow the start).
+//! the swarm's rarest pieces. When we have sent a peer every block of
+//! one of its pieces, or it says it has one, it gets another (sending is
+//! the signal that always comes: a peer need not send `have` for a piece
+//! it believes we have, and shoal's own leecher does not). A peer that
+//! sits on its pieces holds no piece hostage: those count as rarer, not
+//! as taken, and are announced to others; after [`PATIENCE`] with nothing
+//! of one sent, it leaves the window (fresh again if it was never out).
+//! Unlike BEP 16 a peer gets its next piece when it has fetched one, not
+//! when a third peer has it (that rule is against freeloaders; here it
+//! would only slow the start).
 //!
 //! Owns: which piece is announced to which peer. Does not own: peers,
 //! sockets, choking (the orchestrator unchokes every interested peer
@@ -51,8 +52,8 @@ const WINDOW_TIME: f64 = 0.5;
 const MAX_WINDOW_BYTES: f64 = (512 << 10) as f64;
 /// Pieces per peer at least, whatever their size and the rate.
 const MIN_WINDOW: usize = 2;
-/// An announced piece of which we sent nothing for this long leaves the
-/// peer's window ([`InitialSeed::expire`]): the peer got it elsewhere and
+/// An announced piece of which we sent nothing for this long (since it
+/// was announced, or since its last block went) leaves the peer's window ([`InitialSeed::expire`]): the peer got it elsewhere and
 /// did not say so (a peer need not send `have` for a piece it believes we
 /// hold, and shoal's does not), or it does not ask. Its slot would stay
 /// taken for good, and a piece not yet out once would be held hostage.
@@ -63,7 +64,7 @@ struct Owed {
     piece: u32,
     /// Blocks of it we sent.
     sent: u32,
-    /// When we announced it.
+    /// When we announced it, or last sent a block of it.
     since: Instant,
 }
 
@@ -136,17 +137,12 @@ impl InitialSeed {
             return Vec::new();
         }
         let mut offer = self.take_fresh(peer, has, want, &availability);
-        // Every piece out once: now the rarest.
+        self.tell(peer, &offer);
+        // Every piece out once: now the rarest (not those just told).
         if self.out.is_complete() {
-            offer.extend(self.rarest(peer, has, want - offer.len(), &availability));
-        }
-        let told = self
-            .told
-            .entry(peer)
-            .or_insert_with(|| Bitfield::new(self.num_pieces));
-        for &p in &offer {
-            told.set(p);
-            self.pending[p as usize] += 1;
+            let rarest = self.rarest(peer, has, want - offer.len(), &availability);
+            self.tell(peer, &rarest);
+            offer.extend(rarest);
         }
         self.owed
             .entry(peer)
@@ -159,31 +155,46 @@ impl InitialSeed {
         offer
     }
 
+    fn tell(&mut self, peer: PeerKey, pieces: &[u32]) {
+        let told = self
+            .told
+            .entry(peer)
+            .or_insert_with(|| Bitfield::new(self.num_pieces));
+        for &p in pieces {
+            told.set(p);
+            self.pending[p as usize] += 1;
+        }
+    }
+
     /// Takes out of `peer`'s window the pieces announced [`PATIENCE`]
     /// before `now` of which we sent nothing; those not yet out once are
-    /// fresh again (for another peer). True when that made room.
-    pub fn expire(&mut self, peer: PeerKey, now: Instant) -> bool {
+    /// fresh again (for another peer).
+    pub fn expire(&mut self, peer: PeerKey, now: Instant) {
         let Some(owed) = self.owed.get_mut(&peer) else {
-            return false;
+            return;
         };
-        let before = owed.len();
         let mut lapsed = Vec::new();
         owed.retain(|o| {
-            let keep = o.sent > 0 || now.duration_since(o.since) < PATIENCE;
+            let keep = now.duration_since(o.since) < PATIENCE;
             if !keep {
                 lapsed.push(o.piece);
             }
             keep
         });
-        let room = owed.len() < before;
         for p in lapsed {
             self.pending[p as usize] -= 1;
-            if !self.out.get(p) && !self.fresh.contains(&p) {
-                let at = self.rng.below(self.fresh.len() + 1);
-                self.fresh.insert(at, p);
+            if !self.out.get(p) {
+                self.refresh(p);
             }
         }
-        room
+    }
+
+    /// `p` is fresh again (once), at a random place.
+    fn refresh(&mut self, p: u32) {
+        if !self.fresh.contains(&p) {
+            let at = self.rng.below(self.fresh.len() + 1);
+            self.fresh.insert(at, p);
+        }
     }
 
     /// Up to `want` never-announced pieces the peer lacks, rarest first;
@@ -255,7 +266,7 @@ impl InitialSeed {
     /// that made room on requests let the announcements run seconds
     /// ahead of a slow link (every piece announced while half were still
     /// queued here).
-    pub fn sent(&mut self, peer: PeerKey, piece: u32, blocks: u32) -> bool {
+    pub fn sent(&mut self, peer: PeerKey, piece: u32, blocks: u32, now: Instant) -> bool {
         let Some(owed) = self.owed.get_mut(&peer) else {
             return false;
         };
@@ -263,6 +274,7 @@ impl InitialSeed {
             return false;
         };
         owed[at].sent += 1;
+        owed[at].since = now;
         if owed[at].sent >= blocks {
             owed.swap_remove(at);
             self.pending[piece as usize] -= 1;
@@ -273,15 +285,17 @@ impl InitialSeed {
     }
 
     /// The peer left: pieces announced to it that it never fetched, and
-    /// that nobody has (`held(p)`), are fresh again.
+    /// that nobody has (`held(p)`), are fresh again; those somebody has
+    /// are out.
     pub fn gone(&mut self, peer: PeerKey, held: impl Fn(u32) -> bool) {
         self.told.remove(&peer);
         self.drained.remove(&peer);
         for Owed { piece: p, .. } in self.owed.remove(&peer).unwrap_or_default() {
             self.pending[p as usize] -= 1;
-            if !held(p) {
-                let at = self.rng.below(self.fresh.len() + 1);
-                self.fresh.insert(at, p);
+            if held(p) {
+                self.out.set(p);
+            } else {
+                self.refresh(p);
             }
         }
     }
@@ -310,7 +324,7 @@ mod tests {
 
     /// Sends `peer` every block of `piece` (3 blocks); whether that made room.
     fn send_all(s: &mut InitialSeed, peer: PeerKey, piece: u32) -> bool {
-        (0..3).map(|_| s.sent(peer, piece, 3)).last().unwrap()
+        (0..3).map(|_| s.sent(peer, piece, 3, t0())).last().unwrap()
     }
 
     #[test]
@@ -333,13 +347,13 @@ mod tests {
         let mut s = InitialSeed::new(8, 9);
         let w = 2;
         let a = s.offer(1, &none(8), w, t0(), |_| 0);
-        assert!(!s.sent(1, a[0], 3));
-        assert!(!s.sent(1, a[0], 3));
+        assert!(!s.sent(1, a[0], 3, t0()));
+        assert!(!s.sent(1, a[0], 3, t0()));
         assert!(
-            !s.sent(2, a[0], 3),
+            !s.sent(2, a[0], 3, t0()),
             "a block sent to another peer does not count"
         );
-        assert!(s.sent(1, a[0], 3));
+        assert!(s.sent(1, a[0], 3, t0()));
         let b = s.offer(1, &none(8), w, t0(), |_| 0);
         assert_eq!(b.len(), 1);
         assert!(!a.contains(&b[0]));
@@ -444,19 +458,40 @@ mod tests {
         let a = s.offer(1, &none(4), 2, t0(), |_| 0);
         let b = s.offer(2, &none(4), 2, t0(), |_| 0);
         assert!(s.fresh.is_empty());
-        // Peer 1 is sent a block of a[0], nothing of a[1].
-        assert!(!s.sent(1, a[0], 3));
-        assert!(!s.expire(1, t0() + PATIENCE / 2));
-        assert!(s.expire(1, t0() + PATIENCE));
-        assert!(
-            !s.expire(1, t0() + PATIENCE * 2),
-            "a piece being sent stays"
-        );
-        // a[1] was never out: fresh again, and peer 2 gets it once its
-        // window has room; peer 1 is not told it twice.
+        // Peer 1 is sent a block of a[0] half-way, nothing of a[1].
+        let half = t0() + PATIENCE / 2;
+        assert!(!s.sent(1, a[0], 3, half));
+        s.expire(1, half);
+        assert_eq!(s.owed[&1].len(), 2);
+        s.expire(1, t0() + PATIENCE);
+        assert_eq!(s.owed[&1].len(), 1, "a piece being sent stays");
+        // Nothing more of it for PATIENCE (cancelled, or dropped): it goes.
+        s.expire(1, half + PATIENCE);
+        assert!(s.owed[&1].is_empty());
+        // Neither was ever out: fresh again, for peer 2 once its window
+        // has room; peer 1 is not told them twice.
         assert!(s.offer(1, &none(4), 2, t0(), |_| 0).is_empty());
         assert!(send_all(&mut s, 2, b[0]));
-        assert_eq!(s.offer(2, &none(4), 2, t0(), |_| 0), vec![a[1]]);
+        let next = s.offer(2, &none(4), 2, t0(), |_| 0);
+        assert!(next.len() == 1 && a.contains(&next[0]), "{next:?}");
+        assert_eq!(s.pending.iter().sum::<u32>(), 2, "b[1] and that one");
+    }
+
+    #[test]
+    fn one_offer_never_holds_a_piece_twice() {
+        let mut s = InitialSeed::new(3, 13);
+        let a = s.offer(1, &none(3), 3, t0(), |_| 0);
+        for &p in &a {
+            send_all(&mut s, 1, p);
+        }
+        // Every piece is out; peer 2 is told one and leaves without it.
+        let b = s.offer(2, &none(3), 1, t0(), |_| 1);
+        s.gone(2, |_| false);
+        assert_eq!(s.fresh, b, "fresh again");
+        // Peer 3 gets it fresh, and the rarest besides: not it again.
+        let mut c = s.offer(3, &none(3), 3, t0(), |p| u32::from(p != b[0]));
+        c.sort_unstable();
+        assert_eq!(c, vec![0, 1, 2]);
     }
 
     #[test]

@@ -865,7 +865,7 @@ impl<'p> Orchestrator<'p> {
         self.tell_announcer_if_we_want_peers();
         self.exchange_peers();
         self.look_up_dht();
-        self.expire_super_offers();
+        self.tick_super_offers();
         let rerank = now - self.last_choke >= choker::ROUND;
         if rerank || now - self.last_catch_up >= choker::CATCH_UP_ROUND {
             self.rechoke(rerank);

@@ -188,7 +188,6 @@ impl Orchestrator<'_> {
         self.fill(peer);
     }
 
-    /// Tops up a peer's request pipeline.
     /// Announces the pieces verified since the last call, in one command
     /// per peer (the writer puts all the `have`s in one write), to the
     /// peers that lack them.
@@ -223,6 +222,7 @@ impl Orchestrator<'_> {
         }
     }
 
+    /// Tops up a peer's request pipeline.
     pub(super) fn fill(&mut self, peer: PeerKey) {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;

@@ -100,10 +100,11 @@ impl Orchestrator<'_> {
             return;
         };
         let geometry = &self.meta.geometry;
+        let now = Instant::now();
         let mut room = false;
         for &i in pieces {
             if let Some(piece) = geometry.piece(i) {
-                room |= initial.sent(peer, i, geometry.blocks_in(piece));
+                room |= initial.sent(peer, i, geometry.blocks_in(piece), now);
             }
         }
         if room {
@@ -111,19 +112,20 @@ impl Orchestrator<'_> {
         }
     }
 
-    /// Initial seeding: pieces that lapsed in peers' windows make room.
-    pub(super) fn expire_super_offers(&mut self) {
+    /// Initial seeding, every tick: pieces that lapsed in peers' windows
+    /// make room, and every peer is offered what fits (a window can have
+    /// room with no event from its peer: the last piece going out starts
+    /// the rarest phase for all, a departed peer's pieces are fresh again).
+    pub(super) fn tick_super_offers(&mut self) {
         let Some(initial) = &mut self.initial else {
             return;
         };
         let now = Instant::now();
-        let room: Vec<PeerKey> = self
-            .peers
-            .keys()
-            .copied()
-            .filter(|&k| initial.expire(k, now))
-            .collect();
-        for k in room {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for &k in &keys {
+            initial.expire(k, now);
+        }
+        for k in keys {
             self.super_offer(k);
         }
     }
