@@ -233,6 +233,9 @@ impl InitialSeed {
             .collect()
     }
 
+    /// Up to `want` pieces the peer lacks and was not told, those the
+    /// fewest peers hold or are owed first, equals in an order that starts
+    /// at a random piece. Marks the peer drained when that is all of them.
     fn rarest(
         &mut self,
         peer: PeerKey,
