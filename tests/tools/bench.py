@@ -883,15 +883,20 @@ class Bench:
                     ok[mode].append(run)
         return ok
 
+    def direct_torrent(self, name, size):
+        """A source of `size` and its torrent (256 KiB pieces) whose announce
+        URL nobody listens on: the downloader is given --peer. Returns
+        (src, label, torrent path)."""
+        src = self.source(size)
+        torrent = os.path.join(self.work, name + ".torrent")
+        self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
+        return src, size_name(size), torrent
+
     def case_encryption(self):
         a = self.args
         size = a.enc_size
         say("\n## encryption: shoal seed -> shoal get, --encryption off vs require")
-        src = self.source(size)
-        label = size_name(size)
-        torrent = os.path.join(self.work, "encryption.torrent")
-        # An announce URL nobody listens on: the getter is given --peer.
-        self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
+        src, label, torrent = self.direct_torrent("encryption", size)
 
         def fetch(mode, addr, out, deadline):
             return self.get_shoal(torrent, out, deadline,
@@ -918,11 +923,7 @@ class Bench:
         a = self.args
         size = a.utp_size
         say("\n## utp: shoal seed -> lt.py leech, uTP only vs TCP only")
-        src = self.source(size)
-        label = size_name(size)
-        torrent = os.path.join(self.work, "utp.torrent")
-        # An announce URL nobody listens on: the leecher is given --peer.
-        self.create(src[0], "http://127.0.0.1:%d/announce" % free_port(), 256 * KIB, torrent)
+        src, label, torrent = self.direct_torrent("utp", size)
 
         def fetch(mode, addr, out, deadline):
             only = "--utp-only" if mode == "utp" else "--no-utp"
