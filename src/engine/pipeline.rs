@@ -16,10 +16,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// Request pipeline bounds, in blocks. The floor keeps a new peer busy
-/// before its rate is known. The cap is the peer's own BEP 10 `reqq`
-/// (what it will queue; libtorrent says 2000), never more than MAX_DEPTH
-/// (16 MiB in flight), and DEFAULT_REQQ for a peer that does not say.
+/// before its rate is known; peers sending to us at once share it (each
+/// keeps SHARED_MIN_DEPTH at least), as they share the headroom. The cap
+/// is the peer's own BEP 10 `reqq` (what it will queue; libtorrent says
+/// 2000), never more than MAX_DEPTH (16 MiB in flight), and DEFAULT_REQQ
+/// for a peer that does not say.
 pub const MIN_DEPTH: usize = 8;
+pub const SHARED_MIN_DEPTH: usize = 2;
 pub const MAX_DEPTH: usize = 1000;
 /// In endgame, a peer is sent (duplicate) requests only while it has fewer
 /// than this many outstanding.
@@ -27,7 +30,12 @@ pub const ENDGAME_DEPTH: usize = 16;
 /// Seconds of data to keep requested, at least: a sender that reads from
 /// disk between sends needs requests queued beyond one round trip.
 const QUEUE_TIME: f64 = 0.5;
-/// Extra bytes in flight beyond that, so that the pipe can grow.
+/// Extra bytes in flight beyond that, so that the pipe can grow: shared
+/// by the peers sending to us at once. Each request waits at its peer
+/// behind those queued before it, so with 13 peers each holding 256 KiB
+/// of ours at ~80 KB/s, a piece asked for now came ~3 s later: measured in
+/// `make bench-fleet` (16 leechers), pieces crossed the swarm that much
+/// slower, and every leecher finished later for it.
 const HEADROOM: f64 = 256.0 * 1024.0;
 /// Voided requests remembered at most (two full pipelines).
 const MAX_VOIDED: usize = 2 * MAX_DEPTH;
@@ -104,16 +112,20 @@ impl Pipeline {
         self.max_depth = (reqq - margin.min(reqq)).min(MAX_DEPTH as u32) as usize;
     }
 
-    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + headroom, in
-    /// blocks, between MIN_DEPTH and what the peer will queue. `recent`
+    /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME) + this peer's
+    /// share of the headroom, in blocks, between its share of MIN_DEPTH
+    /// and what the peer will queue; `sources` peers send to us now. `recent`
     /// (the rate over the last tick) lets the depth follow a rising rate at
     /// once; the average `rate` lags by a second, and the depth falls with
     /// it.
-    pub fn update_depth(&mut self, rate: f64, recent: f64) {
+    pub fn update_depth(&mut self, rate: f64, recent: f64, sources: usize) {
+        let sources = sources.max(1);
         let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
-        let bytes = rate.max(recent) * (2.0 * rtt).max(QUEUE_TIME) + HEADROOM;
+        let headroom = HEADROOM / sources as f64;
+        let bytes = rate.max(recent) * (2.0 * rtt).max(QUEUE_TIME) + headroom;
         let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
-        self.depth = blocks.clamp(MIN_DEPTH, self.max_depth.max(MIN_DEPTH));
+        let floor = (MIN_DEPTH / sources).max(SHARED_MIN_DEPTH);
+        self.depth = blocks.clamp(floor, self.max_depth.max(floor));
     }
 
     pub fn depth(&self) -> usize {
@@ -283,31 +295,49 @@ mod tests {
             Arrival::Expected
         );
         // 10 MB/s × max(0.2 s, 0.5 s) + 256 KiB = 5,262,144 bytes = 322 blocks.
-        p.update_depth(10e6, 0.0);
+        p.update_depth(10e6, 0.0, 1);
         assert_eq!(
             p.depth(),
             DEFAULT_REQQ as usize,
             "capped by the default reqq"
         );
         p.set_peer_queue(Some(2000));
-        p.update_depth(10e6, 0.0);
+        p.update_depth(10e6, 0.0, 1);
         assert_eq!(p.depth(), 322);
         // A rising rate is followed at once; MAX_DEPTH caps any peer.
-        p.update_depth(0.0, 1e9);
+        p.update_depth(0.0, 1e9, 1);
         assert_eq!(p.depth(), MAX_DEPTH);
         // Idle: the floor.
-        p.update_depth(0.0, 0.0);
+        p.update_depth(0.0, 0.0, 1);
         assert_eq!(p.depth(), 16, "256 KiB of headroom");
         p.set_peer_queue(Some(1));
-        p.update_depth(0.0, 0.0);
+        p.update_depth(0.0, 0.0, 1);
         assert_eq!(p.depth(), MIN_DEPTH);
+    }
+
+    #[test]
+    fn peers_sending_at_once_share_the_headroom_and_the_floor() {
+        let mut p = Pipeline::default();
+        p.set_peer_queue(Some(2000));
+        // 16 peers: 16 KiB of headroom each, and 100 KB/s × 0.5 s.
+        p.update_depth(100e3, 0.0, 16);
+        assert_eq!(p.depth(), 5, "(50,000 + 16,384) / 16,384, rounded up");
+        // Idle, 4 peers: 64 KiB of headroom, over a floor of 2.
+        p.update_depth(0.0, 0.0, 4);
+        assert_eq!(p.depth(), 4);
+        // Idle, 200 peers: the shared floor.
+        p.update_depth(0.0, 0.0, 200);
+        assert_eq!(p.depth(), SHARED_MIN_DEPTH);
+        // One peer alone keeps it all.
+        p.update_depth(0.0, 0.0, 1);
+        assert_eq!(p.depth(), 16);
     }
 
     #[test]
     fn top_ups_come_in_quarters_and_endgame_asks_idle_peers_only() {
         let mut p = Pipeline::default();
         p.set_peer_queue(Some(2000));
-        p.update_depth(0.0, 1e9);
+        p.update_depth(0.0, 1e9, 1);
         assert_eq!(p.room(false), MAX_DEPTH);
         assert_eq!(p.room(true), ENDGAME_DEPTH);
         let now = Instant::now();
@@ -420,10 +450,10 @@ mod tests {
     fn the_depth_stays_below_the_peers_queue() {
         let mut p = Pipeline::default();
         p.set_peer_queue(Some(512));
-        p.update_depth(0.0, 1e9);
+        p.update_depth(0.0, 1e9, 1);
         assert_eq!(p.depth(), 480, "Transmission's 512 less a margin");
         p.set_peer_queue(Some(10));
-        p.update_depth(0.0, 1e9);
+        p.update_depth(0.0, 1e9, 1);
         assert_eq!(p.depth(), MIN_DEPTH.max(9));
     }
 }

@@ -22,7 +22,7 @@
 //! the swarm's rarest pieces. When we have sent a peer every block of
 //! one of its pieces, or it says it has one, it gets another (sending is
 //! the signal that always comes: a peer need not send `have` for a piece
-//! it believes we have, and shoal's own leecher does not). A peer that
+//! it believes we have, though shoal's own leecher does). A peer that
 //! sits on its pieces holds no piece hostage: those count as rarer, not
 //! as taken, and are announced to others; after [`PATIENCE`] with nothing
 //! of one sent, it leaves the window (fresh again if it was never out).
@@ -55,7 +55,7 @@ const MIN_WINDOW: usize = 2;
 /// An announced piece of which we sent nothing for this long (since it
 /// was announced, or since its last block went) leaves the peer's window ([`InitialSeed::expire`]): the peer got it elsewhere and
 /// did not say so (a peer need not send `have` for a piece it believes we
-/// hold, and shoal's does not), or it does not ask. Its slot would stay
+/// hold), or it does not ask. Its slot would stay
 /// taken for good, and a piece not yet out once would be held hostage.
 pub const PATIENCE: Duration = Duration::from_secs(3);
 
@@ -68,8 +68,8 @@ struct Owed {
     since: Instant,
 }
 
-/// Announced-but-not-fetched pieces for a peer we send `rate` bytes per
-/// second, for this piece length.
+/// Announced-but-not-fetched pieces for a peer whose share of our upload
+/// is `rate` bytes per second, for this piece length.
 pub fn window(piece_len: u64, rate: f64) -> usize {
     let bytes = (rate * WINDOW_TIME).min(MAX_WINDOW_BYTES) as u64;
     (bytes / piece_len.max(1)).max(MIN_WINDOW as u64) as usize

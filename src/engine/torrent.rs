@@ -226,9 +226,14 @@ impl Peer {
         !self.proven || self.strikes > 0
     }
 
-    fn update_depth(&mut self) {
+    fn update_depth(&mut self, sources: usize) {
         self.pipeline
-            .update_depth(self.down.rate(), self.down.recent());
+            .update_depth(self.down.rate(), self.down.recent(), sources);
+    }
+
+    /// Whether it may send us blocks we want now.
+    fn is_source(&self) -> bool {
+        self.socket.is_some() && self.am_interested && !self.peer_choking
     }
 }
 
@@ -724,6 +729,7 @@ impl<'p> Orchestrator<'p> {
                 }
             }
             Event::PeerInfo(peer, info) => {
+                let sources = self.sources();
                 if let Some(p) = self.peers.get_mut(&peer) {
                     log::debug!(
                         "peer {peer} is {:?}, queues {:?} requests",
@@ -731,7 +737,7 @@ impl<'p> Orchestrator<'p> {
                         info.reqq
                     );
                     p.pipeline.set_peer_queue(info.reqq);
-                    p.update_depth();
+                    p.update_depth(sources);
                     p.ext = info;
                     // A peer handed over by a magnet's metadata phase that
                     // speaks up only now still gets our full handshake.
@@ -840,10 +846,11 @@ impl<'p> Orchestrator<'p> {
             self.rtt_window_start = now;
         }
         let mut stalled = Vec::new();
+        let sources = self.sources();
         for (k, p) in &mut self.peers {
             p.down.tick(dt);
             p.up.tick(dt);
-            p.update_depth();
+            p.update_depth(sources);
             if new_rtt_window {
                 p.pipeline.forget_rtt();
             }
@@ -888,6 +895,12 @@ impl<'p> Orchestrator<'p> {
             snapshot,
             last: false,
         });
+    }
+
+    /// Peers that may send us blocks we want now: their request
+    /// pipelines share one headroom.
+    fn sources(&self) -> usize {
+        self.peers.values().filter(|p| p.is_source()).count()
     }
 
     /// Connected peers by where we learned of them.

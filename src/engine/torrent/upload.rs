@@ -140,7 +140,17 @@ impl Orchestrator<'_> {
             return;
         };
         let picker = &self.picker;
-        let window = superseed::window(u64::from(self.meta.geometry.piece_len()), p.up.rate());
+        // Every window is sized from an equal share of our upload: sized
+        // from each peer's own rate, the first peers to connect kept 3-4×
+        // the others' share (a bigger window, more requests, a bigger
+        // rate), and a peer sent new pieces faster than the rest must pass
+        // them on to all of them faster too (fleet bench, 16 leechers).
+        let takers = self
+            .peers
+            .values()
+            .filter(|q| q.socket.is_some() && q.peer_interested);
+        let share = self.up.rate() / takers.count().max(1) as f64;
+        let window = superseed::window(u64::from(self.meta.geometry.piece_len()), share);
         let now = Instant::now();
         let offer = initial.offer(peer, &p.pieces, window, now, |i| picker.availability(i));
         if !offer.is_empty() {
