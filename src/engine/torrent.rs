@@ -636,12 +636,7 @@ impl<'p> Orchestrator<'p> {
             }
         }
         // Seeds have nothing for each other.
-        let seeds: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.pieces.is_complete())
-            .map(|(k, _)| *k)
-            .collect();
+        let seeds: Vec<PeerKey> = self.peer_keys(|_, p| p.pieces.is_complete());
         for k in seeds {
             self.drop_peer(k, "both seeds", false);
         }
@@ -895,6 +890,15 @@ impl<'p> Orchestrator<'p> {
             snapshot,
             last: false,
         });
+    }
+
+    /// The peers for which `which` holds, to act on one by one.
+    fn peer_keys(&self, which: impl Fn(&PeerKey, &Peer) -> bool) -> Vec<PeerKey> {
+        self.peers
+            .iter()
+            .filter(|(k, p)| which(k, p))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Peers that may send us blocks we want now: their request

@@ -91,12 +91,7 @@ impl Orchestrator<'_> {
 
     /// Endgame: others asked for the same block; tell them not to bother.
     pub(super) fn cancel_elsewhere(&mut self, from: PeerKey, block: &Block) {
-        let holders: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(k, p)| **k != from && p.pipeline.is_asked(block))
-            .map(|(k, _)| *k)
-            .collect();
+        let holders: Vec<PeerKey> = self.peer_keys(|k, p| *k != from && p.pipeline.is_asked(block));
         for k in holders {
             if let Some(p) = self.peers.get_mut(&k) {
                 p.pipeline.cancel(block);
@@ -206,12 +201,7 @@ impl Orchestrator<'_> {
             [one] => Command::Have(one),
             _ => Command::Haves(pieces),
         };
-        let keys: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.socket.is_some())
-            .map(|(k, _)| *k)
-            .collect();
+        let keys: Vec<PeerKey> = self.peer_keys(|_, p| p.socket.is_some());
         for k in keys {
             self.send(k, cmd.clone());
         }
@@ -327,11 +317,7 @@ impl Orchestrator<'_> {
         };
         (self.notes)(Note::PeerBanned { who, strikes });
         let dropped: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(k, q)| **k == peer || ip.is_some_and(|ip| q.addr.ip().to_canonical() == ip))
-            .map(|(k, _)| *k)
-            .collect();
+            .peer_keys(|k, q| *k == peer || ip.is_some_and(|ip| q.addr.ip().to_canonical() == ip));
         for k in dropped {
             self.drop_peer(k, "sent corrupt data", true);
         }

@@ -75,13 +75,11 @@ impl Orchestrator<'_> {
             .filter(|p| p.socket.is_some())
             .filter_map(Peer::dialable)
             .collect();
-        let due: Vec<PeerKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.ext.ut_pex.is_some() && p.socket.is_some())
-            .filter(|(_, p)| p.pex_at.is_none_or(|t| now - t >= PEX_EVERY))
-            .map(|(k, _)| *k)
-            .collect();
+        let due: Vec<PeerKey> = self.peer_keys(|_, p| {
+            p.ext.ut_pex.is_some()
+                && p.socket.is_some()
+                && p.pex_at.is_none_or(|t| now - t >= PEX_EVERY)
+        });
         for k in due {
             let Some(p) = self.peers.get_mut(&k) else {
                 continue;
