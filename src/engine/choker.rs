@@ -124,7 +124,9 @@ impl Choker {
     /// whose queued requests are lost), but no longer: when it stayed while
     /// merely among them, a leecher that fell far behind after a round
     /// found every slot held by peers a little behind, and got no
-    /// catch-up slot for 4 s (`make bench-fleet`).
+    /// catch-up slot for 4 s (`make bench-fleet`; measured while peers'
+    /// views of each other were stale, before `have`s went to every
+    /// peer: with them the two rules measure the same).
     fn pick_catch_up(
         &mut self,
         candidates: &[Candidate],
