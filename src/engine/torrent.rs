@@ -231,9 +231,12 @@ impl Peer {
             .update_depth(self.down.rate(), self.down.recent(), sources);
     }
 
-    /// Whether it may send us blocks we want now.
+    /// Whether it sends us blocks we want now: it unchokes us, we are
+    /// interested, and blocks came of late. Peers that unchoke us and
+    /// send nothing do not count, so they cannot thin the pipelines of
+    /// those that send.
     fn is_source(&self) -> bool {
-        self.socket.is_some() && self.am_interested && !self.peer_choking
+        self.socket.is_some() && self.am_interested && !self.peer_choking && self.down.rate() > 0.0
     }
 }
 
@@ -394,6 +397,9 @@ struct Orchestrator<'p> {
     /// Initial seeding (`--super-seed`, complete at start): for the life
     /// of the run.
     initial: Option<InitialSeed>,
+    /// Initial seeding: pieces announced-but-not-fetched per peer, from an
+    /// equal share of our upload (every tick).
+    super_window: usize,
     last_choke: Instant,
     last_catch_up: Instant,
     /// Pieces verified and not yet announced ([`ANNOUNCE_EVERY`]).
@@ -482,6 +488,7 @@ impl<'p> Orchestrator<'p> {
             dht,
             wants_peers: false,
             choker: Choker::new(opts.upload_slots, crate::util::random::seed()),
+            super_window: superseed::window(u64::from(geometry.piece_len()), 0.0),
             initial: (complete_at_start && opts.super_seed)
                 .then(|| InitialSeed::new(geometry.num_pieces(), crate::util::random::seed())),
             last_choke: now,

@@ -125,13 +125,25 @@ impl Orchestrator<'_> {
         for &k in &keys {
             initial.expire(k, now);
         }
+        // Every window is sized from an equal share of our upload: sized
+        // from each peer's own rate, the first peers to connect kept 3-4×
+        // the others' share (a bigger window, more requests, a bigger
+        // rate), and a peer sent new pieces faster than the rest must pass
+        // them on to all of them faster too (fleet bench, 16 leechers).
+        // Rates change once a tick, and so does the window.
+        let takers = self
+            .peers
+            .values()
+            .filter(|q| q.socket.is_some() && q.peer_interested);
+        let share = self.up.rate() / takers.count().max(1) as f64;
+        self.super_window = superseed::window(u64::from(self.meta.geometry.piece_len()), share);
         for k in keys {
             self.super_offer(k);
         }
     }
 
     /// Initial seeding: announces pieces to `peer` up to its window
-    /// (fresh ones first, then the rarest).
+    /// (`super_window`; fresh ones first, then the rarest).
     pub(super) fn super_offer(&mut self, peer: PeerKey) {
         let Some(initial) = &mut self.initial else {
             return;
@@ -140,18 +152,8 @@ impl Orchestrator<'_> {
             return;
         };
         let picker = &self.picker;
-        // Every window is sized from an equal share of our upload: sized
-        // from each peer's own rate, the first peers to connect kept 3-4×
-        // the others' share (a bigger window, more requests, a bigger
-        // rate), and a peer sent new pieces faster than the rest must pass
-        // them on to all of them faster too (fleet bench, 16 leechers).
-        let takers = self
-            .peers
-            .values()
-            .filter(|q| q.socket.is_some() && q.peer_interested);
-        let share = self.up.rate() / takers.count().max(1) as f64;
-        let window = superseed::window(u64::from(self.meta.geometry.piece_len()), share);
         let now = Instant::now();
+        let window = self.super_window;
         let offer = initial.offer(peer, &p.pieces, window, now, |i| picker.availability(i));
         if !offer.is_empty() {
             self.send(peer, Command::Haves(offer));
