@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// 2000), never more than MAX_DEPTH (16 MiB in flight), and DEFAULT_REQQ
 /// for a peer that does not say.
 pub const MIN_DEPTH: usize = 8;
-pub const SHARED_MIN_DEPTH: usize = 2;
+pub const SHARED_MIN_DEPTH: usize = 1;
 pub const MAX_DEPTH: usize = 1000;
 /// In endgame, a peer is sent (duplicate) requests only while it has fewer
 /// than this many outstanding.
@@ -33,12 +33,17 @@ pub const ENDGAME_DEPTH: usize = 16;
 /// them, it is as long a wait for every request at every hop of a swarm
 /// (fleet bench, 16 leechers: median 1.18 → 1.16 × the bound once shared).
 const QUEUE_TIME: f64 = 0.5;
-/// Extra bytes in flight beyond that, so that the pipe can grow: shared
-/// by the peers sending to us at once. Each request waits at its peer
-/// behind those queued before it, so with 13 peers each holding 256 KiB
-/// of ours at ~80 KB/s, a piece asked for now came ~3 s later: measured in
-/// `make bench-fleet` (16 leechers), pieces crossed the swarm that much
-/// slower, and every leecher finished later for it.
+/// Extra bytes in flight beyond that, so that the pipe can grow: with n
+/// peers sending to us at once, each keeps HEADROOM / n² (the n together
+/// HEADROOM / n, which each of their rates can still grow into). Each
+/// request waits at its peer behind those queued before it, so with 13
+/// peers each holding 256 KiB of ours at ~80 KB/s, a piece asked for now
+/// came ~3 s later: measured in `make bench-fleet` (16 leechers), pieces
+/// crossed the swarm that much slower, and every leecher finished later
+/// for it. With HEADROOM / n each, a piece still took ~0.9 s from the
+/// seeder to the median leecher (a block queued at every hop); with
+/// HEADROOM / n² and a floor of one block, the median leecher of 16
+/// finished at 1.14 × the bound instead of 1.15–1.16.
 const HEADROOM: f64 = 256.0 * 1024.0;
 /// Voided requests remembered at most (two full pipelines).
 const MAX_VOIDED: usize = 2 * MAX_DEPTH;
@@ -116,7 +121,7 @@ impl Pipeline {
     }
 
     /// Bytes in flight ≈ rate × max(2 × RTT, QUEUE_TIME / n) + HEADROOM /
-    /// n, in blocks, between max(MIN_DEPTH / n, SHARED_MIN_DEPTH) and what
+    /// n², in blocks, between max(MIN_DEPTH / n, SHARED_MIN_DEPTH) and what
     /// the peer will queue, where n `sources` send to us now. `recent`
     /// (the rate over the last tick) lets the depth follow a rising rate at
     /// once; the average `rate` lags by a second, and the depth falls with
@@ -124,7 +129,7 @@ impl Pipeline {
     pub fn update_depth(&mut self, rate: f64, recent: f64, sources: usize) {
         let sources = sources.max(1);
         let rtt = self.min_rtt.map_or(0.0, |d| d.as_secs_f64());
-        let headroom = HEADROOM / sources as f64;
+        let headroom = HEADROOM / (sources as f64).powi(2);
         let bytes = rate.max(recent) * (2.0 * rtt).max(QUEUE_TIME / sources as f64) + headroom;
         let blocks = (bytes / f64::from(BLOCK_LEN)).ceil() as usize;
         let floor = (MIN_DEPTH / sources).max(SHARED_MIN_DEPTH);
@@ -322,15 +327,19 @@ mod tests {
     fn peers_sending_at_once_share_the_headroom_and_the_floor() {
         let mut p = Pipeline::default();
         p.set_peer_queue(Some(2000));
-        // 4 peers: 64 KiB of headroom each, and 1 MB/s × 0.5 s / 4.
+        // 4 peers: 16 KiB of headroom each, and 1 MB/s × 0.5 s / 4.
         p.update_depth(1e6, 0.0, 4);
-        assert_eq!(p.depth(), 12, "(125,000 + 65,536) / 16,384, rounded up");
-        // 16 peers at 100 KB/s: (3,125 + 16,384) / 16,384, rounded up.
+        assert_eq!(p.depth(), 9, "(125,000 + 16,384) / 16,384, rounded up");
+        // 16 peers at 100 KB/s: (3,125 + 1,024) / 16,384, rounded up: one
+        // block queued behind the one on the wire is a wait at every hop.
         p.update_depth(100e3, 0.0, 16);
-        assert_eq!(p.depth(), 2);
-        // Idle, 4 peers: 64 KiB of headroom, over a floor of 2.
-        p.update_depth(0.0, 0.0, 4);
+        assert_eq!(p.depth(), 1);
+        // Idle, 2 peers: 64 KiB of headroom, over a floor of 4.
+        p.update_depth(0.0, 0.0, 2);
         assert_eq!(p.depth(), 4);
+        // Idle, 4 peers: the floor of 8 / 4 over 16 KiB of headroom.
+        p.update_depth(0.0, 0.0, 4);
+        assert_eq!(p.depth(), 2);
         // Idle, 200 peers: the shared floor.
         p.update_depth(0.0, 0.0, 200);
         assert_eq!(p.depth(), SHARED_MIN_DEPTH);
