@@ -173,7 +173,7 @@ const SESSION_OPTIONS: &str = "
   --max-peers N          peers connected at once (default 50)
   --max-peers-per-ip N   connections with one IP address at most (default 8)
   --upload-slots N       peers we upload to at once, plus one for a peer
-                         far behind (default 4)
+                         far behind (default 6)
   --peer-timeout DURATION  drop a peer that owes us data but sends none for
                          this long (default 20s)
   --only GLOB            only the files whose path (as 'shoal info' prints
