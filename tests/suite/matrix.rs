@@ -363,16 +363,37 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
 
     match cell.direction {
         Direction::ShoalGets => {
-            let mut seeder = Client::start(
-                cell.client,
-                Role::Seed,
-                w.net,
-                cell.client_host,
-                &torrent,
-                &src,
-                &work,
-            );
-            if let Err(why) = wait_listed(w, cell.shoal_host, &t) {
+            let start_seeder = || {
+                Client::start(
+                    cell.client,
+                    Role::Seed,
+                    w.net,
+                    cell.client_host,
+                    &torrent,
+                    &src,
+                    &work,
+                )
+            };
+            let mut seeder = start_seeder();
+            let mut listed = wait_listed(w, cell.shoal_host, &t, || {
+                seeder.proc.wait(Duration::ZERO).is_some()
+            });
+            // transmission-cli 3.00 can quit right after it checked the
+            // data: its loop ends when a poll sees the torrent stopped,
+            // which it is between the check and the restart that follows
+            // (cli/cli.c; seen once in a loaded run). Its resume file then
+            // vouches for the data, so a second start seeds at once.
+            if listed.is_err()
+                && cell.client == Kind::Transmission
+                && seeder.proc.wait(Duration::ZERO).is_some()
+            {
+                notes.push("transmission-cli quit after its check; started again".to_string());
+                seeder = start_seeder();
+                listed = wait_listed(w, cell.shoal_host, &t, || {
+                    seeder.proc.wait(Duration::ZERO).is_some()
+                });
+            }
+            if let Err(why) = listed {
                 return Err(format!("{why}\n{}", seeder.log(LOG_LINES)));
             }
             if let Some(status) = seeder.proc.wait(Duration::ZERO) {
@@ -461,7 +482,8 @@ fn cell_body(cell: &Cell, w: &World, secs: &mut Option<f64>) -> Result<String, S
                     clients::tail(&seeder.describe(), LOG_LINES)
                 ));
             }
-            if let Err(why) = wait_listed(w, cell.client_host, &t) {
+            let exited = || seeder.proc.wait(Duration::ZERO).is_some();
+            if let Err(why) = wait_listed(w, cell.client_host, &t, exited) {
                 return Err(format!(
                     "{why}\n{}",
                     clients::tail(&seeder.describe(), LOG_LINES)
@@ -580,14 +602,24 @@ impl Drop for Logged {
     }
 }
 
-/// Waits until the tracker lists the torrent's seeder (asked from `from`).
-fn wait_listed(w: &World, from: usize, t: &Torrent) -> Result<(), String> {
+/// Waits until the tracker lists the torrent's seeder (asked from `from`),
+/// or the seeder exits (`exited()`).
+fn wait_listed(
+    w: &World,
+    from: usize,
+    t: &Torrent,
+    mut exited: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let mut gone = false;
     let listed = wait_until(READY_WITHIN, || {
-        clients::scrape_complete(w.net, from, w.tracker, &t.info_hash).is_some_and(|n| n >= 1)
+        gone = exited();
+        gone || clients::scrape_complete(w.net, from, w.tracker, &t.info_hash)
+            .is_some_and(|n| n >= 1)
     });
-    match listed {
-        true => Ok(()),
-        false => Err(format!(
+    match (listed, gone) {
+        (true, false) => Ok(()),
+        (_, true) => Err("the seeder exited before the tracker listed it".to_string()),
+        (false, false) => Err(format!(
             "the tracker did not list the seeder within {READY_WITHIN:?}"
         )),
     }
