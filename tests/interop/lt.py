@@ -15,7 +15,10 @@ see ../shared/INTEROP.md). Nothing here leaves the loopback interface.
               [--enc POLICY] [--host ADDR] [--verbose]
         Download into OUT_DIR from the tracker and/or the given peer. Prints
         `DONE <seconds>` once every piece is verified and in its file (the
-        seconds count to the verification), then keeps seeding.
+        seconds count to the verification), then keeps seeding. The given
+        peer is dialled again every RECONNECT_S while no peer is connected
+        and the download is not done (a failed attempt otherwise waits out
+        libtorrent's reconnect backoff, longer than a test's deadline).
 
     --ipv6: listen and dial on ::1 instead of 127.0.0.1.
     --host ADDR: listen and dial on ADDR (a network namespace's address).
@@ -71,6 +74,8 @@ ENCRYPTION = {
 
 # How often the main loop wakes up to look at stdin, signals and status.
 TICK_MS = 100
+# Dial --peer again this often while no peer is connected (leech).
+RECONNECT_S = 2.0
 
 
 # peer_info's `utp_socket` flag (libtorrent's peer_flags_t bit 17, between
@@ -267,6 +272,7 @@ def main(argv):
         handle.prioritize_files([4 if i in only else 0 for i in range(count)])
     has_tracker = use_trackers and any(True for _ in handle.trackers())
     started = time.monotonic()
+    dialled = started
     for peer_host, peer_port in peers:
         handle.connect_peer((peer_host, peer_port))
 
@@ -300,6 +306,12 @@ def main(argv):
             if peer.total_download or peer.total_upload:
                 via.add("utp" if peer.flags & UTP_SOCKET else "tcp")
         st = handle.status()
+        now = time.monotonic()
+        if (peers and finished_at is None and st.num_peers == 0
+                and now - dialled >= RECONNECT_S):
+            dialled = now
+            for peer_host, peer_port in peers:
+                handle.connect_peer((peer_host, peer_port))
         if announced:
             continue
         checking = st.state in (

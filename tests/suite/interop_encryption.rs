@@ -117,7 +117,16 @@ fn libtorrent_leeches_from_shoal_under_each_encryption_policy() {
         let (mut seeder, addr) = Daemon::seed(&case, &s.torrent, &s.src, &extra, s.tmp.path());
         let out = s.tmp.subdir("out");
         let peer = addr.to_string();
-        let args = ["--peer", &peer, "--no-tracker", "--no-utp", "--enc", lt_enc];
+        // --verbose: a failure shows libtorrent's own view of the dial.
+        let args = [
+            "--peer",
+            &peer,
+            "--no-tracker",
+            "--no-utp",
+            "--enc",
+            lt_enc,
+            "--verbose",
+        ];
         let mut lt = LtPeer::leech(&case, &s.torrent, &out, &args, s.tmp.path());
         if lt.proc.wait_for_line("DONE ", WITHIN).is_none() {
             panic!(
