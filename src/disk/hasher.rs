@@ -21,6 +21,7 @@
 
 use crate::disk::storage::{Reader, StorageError};
 use crate::proto::geometry::PieceIndex;
+use crate::util::bytes::Bytes;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use sha1::{Digest, Sha1};
 use std::collections::HashMap;
@@ -37,7 +38,7 @@ enum Job {
     Block {
         piece: PieceIndex,
         begin: u32,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Every byte of the piece (`size` of them) is written: a verdict.
     Piece { piece: PieceIndex, size: u32 },
@@ -100,7 +101,7 @@ impl Hasher {
 
     /// Hands over bytes of `piece` from `begin` just written; `false` if
     /// the thread is gone. Waits while the queue is full.
-    pub fn feed(&self, piece: PieceIndex, begin: u32, data: Vec<u8>) -> bool {
+    pub fn feed(&self, piece: PieceIndex, begin: u32, data: Bytes) -> bool {
         self.jobs.send(Job::Block { piece, begin, data }).is_ok()
     }
 
@@ -143,7 +144,7 @@ impl Feeds {
     /// block that follows on extends it (with any early blocks that then
     /// follow on); one that comes early waits, while there is room; any
     /// other ends the running hash, and the piece will be read back.
-    fn feed(&mut self, piece: PieceIndex, begin: u32, data: Vec<u8>) {
+    fn feed(&mut self, piece: PieceIndex, begin: u32, data: Bytes) {
         let restart = match self.running.get(&piece) {
             None => true,
             Some(Some(r)) => begin == 0 && r.next > 0,
@@ -162,7 +163,9 @@ impl Feeds {
             return;
         };
         if begin > r.next && self.held < HELD_BACK {
-            r.early.push((begin, data));
+            // A copy: held for long, the block would keep the whole read
+            // buffer it shares from being reused.
+            r.early.push((begin, data.to_vec()));
             self.held += 1;
             return;
         }
@@ -258,17 +261,17 @@ mod tests {
             let sha = |b: &[u8]| -> [u8; 20] { Sha1::digest(b).into() };
             let data: Vec<u8> = (0..40).collect();
             // Piece 0: in order.
-            assert!(hasher.feed(piece(0), 0, data[0..4].to_vec()));
-            assert!(hasher.feed(piece(0), 4, data[4..8].to_vec()));
+            assert!(hasher.feed(piece(0), 0, data[0..4].to_vec().into()));
+            assert!(hasher.feed(piece(0), 4, data[4..8].to_vec().into()));
             // Piece 1: a block ahead of its turn waits for the one before.
-            hasher.feed(piece(1), 4, data[12..16].to_vec());
-            hasher.feed(piece(1), 0, data[8..12].to_vec());
+            hasher.feed(piece(1), 4, data[12..16].to_vec().into());
+            hasher.feed(piece(1), 0, data[8..12].to_vec().into());
             // Piece 2: its first block never fed (a web seed wrote it).
-            hasher.feed(piece(2), 4, data[20..24].to_vec());
+            hasher.feed(piece(2), 4, data[20..24].to_vec().into());
             // Piece 3: a bad first try, then again from the start.
-            hasher.feed(piece(3), 0, vec![9; 4]);
-            hasher.feed(piece(3), 0, data[24..28].to_vec());
-            hasher.feed(piece(3), 4, data[28..32].to_vec());
+            hasher.feed(piece(3), 0, vec![9; 4].into());
+            hasher.feed(piece(3), 0, data[24..28].to_vec().into());
+            hasher.feed(piece(3), 4, data[28..32].to_vec().into());
             for i in 0..5 {
                 assert!(hasher.hash(piece(i), 8));
             }

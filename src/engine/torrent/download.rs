@@ -2,6 +2,7 @@
 //! incoming blocks, endgame cancels, and piece verification.
 
 use super::*;
+use crate::util::bytes::Bytes;
 use std::borrow::Cow;
 
 impl Orchestrator<'_> {
@@ -10,7 +11,7 @@ impl Orchestrator<'_> {
         peer: PeerKey,
         index: u32,
         begin: u32,
-        data: Vec<u8>,
+        data: Bytes,
     ) -> Result<(), TorrentError> {
         let Some(p) = self.peers.get_mut(&peer) else {
             return Ok(()); // already dropped

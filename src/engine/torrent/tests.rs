@@ -141,7 +141,8 @@ impl Fake {
                             data: match behaviour {
                                 Behaviour::Liar => vec![0; b.len as usize],
                                 _ => data[at..at + b.len as usize].to_vec(),
-                            },
+                            }
+                            .into(),
                         }
                     })
                     .collect();

@@ -38,6 +38,7 @@ use crate::proto::geometry::Block;
 use crate::proto::metainfo::InfoHash;
 use crate::proto::mse::{self, MseError};
 use crate::proto::wire::{self, Handshake, WireError};
+use crate::util::bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
 use std::io::{self, Read};
@@ -88,7 +89,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct BlockData {
     pub piece: u32,
     pub begin: u32,
-    pub data: Vec<u8>,
+    /// A range of the reader's buffer, not a copy.
+    pub data: Bytes,
 }
 
 /// Orchestrator → worker.

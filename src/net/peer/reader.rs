@@ -4,15 +4,20 @@
 //!
 //! Whole blocks already in the buffer are handed over as one event when
 //! the next read could block (or at [`BATCH_BYTES`]): one channel hand-off
-//! per read instead of per block. Each block's bytes are copied once, from
-//! the read buffer into the block handed over.
+//! per read instead of per block. A block is handed over as a range of the
+//! buffer it was read into ([`Bytes`]), not a copy: once one is, the reader
+//! reads on into another buffer of its pool, taking along only the start
+//! of a frame cut by the last read. Reads are sized to end where block
+//! frames do, so that is usually nothing.
 
 use super::transport::Incoming;
 use super::{BlockData, CloseReason, Event, PeerKey, Phase, Settings, Unsized, Violation};
 use crate::net::stream::Stream;
 use crate::proto::bitfield::Bitfield;
 use crate::proto::extension;
+use crate::proto::geometry::BLOCK_LEN;
 use crate::proto::wire::{self, Decoded, Message};
+use crate::util::bytes::{Buffer, Bytes, Pool};
 use crossbeam_channel::Sender;
 use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
@@ -20,7 +25,11 @@ use std::sync::{Arc, OnceLock};
 /// Read buffer: large enough that a 16 KiB block usually arrives in one
 /// read call alongside its neighbours. It grows for a larger frame (up to
 /// [`wire::MAX_FRAME_LEN`]) and shrinks back once that frame is used.
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 4 * BLOCK_FRAME + 64;
+/// A `piece` frame with a whole block: length, id, index, offset, bytes.
+const BLOCK_FRAME: usize = 4 + 1 + 4 + 4 + BLOCK_LEN as usize;
+/// Read buffers kept for reuse once the blocks in them are written.
+const SPARE_BUFFERS: usize = 4;
 /// Block bytes handed to the orchestrator in one event at most.
 const BATCH_BYTES: usize = 64 * 1024;
 /// An extension message (other than the handshake) larger than this costs
@@ -43,7 +52,7 @@ pub(super) fn run(
         let need = loop {
             match wire::decode(buf.filled())? {
                 Decoded::Message(msg, used) => {
-                    let event = state.on_message(msg)?;
+                    let event = state.on_message(msg, &buf)?;
                     buf.consume(used);
                     if let Some(e) = event {
                         // Blocks go first: order matters.
@@ -90,7 +99,11 @@ impl State {
 
     /// Checks what needs no torrent state and turns a message into an
     /// event; blocks join the batch, ignored messages give `None`.
-    fn on_message(&mut self, msg: Message<'_>) -> Result<Option<Event>, CloseReason> {
+    fn on_message(
+        &mut self,
+        msg: Message<'_>,
+        buf: &ReadBuf,
+    ) -> Result<Option<Event>, CloseReason> {
         let peer = self.peer;
         let known = self.num_pieces.get().copied();
         let in_range = |index: u32, msg: &'static str| match known {
@@ -114,7 +127,7 @@ impl State {
                 self.batch.push(BlockData {
                     piece: index,
                     begin,
-                    data: data.to_vec(),
+                    data: buf.share(data),
                 });
                 return Ok(None);
             }
@@ -210,25 +223,34 @@ impl State {
 
 /// A read buffer: bytes `start..end` of `data` are read and not yet used.
 struct ReadBuf {
-    data: Vec<u8>,
+    data: Arc<Buffer>,
     start: usize,
     end: usize,
     /// The size it returns to after a larger frame.
     normal: usize,
+    pool: Pool,
 }
 
 impl ReadBuf {
     fn new(normal: usize) -> ReadBuf {
+        let pool = Pool::new(normal, SPARE_BUFFERS);
         ReadBuf {
-            data: vec![0; normal],
+            data: pool.take(normal),
             start: 0,
             end: 0,
             normal,
+            pool,
         }
     }
 
     fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
+    }
+
+    /// `part` of [`ReadBuf::filled`], shared rather than copied.
+    fn share(&self, part: &[u8]) -> Bytes {
+        let at = (part.as_ptr() as usize).wrapping_sub(self.data.as_ptr() as usize);
+        Bytes::shared(&self.data, at..at + part.len())
     }
 
     fn consume(&mut self, n: usize) {
@@ -238,7 +260,7 @@ impl ReadBuf {
             self.end = 0;
             if self.data.len() > self.normal {
                 // A large frame is done with: give its memory back.
-                self.data = vec![0; self.normal];
+                self.data = self.pool.take(self.normal);
             }
         }
     }
@@ -247,16 +269,30 @@ impl ReadBuf {
     /// decoder never asks for more than the rest of one capped frame);
     /// returns the bytes read.
     fn fill(&mut self, stream: &mut impl Read, need: usize) -> Result<usize, CloseReason> {
-        if self.data.len() - self.end < need {
-            self.data.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.data.len() < self.end + need {
-                self.data.resize(self.end + need, 0);
+        let unused = self.end - self.start;
+        if Arc::get_mut(&mut self.data).is_none() {
+            // Blocks in this buffer are on their way to the disk: go on in
+            // another, with the unused bytes.
+            let mut next = self.pool.take(unused + need);
+            let fresh = Arc::get_mut(&mut next).expect("a buffer just taken is ours alone");
+            fresh.vec_mut()[..unused].copy_from_slice(&self.data[self.start..self.end]);
+            self.data = next;
+            (self.start, self.end) = (0, unused);
+        }
+        let data = Arc::get_mut(&mut self.data)
+            .expect("unshared: checked above")
+            .vec_mut();
+        if data.len() - self.end < need {
+            data.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, unused);
+            if data.len() < unused + need {
+                data.resize(unused + need, 0);
             }
         }
+        let len = read_len(&data[self.start..self.end], data.len() - self.end);
+        let room = &mut data[self.end..self.end + len];
         loop {
-            match stream.read(&mut self.data[self.end..]) {
+            match stream.read(room) {
                 Ok(0) if self.end == self.start => return Err(CloseReason::Closed),
                 Ok(0) => {
                     let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
@@ -273,9 +309,84 @@ impl ReadBuf {
     }
 }
 
+/// How much to read into `room` free bytes after `filled`, the start of
+/// one frame (or nothing): the rest of that frame and as many whole block
+/// frames as fit after it, so that the read ends where a frame does and
+/// the next buffer starts clean. All the room if not one block frame fits,
+/// or if the frame's length is not read yet.
+fn read_len(filled: &[u8], room: usize) -> usize {
+    let rest = match *filled {
+        [] => 0,
+        [a, b, c, d, ..] => (u32::from_be_bytes([a, b, c, d]) as usize)
+            .saturating_add(4)
+            .saturating_sub(filled.len()),
+        _ => return room,
+    };
+    match room.checked_sub(rest) {
+        Some(after) if after >= BLOCK_FRAME => rest + after / BLOCK_FRAME * BLOCK_FRAME,
+        _ => room,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Blocks handed on are ranges of the read buffer: while they are
+    /// held, reads go on into other buffers and never touch their bytes,
+    /// however the stream is cut and whatever sits between the blocks.
+    #[test]
+    fn blocks_held_keep_their_bytes_while_reading_goes_on() {
+        let mut wire_bytes = Vec::new();
+        let mut blocks = Vec::new();
+        for i in 0..12u8 {
+            if i % 5 == 2 {
+                Message::Have(u32::from(i)).encode(&mut wire_bytes);
+            }
+            let block = vec![i; BLOCK_LEN as usize - usize::from(i % 4)];
+            wire::encode_piece_header(u32::from(i), 0, block.len() as u32, &mut wire_bytes);
+            wire_bytes.extend_from_slice(&block);
+            blocks.push(block);
+        }
+        for chunk in [1, 4097, BLOCK_FRAME, 3 * BLOCK_FRAME + 5, usize::MAX] {
+            let mut source = Chunked {
+                data: &wire_bytes,
+                chunk,
+            };
+            let mut buf = ReadBuf::new(READ_BUFFER);
+            let mut state = State::new(1, known(20), false);
+            loop {
+                match wire::decode(buf.filled()).unwrap() {
+                    Decoded::Message(msg, used) => {
+                        state.on_message(msg, &buf).unwrap();
+                        buf.consume(used);
+                    }
+                    Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
+                        Ok(_) => {}
+                        Err(CloseReason::Closed) => break,
+                        Err(e) => panic!("chunk {chunk}: {e}"),
+                    },
+                }
+            }
+            let got: Vec<&[u8]> = state.batch.iter().map(|b| &*b.data).collect();
+            assert_eq!(got, blocks, "chunk {chunk}");
+        }
+    }
+
+    /// Reads end where block frames do: after the rest of a frame begun,
+    /// as many whole block frames as fit.
+    #[test]
+    fn reads_are_sized_to_end_at_block_frames() {
+        assert_eq!(read_len(&[], READ_BUFFER), 4 * BLOCK_FRAME);
+        let mut begun = Vec::new();
+        wire::encode_piece_header(0, 0, BLOCK_LEN, &mut begun);
+        begun.extend_from_slice(&[0; 100]);
+        let rest = BLOCK_FRAME - begun.len();
+        assert_eq!(read_len(&begun, READ_BUFFER), rest + 3 * BLOCK_FRAME);
+        // Too little room for a whole frame more, or no length yet: all.
+        assert_eq!(read_len(&begun, rest + 10), rest + 10);
+        assert_eq!(read_len(&[0, 0], 50_000), 50_000);
+    }
 
     /// Frames cut at every offset and fed a few bytes per read come out
     /// whole and in order, through the same decoder as production.
@@ -301,7 +412,7 @@ mod tests {
                 match wire::decode(buf.filled()).unwrap() {
                     Decoded::Message(msg, used) => {
                         names.push(msg.name());
-                        state.on_message(msg).unwrap();
+                        state.on_message(msg, &buf).unwrap();
                         buf.consume(used);
                     }
                     Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
@@ -317,7 +428,7 @@ mod tests {
                 "chunk {chunk}"
             );
             assert_eq!(state.batch.len(), 1);
-            assert_eq!(state.batch[0].data, block);
+            assert_eq!(*state.batch[0].data, block);
             assert_eq!(buf.data.len(), 16, "the buffer shrank back");
         }
     }
@@ -329,7 +440,7 @@ mod tests {
     fn messages_are_taken_in_any_order_and_fast_ones_only_when_offered() {
         let bits = [0b1010_0000u8];
         let mut plain = State::new(1, known(4), false);
-        let ev = |st: &mut State, m: Message<'_>| st.on_message(m).map(|e| format!("{e:?}"));
+        let ev = |st: &mut State, m: Message<'_>| on(st, m).map(|e| format!("{e:?}"));
         // State messages before the bitfield, a bitfield after them (aria2),
         // a second bitfield that replaces the first, a repeated have.
         ev(&mut plain, Message::Interested).unwrap();
@@ -353,15 +464,15 @@ mod tests {
             Message::Suggest(1),
             Message::AllowedFast(1),
         ] {
-            let e = plain.on_message(m).unwrap_err().to_string();
+            let e = on(&mut plain, m).unwrap_err().to_string();
             assert!(e.ends_with("without the fast extension"), "{e}");
         }
         let mut fast = State::new(1, known(4), true);
-        match fast.on_message(Message::HaveAll).unwrap() {
+        match on(&mut fast, Message::HaveAll).unwrap() {
             Some(Event::Bitfield(_, b)) => assert!(b.is_complete()),
             other => panic!("{other:?}"),
         }
-        match fast.on_message(Message::HaveNone).unwrap() {
+        match on(&mut fast, Message::HaveNone).unwrap() {
             Some(Event::Bitfield(_, b)) => assert_eq!(b.count(), 0),
             other => panic!("{other:?}"),
         }
@@ -379,10 +490,15 @@ mod tests {
             "Some(AllowedFast(1, 3))"
         );
         assert!(
-            fast.on_message(Message::AllowedFast(4)).is_err(),
+            on(&mut fast, Message::AllowedFast(4)).is_err(),
             "out of range"
         );
         assert_eq!(ev(&mut fast, Message::Suggest(2)).unwrap(), "None");
+    }
+
+    /// A message that does not come from a read buffer (no `piece`).
+    fn on(st: &mut State, m: Message<'_>) -> Result<Option<Event>, CloseReason> {
+        st.on_message(m, &ReadBuf::new(16))
     }
 
     fn known(n: u32) -> Arc<OnceLock<u32>> {
@@ -397,7 +513,7 @@ mod tests {
     fn without_the_metadata_pieces_go_up_unchecked() {
         let count = Arc::new(OnceLock::new());
         let mut st = State::new(1, Arc::clone(&count), true);
-        let ev = |st: &mut State, m: Message<'_>| st.on_message(m).map(|e| format!("{e:?}"));
+        let ev = |st: &mut State, m: Message<'_>| on(st, m).map(|e| format!("{e:?}"));
         assert_eq!(
             ev(&mut st, Message::Bitfield(&[0xff; 3])).unwrap(),
             "Some(Unsized(1, Bits([255, 255, 255])))"
@@ -411,8 +527,8 @@ mod tests {
             "Some(Have(1, 1000))"
         );
         count.set(4).unwrap();
-        assert!(st.on_message(Message::Have(1000)).is_err());
-        assert!(st.on_message(Message::Bitfield(&[0xff; 3])).is_err());
+        assert!(on(&mut st, Message::Have(1000)).is_err());
+        assert!(on(&mut st, Message::Bitfield(&[0xff; 3])).is_err());
         let small = Message::Extended {
             id: 2,
             payload: b"de",
@@ -422,12 +538,14 @@ mod tests {
             "Some(Extension { peer: 1, id: 2, payload: [100, 101] })"
         );
         let big = vec![0u8; MAX_EXTENSION_MESSAGE + 1];
-        let e = st
-            .on_message(Message::Extended {
+        let e = on(
+            &mut st,
+            Message::Extended {
                 id: 2,
                 payload: &big,
-            })
-            .unwrap_err();
+            },
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "extension message 2 of 20481 bytes (at most 20480)"
