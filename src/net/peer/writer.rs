@@ -53,7 +53,6 @@ fn write_loop(
     events: &Sender<Event>,
 ) -> Result<(), WriteError> {
     let mut out = Vec::with_capacity(WRITE_BATCH);
-    let mut block = Vec::new();
     let mut uploads: VecDeque<Block> = VecDeque::new();
     loop {
         out.clear();
@@ -102,12 +101,13 @@ fn write_loop(
         while out.len() < WRITE_BATCH {
             let Some(b) = uploads.pop_front() else { break };
             let reader = s.storage.get().ok_or(WriteError::NoStorage)?;
-            block.resize(b.len as usize, 0);
-            reader
-                .read(b.piece, b.begin, &mut block)
-                .map_err(WriteError::Read)?;
             wire::encode_piece_header(b.piece.get(), b.begin, b.len, &mut out);
-            out.extend_from_slice(&block);
+            // Read straight into the batch: one copy, page cache → batch.
+            let at = out.len();
+            out.resize(at + b.len as usize, 0);
+            reader
+                .read(b.piece, b.begin, &mut out[at..])
+                .map_err(WriteError::Read)?;
             bytes += b.len;
             pieces.push(b.piece.get());
         }
