@@ -332,6 +332,37 @@ fn read_len(filled: &[u8], room: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Reads `wire_bytes` to its end through `buf`, at most `chunk` bytes
+    /// a read, as the reader does; returns the names of the messages and
+    /// the state they left (the blocks are in its batch).
+    fn read_all(
+        wire_bytes: &[u8],
+        chunk: usize,
+        buf: &mut ReadBuf,
+        pieces: u32,
+    ) -> (Vec<&'static str>, State) {
+        let mut source = Chunked {
+            data: wire_bytes,
+            chunk,
+        };
+        let mut state = State::new(1, known(pieces), false);
+        let mut names = Vec::new();
+        loop {
+            match wire::decode(buf.filled()).unwrap() {
+                Decoded::Message(msg, used) => {
+                    names.push(msg.name());
+                    state.on_message(msg, buf).unwrap();
+                    buf.consume(used);
+                }
+                Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
+                    Ok(_) => {}
+                    Err(CloseReason::Closed) => return (names, state),
+                    Err(e) => panic!("chunk {chunk}: {e}"),
+                },
+            }
+        }
+    }
+
     /// Blocks handed on are ranges of the read buffer: while they are
     /// held, reads go on into other buffers and never touch their bytes,
     /// however the stream is cut and whatever sits between the blocks.
@@ -349,25 +380,8 @@ mod tests {
             blocks.push(block);
         }
         for chunk in [1, 4097, BLOCK_FRAME, 3 * BLOCK_FRAME + 5, usize::MAX] {
-            let mut source = Chunked {
-                data: &wire_bytes,
-                chunk,
-            };
             let mut buf = ReadBuf::new(READ_BUFFER);
-            let mut state = State::new(1, known(20), false);
-            loop {
-                match wire::decode(buf.filled()).unwrap() {
-                    Decoded::Message(msg, used) => {
-                        state.on_message(msg, &buf).unwrap();
-                        buf.consume(used);
-                    }
-                    Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
-                        Ok(_) => {}
-                        Err(CloseReason::Closed) => break,
-                        Err(e) => panic!("chunk {chunk}: {e}"),
-                    },
-                }
-            }
+            let (_, state) = read_all(&wire_bytes, chunk, &mut buf, 20);
             let got: Vec<&[u8]> = state.batch.iter().map(|b| &*b.data).collect();
             assert_eq!(got, blocks, "chunk {chunk}");
         }
@@ -401,27 +415,8 @@ mod tests {
         Message::KeepAlive.encode(&mut wire_bytes);
         Message::Interested.encode(&mut wire_bytes);
         for chunk in [1, 3, 5, 4096, 70_000] {
-            let mut source = Chunked {
-                data: &wire_bytes,
-                chunk,
-            };
             let mut buf = ReadBuf::new(16);
-            let mut state = State::new(1, known(4), false);
-            let mut names = Vec::new();
-            loop {
-                match wire::decode(buf.filled()).unwrap() {
-                    Decoded::Message(msg, used) => {
-                        names.push(msg.name());
-                        state.on_message(msg, &buf).unwrap();
-                        buf.consume(used);
-                    }
-                    Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
-                        Ok(_) => {}
-                        Err(CloseReason::Closed) => break,
-                        Err(e) => panic!("chunk {chunk}: {e}"),
-                    },
-                }
-            }
+            let (names, state) = read_all(&wire_bytes, chunk, &mut buf, 4);
             assert_eq!(
                 names,
                 ["unchoke", "have", "piece", "keep-alive", "interested"],
