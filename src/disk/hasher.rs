@@ -30,7 +30,8 @@ use std::io;
 /// A piece and its SHA-1 as stored, or why it could not be read.
 pub type Hashed = (PieceIndex, Result<[u8; 20], StorageError>);
 
-/// Jobs queued at most: 64 blocks are 1 MiB.
+/// Jobs queued at most: 64 blocks, each holding the read buffer it shares
+/// (64 KiB), so 4 MiB at most.
 const QUEUE: usize = 64;
 
 enum Job {

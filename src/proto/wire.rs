@@ -55,8 +55,7 @@ const NOT_INTERESTED: u8 = 3;
 const HAVE: u8 = 4;
 const BITFIELD: u8 = 5;
 const REQUEST: u8 = 6;
-/// The `piece` message id: a blocking reader reads its 8-byte header and
-/// the block straight into the block's own buffer.
+/// The `piece` message id.
 pub const PIECE: u8 = 7;
 const CANCEL: u8 = 8;
 const PORT: u8 = 9;

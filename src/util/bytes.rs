@@ -90,7 +90,9 @@ impl Drop for Buffer {
     }
 }
 
-/// Buffers of one size; at most `keep` wait to be taken again.
+/// Buffers of one size; at most `keep` wait to be taken again. Clones
+/// share the buffers.
+#[derive(Clone)]
 pub struct Pool {
     size: usize,
     free: Receiver<Vec<u8>>,
@@ -103,13 +105,18 @@ impl Pool {
         Pool { size, free, pool }
     }
 
+    /// The size of its buffers.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// A buffer of at least `len` bytes, and of the pool's size if that is
     /// enough: one given back, or a new, zeroed one.
     pub fn take(&self, len: usize) -> Arc<Buffer> {
-        let data = match self.free.try_recv() {
-            Ok(data) if len <= self.size => data,
-            _ => vec![0; len.max(self.size)],
-        };
+        let given_back = (len <= self.size).then(|| self.free.try_recv().ok());
+        let data = given_back
+            .flatten()
+            .unwrap_or_else(|| vec![0; len.max(self.size)]);
         let pool = self.pool.clone();
         let home = Some(Home {
             pool,

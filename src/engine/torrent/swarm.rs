@@ -58,6 +58,7 @@ impl Swarm {
                 encryption: opts.encryption,
                 // Until the torrent says (a private one never uses it).
                 dht: session.dht().is_some(),
+                buffers: peer::buffer_pool(),
             },
             book: AddressBook::default(),
             next_key: 0,

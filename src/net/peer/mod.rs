@@ -27,6 +27,7 @@ mod transport;
 mod writer;
 
 pub use encryption::Encryption;
+pub use reader::buffer_pool;
 pub use transport::Transport;
 pub use writer::MAX_QUEUED_UPLOADS;
 
@@ -38,7 +39,7 @@ use crate::proto::geometry::Block;
 use crate::proto::metainfo::InfoHash;
 use crate::proto::mse::{self, MseError};
 use crate::proto::wire::{self, Handshake, WireError};
-use crate::util::bytes::Bytes;
+use crate::util::bytes::{Bytes, Pool};
 use crossbeam_channel::{Receiver, Sender};
 use std::fmt;
 use std::io::{self, Read};
@@ -75,6 +76,8 @@ pub struct Settings {
     pub encryption: Encryption,
     /// We run a DHT node for this torrent: set the BEP 5 reserved bit.
     pub dht: bool,
+    /// The read buffers the torrent's readers share ([`buffer_pool`]).
+    pub buffers: Pool,
 }
 
 /// How long the handshake may take once connected: a real peer answers in

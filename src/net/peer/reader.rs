@@ -28,8 +28,14 @@ use std::sync::{Arc, OnceLock};
 const READ_BUFFER: usize = 4 * BLOCK_FRAME + 64;
 /// A `piece` frame with a whole block: length, id, index, offset, bytes.
 const BLOCK_FRAME: usize = 4 + 1 + 4 + 4 + BLOCK_LEN as usize;
-/// Read buffers kept for reuse once the blocks in them are written.
-const SPARE_BUFFERS: usize = 4;
+/// Read buffers a torrent keeps for reuse once the blocks in them are
+/// written (its readers share them).
+const SPARE_BUFFERS: usize = 16;
+
+/// The read buffers for a torrent's readers ([`Settings::buffers`]).
+pub fn buffer_pool() -> Pool {
+    Pool::new(READ_BUFFER, SPARE_BUFFERS)
+}
 /// Block bytes handed to the orchestrator in one event at most.
 const BATCH_BYTES: usize = 64 * 1024;
 /// An extension message (other than the handshake) larger than this costs
@@ -46,7 +52,7 @@ pub(super) fn run(
     fast: bool,
     events: &Sender<Event>,
 ) -> Result<(), CloseReason> {
-    let mut buf = ReadBuf::new(READ_BUFFER);
+    let mut buf = ReadBuf::new(s.buffers.clone());
     let mut state = State::new(peer, s.num_pieces.clone(), fast);
     loop {
         let need = loop {
@@ -232,8 +238,8 @@ struct ReadBuf {
 }
 
 impl ReadBuf {
-    fn new(normal: usize) -> ReadBuf {
-        let pool = Pool::new(normal, SPARE_BUFFERS);
+    fn new(pool: Pool) -> ReadBuf {
+        let normal = pool.size();
         ReadBuf {
             data: pool.take(normal),
             start: 0,
@@ -249,6 +255,8 @@ impl ReadBuf {
 
     /// `part` of [`ReadBuf::filled`], shared rather than copied.
     fn share(&self, part: &[u8]) -> Bytes {
+        let filled = self.filled().as_ptr_range();
+        debug_assert!(filled.start <= part.as_ptr() && part.as_ptr_range().end <= filled.end);
         let at = (part.as_ptr() as usize).wrapping_sub(self.data.as_ptr() as usize);
         Bytes::shared(&self.data, at..at + part.len())
     }
@@ -334,19 +342,22 @@ mod tests {
 
     /// Reads `wire_bytes` to its end through `buf`, at most `chunk` bytes
     /// a read, as the reader does; returns the names of the messages and
-    /// the state they left (the blocks are in its batch).
+    /// the blocks. With `hold`, every block is held to the end; without,
+    /// the blocks are copied out and dropped before each read, as the disk
+    /// side does, so buffers are reused in place and from the pool.
     fn read_all(
         wire_bytes: &[u8],
         chunk: usize,
         buf: &mut ReadBuf,
         pieces: u32,
-    ) -> (Vec<&'static str>, State) {
+        hold: bool,
+    ) -> (Vec<&'static str>, Vec<Vec<u8>>) {
         let mut source = Chunked {
             data: wire_bytes,
             chunk,
         };
         let mut state = State::new(1, known(pieces), false);
-        let mut names = Vec::new();
+        let (mut names, mut blocks) = (Vec::new(), Vec::new());
         loop {
             match wire::decode(buf.filled()).unwrap() {
                 Decoded::Message(msg, used) => {
@@ -354,18 +365,27 @@ mod tests {
                     state.on_message(msg, buf).unwrap();
                     buf.consume(used);
                 }
-                Decoded::NeedMore(n) => match buf.fill(&mut source, n) {
-                    Ok(_) => {}
-                    Err(CloseReason::Closed) => return (names, state),
-                    Err(e) => panic!("chunk {chunk}: {e}"),
-                },
+                Decoded::NeedMore(n) => {
+                    if !hold {
+                        blocks.extend(state.batch.drain(..).map(|b| b.data.to_vec()));
+                    }
+                    match buf.fill(&mut source, n) {
+                        Ok(_) => {}
+                        Err(CloseReason::Closed) => break,
+                        Err(e) => panic!("chunk {chunk}: {e}"),
+                    }
+                }
             }
         }
+        blocks.extend(state.batch.drain(..).map(|b| b.data.to_vec()));
+        (names, blocks)
     }
 
     /// Blocks handed on are ranges of the read buffer: while they are
-    /// held, reads go on into other buffers and never touch their bytes,
-    /// however the stream is cut and whatever sits between the blocks.
+    /// held, reads go on into other buffers and never touch their bytes;
+    /// once they are dropped, their buffers are read into again. Either
+    /// way, however the stream is cut and whatever sits between them, the
+    /// blocks come out whole.
     #[test]
     fn blocks_held_keep_their_bytes_while_reading_goes_on() {
         let mut wire_bytes = Vec::new();
@@ -380,10 +400,11 @@ mod tests {
             blocks.push(block);
         }
         for chunk in [1, 4097, BLOCK_FRAME, 3 * BLOCK_FRAME + 5, usize::MAX] {
-            let mut buf = ReadBuf::new(READ_BUFFER);
-            let (_, state) = read_all(&wire_bytes, chunk, &mut buf, 20);
-            let got: Vec<&[u8]> = state.batch.iter().map(|b| &*b.data).collect();
-            assert_eq!(got, blocks, "chunk {chunk}");
+            for hold in [true, false] {
+                let mut buf = ReadBuf::new(buffer_pool());
+                let (_, got) = read_all(&wire_bytes, chunk, &mut buf, 20, hold);
+                assert_eq!(got, blocks, "chunk {chunk}, hold {hold}");
+            }
         }
     }
 
@@ -415,15 +436,14 @@ mod tests {
         Message::KeepAlive.encode(&mut wire_bytes);
         Message::Interested.encode(&mut wire_bytes);
         for chunk in [1, 3, 5, 4096, 70_000] {
-            let mut buf = ReadBuf::new(16);
-            let (names, state) = read_all(&wire_bytes, chunk, &mut buf, 4);
+            let mut buf = ReadBuf::new(Pool::new(16, 4));
+            let (names, got) = read_all(&wire_bytes, chunk, &mut buf, 4, true);
             assert_eq!(
                 names,
                 ["unchoke", "have", "piece", "keep-alive", "interested"],
                 "chunk {chunk}"
             );
-            assert_eq!(state.batch.len(), 1);
-            assert_eq!(*state.batch[0].data, block);
+            assert_eq!(got, std::slice::from_ref(&block));
             assert_eq!(buf.data.len(), 16, "the buffer shrank back");
         }
     }
@@ -493,7 +513,7 @@ mod tests {
 
     /// A message that does not come from a read buffer (no `piece`).
     fn on(st: &mut State, m: Message<'_>) -> Result<Option<Event>, CloseReason> {
-        st.on_message(m, &ReadBuf::new(16))
+        st.on_message(m, &ReadBuf::new(Pool::new(16, 4)))
     }
 
     fn known(n: u32) -> Arc<OnceLock<u32>> {
@@ -570,7 +590,7 @@ mod tests {
             data: &wire_bytes[..6],
             chunk: 100,
         };
-        let mut buf = ReadBuf::new(64);
+        let mut buf = ReadBuf::new(Pool::new(64, 1));
         buf.fill(&mut source, 4).unwrap();
         let err = buf.fill(&mut source, 3).unwrap_err();
         assert_eq!(err.to_string(), "read: connection closed");
