@@ -22,26 +22,27 @@ use crossbeam_channel::Sender;
 use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
 
-/// Read buffer: large enough that a 16 KiB block usually arrives in one
-/// read call alongside its neighbours. It grows for a larger frame (up to
-/// [`wire::MAX_FRAME_LEN`]) and shrinks back once that frame is used.
+/// Read buffer: four whole block frames, so that a read takes a block
+/// along with its neighbours, and room for a few small messages. It grows
+/// for a larger frame (up to [`wire::MAX_FRAME_LEN`]) and shrinks back
+/// once that frame is used.
 const READ_BUFFER: usize = 4 * BLOCK_FRAME + 64;
 /// A `piece` frame with a whole block: length, id, index, offset, bytes.
 const BLOCK_FRAME: usize = 4 + 1 + 4 + 4 + BLOCK_LEN as usize;
 /// Read buffers a torrent keeps for reuse once the blocks in them are
 /// written (its readers share them).
 const SPARE_BUFFERS: usize = 16;
-
-/// The read buffers for a torrent's readers ([`Settings::buffers`]).
-pub fn buffer_pool() -> Pool {
-    Pool::new(READ_BUFFER, SPARE_BUFFERS)
-}
 /// Block bytes handed to the orchestrator in one event at most.
 const BATCH_BYTES: usize = 64 * 1024;
 /// An extension message (other than the handshake) larger than this costs
 /// the connection: a `ut_metadata` piece is 16 KiB and a few bytes, a
 /// `ut_pex` message far less.
 pub const MAX_EXTENSION_MESSAGE: usize = 20 * 1024;
+
+/// The read buffers for a torrent's readers ([`Settings::buffers`]).
+pub fn buffer_pool() -> Pool {
+    Pool::new(READ_BUFFER, SPARE_BUFFERS)
+}
 
 /// Reads frames until the connection ends; `Err` says why it did.
 pub(super) fn run(
