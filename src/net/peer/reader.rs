@@ -340,6 +340,7 @@ fn read_len(filled: &[u8], room: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::random::Rng;
 
     /// Reads `wire_bytes` to its end through `buf`, at most `chunk` bytes
     /// a read, as the reader does; returns the names of the messages and
@@ -347,16 +348,12 @@ mod tests {
     /// the blocks are copied out and dropped before each read, as the disk
     /// side does, so buffers are reused in place and from the pool.
     fn read_all(
-        wire_bytes: &[u8],
-        chunk: usize,
+        mut source: Chunked<'_>,
         buf: &mut ReadBuf,
         pieces: u32,
         hold: bool,
     ) -> (Vec<&'static str>, Vec<Vec<u8>>) {
-        let mut source = Chunked {
-            data: wire_bytes,
-            chunk,
-        };
+        let chunk = source.chunk;
         let mut state = State::new(1, known(pieces), false);
         let (mut names, mut blocks) = (Vec::new(), Vec::new());
         loop {
@@ -403,9 +400,51 @@ mod tests {
         for chunk in [1, 4097, BLOCK_FRAME, 3 * BLOCK_FRAME + 5, usize::MAX] {
             for hold in [true, false] {
                 let mut buf = ReadBuf::new(buffer_pool());
-                let (_, got) = read_all(&wire_bytes, chunk, &mut buf, 20, hold);
+                let source = Chunked::new(&wire_bytes, chunk);
+                let (_, got) = read_all(source, &mut buf, 20, hold);
                 assert_eq!(got, blocks, "chunk {chunk}, hold {hold}");
             }
+        }
+    }
+
+    /// Random streams of frames (blocks of any length up to a whole one,
+    /// `have`s, bitfields, extension messages, keep-alives), cut at random
+    /// places, come out whole and in order, with blocks held or dropped as
+    /// they go. Seeded, so a failure repeats.
+    #[test]
+    fn random_streams_cut_anywhere_come_out_whole() {
+        for seed in 0..40u64 {
+            let mut rng = Rng::new(seed);
+            let (mut wire_bytes, mut names, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..30 {
+                let msg = match rng.below(5) {
+                    0 => Message::Have(rng.below(20) as u32),
+                    1 => Message::Bitfield(&[0xff, 0x0f, 0xf0]),
+                    2 => Message::Extended {
+                        id: 3,
+                        payload: &[7; 300],
+                    },
+                    3 => Message::KeepAlive,
+                    _ => {
+                        let block = vec![rng.below(256) as u8; rng.below(BLOCK_LEN as usize + 1)];
+                        let (index, len) = (rng.below(20) as u32, block.len() as u32);
+                        wire::encode_piece_header(index, 0, len, &mut wire_bytes);
+                        wire_bytes.extend_from_slice(&block);
+                        blocks.push(block);
+                        names.push("piece");
+                        continue;
+                    }
+                };
+                names.push(msg.name());
+                msg.encode(&mut wire_bytes);
+            }
+            let chunk = [1, 100, BLOCK_FRAME, 3 * READ_BUFFER][rng.below(4)];
+            let mut source = Chunked::new(&wire_bytes, chunk);
+            source.cuts = Some(Rng::new(seed));
+            let mut buf = ReadBuf::new(buffer_pool());
+            let hold = seed % 2 == 0;
+            let (got_names, got) = read_all(source, &mut buf, 20, hold);
+            assert_eq!((got_names, got), (names, blocks), "seed {seed}");
         }
     }
 
@@ -438,7 +477,8 @@ mod tests {
         Message::Interested.encode(&mut wire_bytes);
         for chunk in [1, 3, 5, 4096, 70_000] {
             let mut buf = ReadBuf::new(Pool::new(16, 4));
-            let (names, got) = read_all(&wire_bytes, chunk, &mut buf, 4, true);
+            let source = Chunked::new(&wire_bytes, chunk);
+            let (names, got) = read_all(source, &mut buf, 4, true);
             assert_eq!(
                 names,
                 ["unchoke", "have", "piece", "keep-alive", "interested"],
@@ -568,15 +608,31 @@ mod tests {
         );
     }
 
-    /// A reader that returns at most `chunk` bytes per call.
+    /// A reader that returns at most `chunk` bytes per call; with `cuts`,
+    /// a random number of them from 1 up.
     struct Chunked<'a> {
         data: &'a [u8],
         chunk: usize,
+        cuts: Option<Rng>,
+    }
+
+    impl Chunked<'_> {
+        fn new(data: &[u8], chunk: usize) -> Chunked<'_> {
+            Chunked {
+                data,
+                chunk,
+                cuts: None,
+            }
+        }
     }
 
     impl Read for Chunked<'_> {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-            let n = self.chunk.min(out.len()).min(self.data.len());
+            let chunk = match &mut self.cuts {
+                Some(rng) => 1 + rng.below(self.chunk),
+                None => self.chunk,
+            };
+            let n = chunk.min(out.len()).min(self.data.len());
             out[..n].copy_from_slice(&self.data[..n]);
             self.data = &self.data[n..];
             Ok(n)
@@ -587,10 +643,7 @@ mod tests {
     fn a_connection_cut_mid_frame_is_an_error_not_a_clean_close() {
         let mut wire_bytes = Vec::new();
         Message::Have(3).encode(&mut wire_bytes);
-        let mut source = Chunked {
-            data: &wire_bytes[..6],
-            chunk: 100,
-        };
+        let mut source = Chunked::new(&wire_bytes[..6], 100);
         let mut buf = ReadBuf::new(Pool::new(64, 1));
         buf.fill(&mut source, 4).unwrap();
         let err = buf.fill(&mut source, 3).unwrap_err();
