@@ -233,19 +233,17 @@ struct ReadBuf {
     data: Arc<Buffer>,
     start: usize,
     end: usize,
-    /// The size it returns to after a larger frame.
-    normal: usize,
+    /// Where buffers come from; its size is the one a buffer returns to
+    /// after a larger frame.
     pool: Pool,
 }
 
 impl ReadBuf {
     fn new(pool: Pool) -> ReadBuf {
-        let normal = pool.size();
         ReadBuf {
-            data: pool.take(normal),
+            data: pool.take(pool.size()),
             start: 0,
             end: 0,
-            normal,
             pool,
         }
     }
@@ -267,9 +265,9 @@ impl ReadBuf {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.data.len() > self.normal {
+            if self.data.len() > self.pool.size() {
                 // A large frame is done with: give its memory back.
-                self.data = self.pool.take(self.normal);
+                self.data = self.pool.take(self.pool.size());
             }
         }
     }
