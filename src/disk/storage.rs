@@ -630,11 +630,15 @@ impl Reader {
         Ok(())
     }
 
-    /// Starts writing the piece's bytes to disk, without waiting (see
+    /// Starts writing the pieces' bytes to disk, without waiting (see
     /// [`crate::disk::sys::start_writeback`]): the final `fdatasync` then
     /// waits for the last pieces only, not for the whole download.
-    pub fn start_writeback(&self, piece: PieceIndex) {
-        for s in self.shared.meta.geometry.piece_slices(piece) {
+    pub fn start_writeback(&self, pieces: &[PieceIndex]) {
+        let geometry = &self.shared.meta.geometry;
+        for (piece, s) in pieces
+            .iter()
+            .flat_map(|&p| geometry.piece_slices(p).map(move |s| (p, s)))
+        {
             if s.padding {
                 continue;
             }

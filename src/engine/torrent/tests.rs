@@ -279,7 +279,7 @@ fn a_choke_storm_does_not_stall_the_download() {
 fn a_dead_hasher_stops_the_torrent() {
     within(|| {
         let f = fixture("hasher", 8);
-        let dead = Hasher::spawn_with(|_, _| panic!("hasher bug"), |_| {}).unwrap();
+        let dead = Hasher::spawn_with(|_, _| panic!("hasher bug"), |_: &[_]| {}).unwrap();
         let piece = crate::proto::geometry::Geometry::new(1, [(1, false)])
             .unwrap()
             .piece(0)
