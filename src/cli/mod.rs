@@ -696,7 +696,9 @@ fn check(mut p: pico_args::Arguments) -> Result<(), Failure> {
             .map_err(|e| Failure::Failed(e.to_string()))?;
     let start = std::time::Instant::now();
     let threads = crate::disk::storage::available_parallelism();
-    let have = crate::disk::storage::verify(&storage.reader(), threads, &|_| {});
+    // Nothing to stop: SIGINT ends `check` at once, as it writes nothing.
+    let have = crate::disk::storage::verify(&storage.reader(), threads, &|_| {}, &|| false)
+        .expect("a check never asked to stop ends whole");
     // With a selection, only the pieces of the chosen files count.
     let wanted = match &chosen {
         Some(c) => torrent::wanted_pieces(&meta.geometry, c),

@@ -681,8 +681,15 @@ impl Reader {
 /// calls `progress(pieces done so far)` from any of them every so often
 /// (at most about a thousand times, and once at the end with the piece
 /// count). A piece that cannot be read (missing or short file, I/O error)
-/// counts as not valid.
-pub fn verify(reader: &Reader, threads: usize, progress: &(dyn Fn(u32) + Sync)) -> Bitfield {
+/// counts as not valid. `None` if `stop()` said so before a piece: a check
+/// of a large file ends within a piece's hash of being asked to, and what
+/// it found so far is not taken for what is there.
+pub fn verify(
+    reader: &Reader,
+    threads: usize,
+    progress: &(dyn Fn(u32) + Sync),
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Option<Bitfield> {
     let meta = &reader.shared.meta;
     let total = meta.geometry.num_pieces();
     let next = AtomicU32::new(0);
@@ -696,6 +703,9 @@ pub fn verify(reader: &Reader, threads: usize, progress: &(dyn Fn(u32) + Sync)) 
                     let mut scratch = Vec::new();
                     let mut valid = Vec::new();
                     loop {
+                        if stop() {
+                            break;
+                        }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(piece) = meta.geometry.piece(i) else {
                             break;
@@ -720,12 +730,15 @@ pub fn verify(reader: &Reader, threads: usize, progress: &(dyn Fn(u32) + Sync)) 
             .flat_map(|w| w.join().expect("a verify thread panicked"))
             .collect()
     });
+    if done.into_inner() < total {
+        return None; // stopped
+    }
     progress(total);
     let mut have = Bitfield::new(total);
     for i in valid {
         have.set(i);
     }
-    have
+    Some(have)
 }
 
 /// The download directory to give [`Storage::open_existing`] for a

@@ -280,7 +280,8 @@ fn download(
                 .map_err(TorrentError::Selection)?,
         );
     }
-    let (storage, have) = open_storage(&meta, &opts)?;
+    let stop = || hosted::stop_requested(swarm.hosting.as_ref());
+    let (storage, have) = open_storage(&meta, &opts, &stop)?;
     notes(Note::Checked {
         have: have.count(),
         pieces: have.len(),
@@ -333,8 +334,13 @@ pub fn wanted_pieces(geometry: &crate::proto::geometry::Geometry, selected: &[bo
     wanted
 }
 
-/// Opens (or creates) the data and finds which pieces are already good.
-fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfield), StorageError> {
+/// Opens (or creates) the data and finds which pieces are already good;
+/// [`TorrentError::Interrupted`] if `stop()` says so during the check.
+fn open_storage(
+    meta: &Arc<Metainfo>,
+    opts: &Options,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<(Storage, Bitfield), TorrentError> {
     let root = &opts.out_dir;
     // Resume state that still matches the files spares the rehash.
     let selection = opts.selection.as_deref();
@@ -349,7 +355,8 @@ fn open_storage(meta: &Arc<Metainfo>, opts: &Options) -> Result<(Storage, Bitfie
         Some(have) => have,
         None if existed => {
             let threads = crate::disk::storage::available_parallelism();
-            crate::disk::storage::verify(&storage.reader(), threads, &|_| {})
+            crate::disk::storage::verify(&storage.reader(), threads, &|_| {}, stop)
+                .ok_or(TorrentError::Interrupted)?
         }
         None => Bitfield::new(meta.geometry.num_pieces()),
     };

@@ -644,7 +644,8 @@ impl Shared {
         }
     }
 
-    /// Ends `t`'s run, if any, and waits for it.
+    /// Ends `t`'s run, if any, and waits for it: not long, as a run
+    /// stops within a piece's hash even while it checks its data.
     fn halt(&self, hash: InfoHash, t: &mut Torrent) {
         if let Some(run) = t.run.take() {
             run.stop.store(true, Ordering::Relaxed);

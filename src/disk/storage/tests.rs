@@ -150,6 +150,11 @@ fn valid(b: &Bitfield) -> Vec<u32> {
     b.iter_set().collect()
 }
 
+/// A check nobody stops.
+fn verify_all(reader: &Reader, threads: usize) -> Bitfield {
+    verify(reader, threads, &|_| {}, &|| false).expect("not stopped")
+}
+
 #[test]
 fn create_write_verify_and_read_back() {
     let tmp = TempDir::new("storage-roundtrip");
@@ -189,19 +194,45 @@ fn create_write_verify_and_read_back() {
 
     let calls = AtomicU32::new(0);
     let last = AtomicU32::new(0);
-    let have = verify(&reader, 2, &|n| {
-        calls.fetch_add(1, Ordering::Relaxed);
-        last.fetch_max(n, Ordering::Relaxed);
-    });
-    assert!(have.is_complete());
+    let have = verify(
+        &reader,
+        2,
+        &|n| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            last.fetch_max(n, Ordering::Relaxed);
+        },
+        &|| false,
+    );
+    assert!(have.unwrap().is_complete());
     assert_eq!(last.load(Ordering::Relaxed), 5);
     assert!(calls.load(Ordering::Relaxed) >= 1);
     drop(storage);
 
     // A second create keeps the data.
     let storage = Storage::create(f.meta.clone(), &root, None).unwrap();
-    assert!(verify(&storage.reader(), 1, &|_| {}).is_complete());
+    assert!(verify_all(&storage.reader(), 1).is_complete());
     check_files(&root, &f);
+}
+
+/// A check asked to stop ends before its next piece and says it did not
+/// finish, so that a half-done check is never taken for the data's state.
+#[test]
+fn verify_stops_when_asked() {
+    let tmp = TempDir::new("storage-verify-stop");
+    let f = multi();
+    let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
+    write_all(&mut storage, &f);
+    let pieces = f.meta.geometry.num_pieces();
+    for threads in [1, 3] {
+        let asked = AtomicU32::new(0);
+        let stop = || asked.fetch_add(1, Ordering::Relaxed) >= 2;
+        assert_eq!(verify(&storage.reader(), threads, &|_| {}, &stop), None);
+        // Two pieces hashed, then one "stop" seen by each thread.
+        assert!(asked.into_inner() <= 2 + threads as u32);
+    }
+    assert_eq!(verify(&storage.reader(), 2, &|_| {}, &|| true), None);
+    let all = verify(&storage.reader(), 2, &|_| {}, &|| false).unwrap();
+    assert_eq!(all.count(), pieces);
 }
 
 #[test]
@@ -216,7 +247,7 @@ fn verify_finds_corrupt_missing_and_short_files() {
 
     let check = || {
         let s = Storage::open_existing(f.meta.clone(), &tmp.0, None).unwrap();
-        valid(&verify(&s.reader(), 3, &|_| {}))
+        valid(&verify_all(&s.reader(), 3))
     };
     assert_eq!(check(), vec![0, 1, 2, 3, 4]);
 
@@ -291,7 +322,7 @@ fn piece_spanning_three_files_writes_correctly() {
     let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     write_all(&mut storage, &f);
     check_files(&tmp.0, &f);
-    assert!(verify(&storage.reader(), 2, &|_| {}).is_complete());
+    assert!(verify_all(&storage.reader(), 2).is_complete());
 }
 
 #[test]
@@ -306,7 +337,7 @@ fn single_file_keeps_existing_data_and_longer_files() {
 
     let mut storage = Storage::create(f.meta.clone(), &tmp.0, None).unwrap();
     assert_eq!(storage.path(0), Some(path.as_path()));
-    assert_eq!(valid(&verify(&storage.reader(), 2, &|_| {})), vec![1]);
+    assert_eq!(valid(&verify_all(&storage.reader(), 2)), vec![1]);
     write_all(&mut storage, &f);
     storage.sync().unwrap();
     let on_disk = std::fs::read(&path).unwrap();

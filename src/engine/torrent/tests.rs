@@ -173,7 +173,7 @@ fn download(
     opts.timeout = timeout;
     // Only what each test is about may end a stall: never the peer timeout.
     opts.peer_timeout = Duration::from_secs(3600);
-    let (storage, have) = open_storage(&f.meta, &opts).unwrap();
+    let (storage, have) = open_storage(&f.meta, &opts, &|| false).unwrap();
     let hasher = hasher.unwrap_or_else(|| Hasher::spawn(storage.reader()).unwrap());
     let mut notes = Vec::new();
     let mut sink = |n| notes.push(n);

@@ -100,6 +100,40 @@ fn a_torrent_is_checked_goes_idle_pauses_resumes_and_survives_a_restart() {
     });
 }
 
+/// A pause as soon as a torrent's run starts (while its data is being
+/// checked, mostly: 512 pieces) stops the check, and the torrent is
+/// paused, not failed; resumed, it is checked whole, not taken from the
+/// part checked before.
+#[test]
+fn a_pause_during_the_check_stops_it() {
+    within(|| {
+        let dir = TempDir::new("serve-pause-check");
+        let data = dir.0.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let file = data.join("big.bin");
+        let bytes: Vec<u8> = (0..8u32 << 20).map(|i| (i / 4093) as u8).collect();
+        std::fs::write(&file, bytes).unwrap();
+        let m = manager(&dir);
+        let control = m.control();
+        let hash = control
+            .add(Source::Torrent(torrent_of(&file)), None)
+            .unwrap();
+        while control.list()[0].state == State::Queued {
+            m.step(Duration::from_millis(1));
+        }
+        control.pause(&hash).unwrap();
+        for _ in 0..3 {
+            m.step(Duration::from_millis(10));
+            assert_eq!(control.list()[0].state, State::Paused);
+        }
+        control.resume(&hash).unwrap();
+        until(&m, &hash, State::Idle);
+        let d = control.detail(&hash).unwrap();
+        assert_eq!((d.have, d.pieces), (512, 512));
+        m.shutdown();
+    });
+}
+
 /// A second torrent for the same path, a directory outside `--data`, and
 /// bytes that are not a torrent are refused; missing data is being
 /// fetched (nobody has it here).
