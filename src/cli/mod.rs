@@ -640,6 +640,7 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
         Target::Torrent(meta) => meta.display_name(),
         Target::Magnet(m) => m.name.clone().unwrap_or_else(|| m.info_hash.hex()),
     };
+    let seeding = opts.seed_only;
     let mut progress = Progress::new(mode, name);
     let mut show = |note| progress.show(note);
     let (meta, summary) = match target {
@@ -675,7 +676,8 @@ fn run_session(target: Target, opts: Options, setup: Setup, mode: Mode) -> Resul
         ),
     );
     match summary.stopped {
-        Some(TorrentError::Interrupted) if summary.complete => Ok(()),
+        // `seed` stopped during its check: it was only to seed.
+        Some(TorrentError::Interrupted) if summary.complete || seeding => Ok(()),
         Some(why) => Err(Failure::Failed(format!("{}: {why}", meta.display_name()))),
         None => Ok(()),
     }

@@ -24,17 +24,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// error now rather than a `SIGBUS` when a memory-mapped write later finds
 /// no block to land in.
 ///
-/// Uses `posix_fallocate`. Where the filesystem cannot preallocate (it
-/// answers `EOPNOTSUPP` or `EINVAL`: ZFS before 2.2, some network
-/// filesystems, musl's libc which does not emulate), falls back to checking
-/// the free space with `fstatvfs` and extending the file with `set_len`. That
-/// file is sparse, so a disk filled by someone else meanwhile can still fail
-/// a write later; the check catches the common case of a disk that was
-/// simply too small.
+/// Uses the `fallocate` system call, not `posix_fallocate`: where the
+/// filesystem cannot preallocate, glibc's `posix_fallocate` emulates it by
+/// reading and writing a byte of every 4 KiB block, a pass over the whole
+/// file on every start that nothing can stop. There (the call answers
+/// `EOPNOTSUPP` or `EINVAL`: ZFS before 2.2, some network filesystems),
+/// this falls back to checking the free space with `fstatvfs` and
+/// extending the file with `set_len`. That file is sparse, so a disk
+/// filled by someone else meanwhile can still fail a write later; the
+/// check catches the common case of a disk that was simply too small.
 pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
     if len == 0 {
-        // posix_fallocate refuses a zero length with EINVAL; there is
-        // nothing to allocate.
+        // fallocate refuses a zero length with EINVAL; there is nothing to
+        // allocate.
         return Ok(());
     }
     let off_len = libc::off_t::try_from(len).map_err(|_| {
@@ -44,15 +46,16 @@ pub fn fallocate(file: &File, len: u64) -> io::Result<()> {
         )
     })?;
     loop {
-        // SAFETY: posix_fallocate only reads its integer arguments; the
+        // SAFETY: fallocate only reads its integer arguments; the
         // descriptor is valid for as long as `file` is borrowed.
-        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, off_len) };
-        // posix_fallocate returns the error number instead of setting errno.
-        match rc {
-            0 => return Ok(()),
-            libc::EINTR => continue,
-            libc::EOPNOTSUPP | libc::EINVAL => return set_len_checked(file, len),
-            e => return Err(io::Error::from_raw_os_error(e)),
+        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, off_len) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EOPNOTSUPP | libc::EINVAL) => return set_len_checked(file, len),
+            _ => return Err(e),
         }
     }
 }
@@ -668,7 +671,7 @@ mod tests {
     fn fallocate_beyond_the_disk_fails_cleanly() {
         let t = TempFile::new("fallocate-huge");
         let err = fallocate(&t.1, 1 << 60).unwrap_err();
-        // EFBIG or ENOSPC from posix_fallocate, depending on the filesystem,
+        // EFBIG or ENOSPC from fallocate, depending on the filesystem,
         // or the free-space check of the fallback.
         assert!(
             matches!(err.raw_os_error(), Some(libc::EFBIG | libc::ENOSPC))

@@ -63,7 +63,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How a run ended.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Summary {
     /// All pieces verified on disk.
     pub complete: bool,
@@ -281,7 +281,19 @@ fn download(
         );
     }
     let stop = || hosted::stop_requested(swarm.hosting.as_ref());
-    let (storage, have) = open_storage(&meta, &opts, &stop)?;
+    let (storage, have) = match open_storage(&meta, &opts, &stop) {
+        Ok(opened) => opened,
+        // Stopped while checking: a run that ends as asked, like one
+        // stopped later (a magnet keeps the metadata it fetched).
+        Err(TorrentError::Interrupted) => {
+            return Ok(Summary {
+                elapsed: start.elapsed(),
+                stopped: Some(TorrentError::Interrupted),
+                ..Summary::default()
+            })
+        }
+        Err(e) => return Err(e),
+    };
     notes(Note::Checked {
         have: have.count(),
         pieces: have.len(),

@@ -595,11 +595,11 @@ impl Shared {
             return;
         }
         let run = t.run.take().expect("checked above");
-        let stopped_by_us = run.stop.load(Ordering::Relaxed);
         let _ = run.thread.join();
         lock(&t.live).peers.clear();
         let (meta, summary) = match result {
             Ok(done) => done,
+            Err(TorrentError::Interrupted) => return, // as below
             Err(e) => {
                 self.fail(hash, t, e.to_string());
                 return;
@@ -618,10 +618,12 @@ impl Shared {
         if summary.idle {
             self.idle(hash, t);
             log::debug!("{}: idle", t.name);
-        } else if stopped_by_us {
-            // Paused or removed: the caller set the state.
         } else {
             match summary.stopped {
+                // SIGINT or SIGTERM, seen by the run first: the shutdown
+                // follows. (A pause or remove takes its run before it
+                // ends, so its end never comes here.)
+                Some(TorrentError::Interrupted) => {}
                 Some(e) => self.fail(hash, t, e.to_string()),
                 None => {
                     t.state = State::Finished;
@@ -644,8 +646,10 @@ impl Shared {
         }
     }
 
-    /// Ends `t`'s run, if any, and waits for it: not long, as a run
-    /// stops within a piece's hash even while it checks its data.
+    /// Ends `t`'s run, if any, and waits for it: for a piece's hash at
+    /// most if it is checking its data, and otherwise for its files'
+    /// flush (little is unflushed: the hasher starts writeback as pieces
+    /// are verified).
     fn halt(&self, hash: InfoHash, t: &mut Torrent) {
         if let Some(run) = t.run.take() {
             run.stop.store(true, Ordering::Relaxed);

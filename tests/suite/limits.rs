@@ -71,6 +71,48 @@ fn downloads_a_torrent_larger_than_its_address_space() {
     t.assert_downloaded(&out);
 }
 
+/// SIGINT while `seed` checks its data (64 MiB of 16 KiB pieces: mostly
+/// still being checked when it says it listens) stops the check, and the
+/// seed ends as one that is serving does: exit 0, with a `stopped` line.
+#[test]
+fn a_seed_stopped_while_it_checks_exits_cleanly() {
+    let t = single("checked.bin", 13, 64 * MIB, 16 * 1024, None);
+    let tmp = TempDir::new("limits-seed-int");
+    let torrent = t.write_torrent(tmp.path());
+    let data = tmp.subdir("data");
+    t.write_data(&data);
+    let args = [
+        "seed",
+        torrent.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-dht",
+        "--json",
+    ];
+    let mut seed = External::start(
+        "shoal seed (interrupted)",
+        Duration::from_secs(60),
+        SHOAL,
+        &args,
+        tmp.path(),
+    );
+    seed.expect_line("{\"event\":\"listening\"", Duration::from_secs(30));
+    signal(common::process::children(seed.pid())[0], "INT");
+    let status = seed
+        .wait(Duration::from_secs(30))
+        .expect("exits after SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", seed.describe());
+    assert!(
+        seed.wait_for_line("{\"event\":\"stopped\"", Duration::from_secs(1))
+            .is_some(),
+        "{}",
+        seed.describe()
+    );
+}
+
 /// SIGINT mid-download: exit 1 with "interrupted", `stopped` announced,
 /// every piece reported verified is intact on disk, and a second run picks
 /// up from there instead of starting over.

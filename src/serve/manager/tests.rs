@@ -101,9 +101,9 @@ fn a_torrent_is_checked_goes_idle_pauses_resumes_and_survives_a_restart() {
 }
 
 /// A pause as soon as a torrent's run starts (while its data is being
-/// checked, mostly: 512 pieces) stops the check, and the torrent is
-/// paused, not failed; resumed, it is checked whole, not taken from the
-/// part checked before.
+/// checked, mostly: 512 pieces) leaves the torrent paused, not failed,
+/// and once resumed it has every piece. (That the check stops at all is
+/// `storage::tests::verify_stops_when_asked`.)
 #[test]
 fn a_pause_during_the_check_stops_it() {
     within(|| {
