@@ -12,13 +12,19 @@ use super::{Config, Counters, Handle, Report, Session};
 use crossbeam_channel::{bounded, never, select, unbounded, Receiver, Sender, TryRecvError};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Announces in progress at once at most. A tracker that hangs holds a
 /// worker for its request timeout; the others go on.
 pub const WORKERS: usize = 4;
+
+/// Once the pool is dropped, how long announces still queued are carried
+/// out; those not begun by then are dropped unsent. Without it, a tracker
+/// that hangs made a shutdown wait for its timeout once per torrent
+/// ([`WORKERS`] at a time): minutes for a hundred torrents.
+const QUIT_BUDGET: Duration = super::STOP_TIMEOUT;
 
 pub type Id = u64;
 
@@ -37,14 +43,18 @@ enum Job {
     Stop(Id, Box<Session>),
 }
 
-/// The announcers of many torrents; dropping it ends its threads (after
-/// the work in hand, so after at most one request timeout).
+/// The announcers of many torrents; dropping it stops them (`stopped`
+/// sent within [`QUIT_BUDGET`]) and ends its threads (after the work in
+/// hand, so after at most one request timeout more).
 pub struct Pool {
     msgs: Sender<Msg>,
     next_id: std::sync::atomic::AtomicU64,
     threads: Vec<JoinHandle<()>>,
     /// Closing it tells the scheduler to end.
     quit: Option<Sender<()>>,
+    /// When the workers stop carrying out jobs: set on drop.
+    give_up: Arc<OnceLock<Instant>>,
+    pub(super) quit_budget: Duration,
 }
 
 impl Pool {
@@ -52,14 +62,16 @@ impl Pool {
         let (msgs, inbox) = unbounded();
         let (jobs_tx, jobs) = unbounded::<Job>();
         let (quit, quit_rx) = bounded::<()>(0);
+        let give_up: Arc<OnceLock<Instant>> = Arc::default();
         let mut threads = Vec::with_capacity(WORKERS + 1);
         for i in 0..WORKERS {
             let jobs = jobs.clone();
             let back = msgs.clone();
+            let give_up = Arc::clone(&give_up);
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("announce-{i}"))
-                    .spawn(move || work(&jobs, &back))?,
+                    .spawn(move || work(&jobs, &back, &give_up))?,
             );
         }
         threads.push(
@@ -72,6 +84,8 @@ impl Pool {
             next_id: Default::default(),
             threads,
             quit: Some(quit),
+            give_up,
+            quit_budget: QUIT_BUDGET,
         })
     }
 
@@ -101,6 +115,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        let _ = self.give_up.set(Instant::now() + self.quit_budget);
         drop(self.quit.take());
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -108,9 +123,14 @@ impl Drop for Pool {
     }
 }
 
-fn work(jobs: &Receiver<Job>, back: &Sender<Msg>) {
+/// Carries out jobs until the queue closes; past `give_up`, sends each
+/// announcer home as ended instead.
+fn work(jobs: &Receiver<Job>, back: &Sender<Msg>, give_up: &OnceLock<Instant>) {
     for job in jobs {
+        let late = give_up.get().is_some_and(|at| Instant::now() >= *at);
         let msg = match job {
+            Job::Round(id, session) if late => Msg::Back(id, session, None),
+            Job::Stop(id, _) if late => Msg::Ended(id),
             Job::Round(id, mut session) => {
                 let next = session.due_round();
                 Msg::Back(id, session, next)

@@ -762,3 +762,34 @@ fn dropping_a_pool_stops_its_announcers() {
     next_request(&tracker);
     assert_eq!(param(&next_request(&tracker), "event"), Some("stopped"));
 }
+
+/// Past the pool's quit budget, announces still queued are dropped
+/// unsent, so that a shutdown does not wait a tracker's timeout once per
+/// torrent: with no budget at all, dropping the pool ends its announcers
+/// without a `stopped`.
+#[test]
+fn a_dropped_pool_gives_up_on_queued_announces_past_its_budget() {
+    let tracker = good(1800);
+    let mut pool = Pool::start().unwrap();
+    pool.quit_budget = Duration::ZERO;
+    let runs: Vec<Running> = (0..2u8)
+        .map(|i| {
+            let mut c = config(vec![vec![tracker.url.clone()]]);
+            c.info_hash = InfoHash([i; 20]);
+            start_in(Some(&pool), c, Counters::default())
+        })
+        .collect();
+    for run in &runs {
+        run.wait_for(is_peers);
+    }
+    drop(pool);
+    for run in &runs {
+        assert!(run.commands.wait_ended(Instant::now() + PATIENCE));
+    }
+    let events: Vec<String> = tracker
+        .requests
+        .try_iter()
+        .filter_map(|head| param(&head, "event").map(str::to_string))
+        .collect();
+    assert_eq!(events, ["started", "started"]);
+}
