@@ -38,6 +38,15 @@ fn manager(dir: &TempDir) -> Manager {
     Manager::start(Arc::new(session), config).unwrap()
 }
 
+/// `bytes` as the file `name` in the manager's data directory.
+fn data_file(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let file = data.join(name);
+    std::fs::write(&file, bytes).unwrap();
+    file
+}
+
 /// Steps the manager until `hash` is in `state`.
 fn until(m: &Manager, hash: &InfoHash, state: State) {
     loop {
@@ -56,10 +65,7 @@ fn until(m: &Manager, hash: &InfoHash, state: State) {
 fn a_torrent_is_checked_goes_idle_pauses_resumes_and_survives_a_restart() {
     within(|| {
         let dir = TempDir::new("serve-life");
-        let data = dir.0.join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let file = data.join("a.bin");
-        std::fs::write(&file, vec![7u8; 100_000]).unwrap();
+        let file = data_file(&dir, "a.bin", &[7u8; 100_000]);
         let bytes = torrent_of(&file);
         let m = manager(&dir);
         let control = m.control();
@@ -108,11 +114,8 @@ fn a_torrent_is_checked_goes_idle_pauses_resumes_and_survives_a_restart() {
 fn a_pause_during_the_check_stops_it() {
     within(|| {
         let dir = TempDir::new("serve-pause-check");
-        let data = dir.0.join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let file = data.join("big.bin");
         let bytes: Vec<u8> = (0..8u32 << 20).map(|i| (i / 4093) as u8).collect();
-        std::fs::write(&file, bytes).unwrap();
+        let file = data_file(&dir, "big.bin", &bytes);
         let m = manager(&dir);
         let control = m.control();
         let hash = control
