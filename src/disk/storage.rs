@@ -634,19 +634,17 @@ impl Reader {
     /// [`crate::disk::sys::start_writeback`]): the final `fdatasync` then
     /// waits for the last pieces only, not for the whole download.
     pub fn start_writeback(&self, pieces: &[PieceIndex]) {
-        let geometry = &self.shared.meta.geometry;
-        for (piece, s) in pieces
-            .iter()
-            .flat_map(|&p| geometry.piece_slices(p).map(move |s| (p, s)))
-        {
-            if s.padding {
-                continue;
-            }
-            let started = self.shared.file(s.file).and_then(|f| {
-                crate::disk::sys::start_writeback(&f, self.shared.offset(&s), u64::from(s.len))
-            });
-            if let Err(e) = started {
-                log::debug!("writeback of piece {}: {e}", piece.get());
+        for &piece in pieces {
+            for s in self.shared.meta.geometry.piece_slices(piece) {
+                if s.padding {
+                    continue;
+                }
+                let started = self.shared.file(s.file).and_then(|f| {
+                    crate::disk::sys::start_writeback(&f, self.shared.offset(&s), u64::from(s.len))
+                });
+                if let Err(e) = started {
+                    log::debug!("writeback of piece {}: {e}", piece.get());
+                }
             }
         }
     }
